@@ -1,0 +1,274 @@
+"""`sparsify`, `strip` and `sparsity_report`: moving between dense and sparse."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_sparse import distributions, layers
+from keras_sparse.masks import check_sparsity
+from keras_sparse.model import SparseModel, masked_weights
+
+# Exact types only: a user subclass may change `call` in ways we cannot mask.
+SPARSE_CLASSES = {
+    keras.layers.Dense: layers.SparseDense,
+    keras.layers.Conv1D: layers.SparseConv1D,
+    keras.layers.Conv2D: layers.SparseConv2D,
+    keras.layers.Conv3D: layers.SparseConv3D,
+    keras.layers.DepthwiseConv2D: layers.SparseDepthwiseConv2D,
+    keras.layers.SeparableConv2D: layers.SparseSeparableConv2D,
+    keras.layers.EinsumDense: layers.SparseEinsumDense,
+}
+
+
+def _all_layers(model):
+    return model._flatten_layers(include_self=False, recursive=True)
+
+
+def _is_opt_in(layer):
+    return callable(getattr(layer, "get_prunable_weights", None)) and not isinstance(
+        layer, (keras.Model, layers.SparseLayer)
+    )
+
+
+def prunable_weights_of(layer):
+    """The variables `sparsify` would mask in `layer` (may be empty)."""
+    if isinstance(layer, layers.SparseLayer):
+        return layer.get_prunable_weights() if layer.built else []
+    if type(layer) in SPARSE_CLASSES:
+        return [getattr(layer, raw) for raw in SPARSE_CLASSES[type(layer)].prunable.values()]
+    if _is_opt_in(layer):
+        return list(layer.get_prunable_weights())
+    return []
+
+
+def prunable_shapes(model):
+    """`{weight path: shape}` of every weight `sparsify` would mask."""
+    return {
+        w.path: tuple(w.shape)
+        for layer in _all_layers(model)
+        for w in prunable_weights_of(layer)
+    }
+
+
+def is_sparse(model):
+    return isinstance(model, SparseModel) or any(
+        isinstance(layer, layers.SparseLayer) for layer in _all_layers(model)
+    )
+
+
+def _check_names(model, names, argument):
+    """Every name must be a layer (or weight path) that can be made sparse."""
+    shapes = prunable_shapes(model)
+    all_layers = {layer.name: layer for layer in _all_layers(model)}
+    for name in names:
+        if any(distributions.matches(p, [name]) for p in shapes):
+            continue
+        if name in all_layers:
+            kind = type(all_layers[name]).__name__
+            raise TypeError(
+                f"`{argument}` names layer {name!r} of kind {kind}, which cannot "
+                f"be made sparse; sparse kinds: "
+                f"{sorted(c.__name__ for c in SPARSE_CLASSES)} or layers with "
+                "get_prunable_weights()."
+            )
+        raise ValueError(
+            f"`{argument}` names {name!r}, which is not a layer of model "
+            f"{model.name!r}; prunable layers: {sorted(shapes)}."
+        )
+
+
+def _check_model(model, who):
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"{who}: `model` must be a keras.Model; got {type(model).__name__}.")
+    try:
+        model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    else:
+        inputs = model.inputs
+    if not inputs:
+        raise ValueError(
+            f"{who}: `model` must be a built Sequential or Functional model with "
+            "defined inputs (e.g. start a Sequential with keras.Input(shape)); "
+            "subclassed models use ks.layers directly."
+        )
+
+
+def _clone(model, convert):
+    """Clones `model` (nested models too), swapping layers with `convert`.
+
+    Returns the clone and the `(old, new)` layer pairs to copy weights over.
+    """
+    pairs = []
+
+    def clone_layer(layer):
+        new = convert(layer)
+        if new is None:
+            new = layer.__class__.from_config(layer.get_config())
+        pairs.append((layer, new))
+        return new
+
+    clone = keras.models.clone_model(model, clone_function=clone_layer, recursive=True)
+    return clone, pairs
+
+
+def _copy_weights(old, new, fold_masks=False):
+    """Copies variables by name; optionally folds masks into kernels."""
+    source = {w.name: w for w in old.weights}
+    masks = {}
+    if fold_masks and isinstance(old, layers.SparseLayer):
+        masks = {w.name: m for (_, w), m in zip(old._prunable_items(), old.get_masks())}
+    for target in new.weights:
+        if target.name not in source:
+            continue  # masks and rule state of the new sparse layer
+        value = ops.convert_to_numpy(source[target.name])
+        if target.name in masks:
+            value = value * ops.convert_to_numpy(masks[target.name])
+        target.assign(value)
+
+
+def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
+             seed=0, dense_layers=None, custom=None, erk_power_scale=1.0,
+             scale_init=False, scope="layer"):
+    """Converts a Keras model into a `SparseModel`, keeping its weights.
+
+    Every `Dense`, `Conv1D/2D/3D`, `DepthwiseConv2D`, `SeparableConv2D`
+    (pointwise kernel) and `EinsumDense` becomes its sparse variant, in
+    nested models and `keras.applications` backbones too; a layer defining
+    `get_prunable_weights()` is wrapped in `SparseWrapper`. Biases and
+    normalization weights stay dense.
+
+    Args:
+        model: a built Sequential or Functional `keras.Model` (not sparse).
+        sparsity: global fraction of prunable weights set to zero, in [0, 1).
+        distribution: per-layer split, "erk" (default), "er" or "uniform".
+        mask_init: "random", "magnitude", or a `ks.pruning` method name
+            ("snip", "grasp", "synflow") which then needs `data`.
+        data: a `tf.data.Dataset` of `(x, y)` or an `(x, y)` tuple, for
+            data-driven `mask_init`.
+        seed: seed of the random mask (stateless, per layer).
+        dense_layers: layer names kept dense (default: the first layer when
+            `sparsity >= 0.99`).
+        custom: `{layer name: sparsity}` fixed per layer.
+        erk_power_scale: exponent of the ERK score.
+        scale_init: scale each kernel by `1/sqrt(density)` so the sparse layer
+            keeps the dense layer's output variance.
+        scope: "layer" (budgets from `distribution`) or "global" (one
+            ranking across layers).
+
+    Returns:
+        A new `ks.SparseModel`; `model` is left unchanged.
+
+    Example:
+
+    ```python
+    dense = keras.Sequential([keras.Input((784,)), keras.layers.Dense(300),
+                              keras.layers.Dense(10)])
+    model = ks.sparsify(dense, 0.9, distribution="erk")
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(True))
+    ```
+    """
+    from keras_sparse import pruning
+
+    check_sparsity(sparsity)
+    distributions.check_distribution(distribution)
+    method = pruning.get(mask_init)
+    _check_model(model, "sparsify")
+    if is_sparse(model):
+        raise ValueError(
+            f"sparsify: model {model.name!r} is already sparse; use "
+            "model.set_masks(...) or ks.pruning to change its masks."
+        )
+    _check_names(model, list(custom or {}), "custom")
+    _check_names(model, list(dense_layers or []), "dense_layers")
+    targets = distributions.layer_sparsities(
+        model, sparsity, distribution, dense_layers, custom, erk_power_scale
+    )
+    if not targets:
+        raise ValueError(f"sparsify: model {model.name!r} has no layer that can be made sparse.")
+
+    def convert(layer):
+        if type(layer) in SPARSE_CLASSES:
+            return SPARSE_CLASSES[type(layer)].from_config(layer.get_config())
+        if _is_opt_in(layer):
+            return layers.SparseWrapper(layer.__class__.from_config(layer.get_config()),
+                                        name=f"sparse_{layer.name}")
+        return None
+
+    clone, pairs = _clone(model, convert)
+    for old, new in pairs:
+        _copy_weights(old, getattr(new, "layer", new) if isinstance(new, layers.SparseWrapper) else new)
+    sparse = SparseModel(clone.inputs, clone.outputs, name=model.name)
+    if scale_init:
+        for mw in masked_weights(sparse):
+            density = 1.0 - targets.get(mw.path, 0.0)
+            if density > 0:
+                mw.weight.assign(mw.weight * (1.0 / np.sqrt(density)))
+    method(sparse, sparsity, distribution=distribution, scope=scope, data=data,
+           seed=seed, dense_layers=dense_layers, custom=custom,
+           erk_power_scale=erk_power_scale)
+    return sparse
+
+
+def strip(model):
+    """Returns a plain Keras model with every mask folded into its kernel.
+
+    Sparse layers become their Keras base class (`SparseDense` -> `Dense`),
+    `SparseWrapper` gives back the wrapped layer; outputs are unchanged. The
+    result needs no keras_sparse to load.
+
+    Example:
+
+    ```python
+    plain = ks.strip(sparse_model)
+    plain.save("model.keras")
+    ```
+    """
+    _check_model(model, "strip")
+    sparse_to_base = {v: k for k, v in SPARSE_CLASSES.items()}
+
+    def convert(layer):
+        if isinstance(layer, layers.SparseWrapper):
+            return layer.layer.__class__.from_config(layer.layer.get_config())
+        if type(layer) in sparse_to_base:
+            config = layer.get_config()
+            config.pop("mask_states", None)
+            return sparse_to_base[type(layer)].from_config(config)
+        return None
+
+    clone, pairs = _clone(model, convert)
+    for old, new in pairs:
+        if isinstance(old, layers.SparseWrapper):
+            mask = {w.name: m for (_, w), m in zip(old._prunable_items(), old.get_masks())}
+            for target, source in zip(new.weights, old.layer.weights):
+                value = ops.convert_to_numpy(source)
+                if source.name in mask:
+                    value = value * ops.convert_to_numpy(mask[source.name])
+                target.assign(value)
+        else:
+            _copy_weights(old, new, fold_masks=True)
+    return keras.Model(clone.inputs, clone.outputs, name=model.name)
+
+
+def sparsity_report(model):
+    """Per prunable weight: layer, weight, shape, total, active, sparsity.
+
+    The last row, with `layer="total"`, sums every prunable weight.
+
+    Example:
+
+    ```python
+    for row in ks.sparsity_report(model):
+        print(row["layer"], row["sparsity"])
+    ```
+    """
+    rows = []
+    for mw in masked_weights(model):
+        active = int(np.count_nonzero(ops.convert_to_numpy(mw.mask)))
+        rows.append(dict(layer=mw.layer.name, weight=mw.name, shape=tuple(mw.weight.shape),
+                         total=mw.size, active=active, sparsity=1.0 - active / mw.size))
+    total = sum(r["total"] for r in rows)
+    active = sum(r["active"] for r in rows)
+    rows.append(dict(layer="total", weight="", shape=(), total=total, active=active,
+                     sparsity=1.0 - active / total if total else 0.0))
+    return rows

@@ -1,0 +1,104 @@
+"""How a global sparsity is split across layers (RigL `sparse_utils`)."""
+
+import numpy as np
+
+from keras_sparse.masks import check_sparsity
+
+DISTRIBUTIONS = ("uniform", "er", "erk")
+
+
+def check_distribution(distribution):
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(
+            f"`distribution` must be one of {DISTRIBUTIONS}; got {distribution!r}."
+        )
+    return distribution
+
+
+def matches(path, names):
+    """True if a weight path belongs to one of the layer names (or paths)."""
+    layer = path.rsplit("/", 1)[0]
+    return any(n == path or n == layer or path.startswith(n + "/") for n in names)
+
+
+def raw_score(shape, distribution, erk_power_scale=1.0):
+    if distribution == "erk":
+        return (np.sum(shape) / np.prod(shape)) ** erk_power_scale
+    n_in, n_out = shape[-2], shape[-1]  # er: fan-in and fan-out only
+    return (n_in + n_out) / (n_in * n_out)
+
+
+def solve(shapes, sparsity, distribution="erk", dense_layers=None, custom=None,
+          erk_power_scale=1.0):
+    """Per-weight sparsities from `{path: shape}` (ordered as in the model).
+
+    Args:
+        shapes: `{weight path: shape}` of the prunable weights.
+        sparsity: global target in [0, 1).
+        distribution: "uniform", "er" or "erk" (SPEC §4).
+        dense_layers: layer names (or weight paths) kept dense. Default: none,
+            except the first prunable layer when `sparsity >= 0.99`.
+        custom: `{layer name or path: sparsity}` fixed per layer.
+        erk_power_scale: exponent on the ERK raw score (1.0).
+
+    `eps` is solved so that the active count equals `(1 - s) * N` over all
+    prunable weights; any layer with `eps * raw > 1` becomes dense and `eps`
+    is solved again. interpretation: unlike RigL's code, layers in `custom`
+    count towards the total, so the global sparsity stays exact.
+    """
+    sparsity = check_sparsity(sparsity)
+    check_distribution(distribution)
+    paths = list(shapes)
+    if dense_layers is None:
+        dense_layers = paths[:1] if sparsity >= 0.99 else []
+    custom = {
+        p: check_sparsity(v, f"custom[{k!r}]")
+        for k, v in (custom or {}).items()
+        for p in paths
+        if matches(p, [k])
+    }
+    result = {p: 0.0 for p in paths if matches(p, dense_layers)}
+    result.update(custom)
+    if distribution == "uniform":
+        return {p: result.get(p, sparsity) for p in paths}
+
+    sizes = {p: float(np.prod(shapes[p])) for p in paths}
+    free = [p for p in paths if p not in result]
+    while free:
+        fixed_active = sum(sizes[p] * (1.0 - result[p]) for p in result)
+        rhs = (1.0 - sparsity) * sum(sizes.values()) - fixed_active
+        if rhs < 0:
+            raise ValueError(
+                f"`sparsity`={sparsity} cannot be reached: the dense and custom "
+                f"layers {sorted(result)} already hold more active weights "
+                "than the budget allows."
+            )
+        raw = {p: raw_score(shapes[p], distribution, erk_power_scale) for p in free}
+        eps = rhs / sum(raw[p] * sizes[p] for p in free)
+        too_dense = [p for p in free if eps * raw[p] > 1.0]
+        if not too_dense:
+            result.update({p: 1.0 - eps * raw[p] for p in free})
+            break
+        result.update({p: 0.0 for p in too_dense})
+        free = [p for p in free if p not in too_dense]
+    return {p: result[p] for p in paths}
+
+
+def layer_sparsities(model, sparsity, distribution="erk", dense_layers=None,
+                     custom=None, erk_power_scale=1.0):
+    """Per-weight target sparsities of a (sparse or plain) Keras model.
+
+    Returns `{weight path: sparsity}` for every weight `ks.sparsify` would
+    mask, with the rules of `solve`.
+
+    Example:
+
+    ```python
+    ks.distributions.layer_sparsities(model, 0.9, "erk")
+    # {"dense/kernel": 0.62, "dense_1/kernel": 0.93, ...}
+    ```
+    """
+    from keras_sparse.conversion import prunable_shapes
+
+    return solve(prunable_shapes(model), sparsity, distribution, dense_layers,
+                 custom, erk_power_scale)

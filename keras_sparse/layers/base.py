@@ -1,0 +1,184 @@
+"""The mask machinery shared by every sparse layer.
+
+A sparse layer keeps each prunable weight as an ordinary Keras variable plus a
+non-trainable mask variable of the same shape and dtype. Reading the weight's
+public attribute (e.g. `layer.kernel`) inside `call` returns `weight * mask`,
+so the forward pass is always masked and the gradient reaching the variable is
+already zero at inactive positions.
+
+Mask rules may also need the *dense* gradient `dL/d(W*M)`. While a
+`recording()` context is active, every masked read is appended to it, so the
+train step can ask the tape for the gradient of those tensors in the same
+backward pass (SPEC §3.3: nothing extra).
+"""
+
+import contextlib
+import threading
+
+import keras
+from keras import ops
+
+_RECORDER = threading.local()
+
+
+@contextlib.contextmanager
+def recording():
+    """Collects `(layer, weight_name, masked_tensor)` for every masked read."""
+    previous = getattr(_RECORDER, "reads", None)
+    _RECORDER.reads = []
+    try:
+        yield _RECORDER.reads
+    finally:
+        _RECORDER.reads = previous
+
+
+class MaskedAttribute:
+    """Descriptor exposing `variable * mask` under a layer's weight attribute.
+
+    The variable itself lives under `raw_attr`; assignments to the public
+    attribute (as Keras' own `build` does for some layers) land there.
+    """
+
+    def __init__(self, raw_attr):
+        self.raw_attr = raw_attr
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, layer, owner=None):
+        if layer is None:
+            return self
+        variable = getattr(layer, self.raw_attr)  # AttributeError before build
+        mask = layer._masks.get(self.name) if hasattr(layer, "_masks") else None
+        if mask is None:
+            return variable
+        value = variable.value  # autocast under mixed precision
+        masked = ops.multiply(value, ops.cast(mask.value, value.dtype))
+        reads = getattr(_RECORDER, "reads", None)
+        if reads is not None:
+            reads.append((layer, self.name, masked))
+        return masked
+
+    def __set__(self, layer, value):
+        setattr(layer, self.raw_attr, value)
+
+
+class SparseLayer:
+    """Mixin turning a Keras layer into one with persistent weight masks.
+
+    Subclasses declare `prunable = {"kernel": "_kernel", ...}` (public
+    attribute -> attribute holding the variable) and define each public name
+    as a `MaskedAttribute`. Masks are named `<weight>_mask`; rule state added
+    with `add_mask_state` is named `<weight>_<state>` and is re-created from
+    the layer config on load.
+    """
+
+    prunable = {}
+    # False for layers whose call reads the raw variable (SparseWrapper): the
+    # train step then masks their gradients itself.
+    masked_in_forward = True
+
+    def __init__(self, *args, mask_states=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._masks = {}
+        self._mask_states = {}
+        self._mask_state_specs = [dict(s) for s in (mask_states or [])]
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        with self._unlocked():
+            for name, variable in self._prunable_items():
+                self._masks[name] = self.add_weight(
+                    name=f"{name}_mask",
+                    shape=variable.shape,
+                    initializer="ones",
+                    dtype=variable.dtype,
+                    trainable=False,
+                )
+            for spec in self._mask_state_specs:
+                self._create_mask_state(**spec)
+
+    @contextlib.contextmanager
+    def _unlocked(self):
+        # Keras locks a layer's state after build; LoRA unlocks it the same way.
+        locked = self._tracker.locked
+        self._tracker.unlock()
+        try:
+            yield
+        finally:
+            if locked:
+                self._tracker.lock()
+
+    def _prunable_items(self):
+        return [(name, getattr(self, raw)) for name, raw in self.prunable.items()]
+
+    def get_prunable_weights(self):
+        """The variables this layer masks (biases and norms never are)."""
+        return [variable for _, variable in self._prunable_items()]
+
+    def get_masks(self):
+        return [self._masks[name] for name, _ in self._prunable_items()]
+
+    def mask_state(self, weight_name, state):
+        return self._mask_states[(weight_name, state)]
+
+    def has_mask_state(self, state):
+        return any(s["name"] == state for s in self._mask_state_specs)
+
+    def add_mask_state(
+        self,
+        name,
+        dtype="float32",
+        initializer="zeros",
+        synchronization="auto",
+        aggregation="none",
+    ):
+        """Adds a per-weight state variable `<weight>_<name>` for a mask rule.
+
+        The spec is kept in the layer config, so a saved model re-creates the
+        variable and restores its value (SPEC §3.4). Idempotent.
+        """
+        if self.has_mask_state(name):
+            return
+        spec = dict(
+            name=name,
+            dtype=dtype,
+            initializer=initializer,
+            synchronization=synchronization,
+            aggregation=aggregation,
+        )
+        self._mask_state_specs.append(spec)
+        if self.built:
+            with self._unlocked():
+                self._create_mask_state(**spec)
+
+    def _create_mask_state(
+        self, name, dtype, initializer, synchronization, aggregation
+    ):
+        for weight_name, weight in self._prunable_items():
+            with keras.name_scope(self.name, caller=self):
+                variable = keras.Variable(
+                    initializer=keras.initializers.get(initializer),
+                    shape=weight.shape,
+                    dtype=dtype,
+                    trainable=False,
+                    name=f"{weight_name}_{name}",
+                    synchronization=synchronization,
+                    aggregation=aggregation,
+                )
+            self._track_variable(variable)
+            self._mask_states[(weight_name, name)] = variable
+
+    # Dense/Conv/EinsumDense save a fixed list of variables (for quantization);
+    # the generic Layer behaviour also saves masks and rule state.
+    def save_own_variables(self, store):
+        keras.layers.Layer.save_own_variables(self, store)
+
+    def load_own_variables(self, store):
+        keras.layers.Layer.load_own_variables(self, store)
+
+    def get_config(self):
+        config = super().get_config()
+        if self._mask_state_specs:
+            config["mask_states"] = [dict(s) for s in self._mask_state_specs]
+        return config

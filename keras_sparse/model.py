@@ -1,0 +1,281 @@
+"""`SparseModel`: a `keras.Model` whose train step honours the masks."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+from keras.src.losses.loss import unscale_loss_for_distribution  # as in Keras' own train_step
+
+from keras_sparse import masks as masks_lib
+from keras_sparse.layers.base import SparseLayer, recording
+from keras_sparse.optimizer_slots import slots_for
+
+DENSE_GRAD = "dense_grad"
+
+
+class MaskedWeight:
+    """One prunable variable with its mask and rule state.
+
+    Attributes:
+        layer: the sparse layer holding it.
+        name: the weight's name in the layer (`"kernel"`).
+        weight: the variable.
+        mask: the mask variable (same shape and dtype).
+        path: the variable's path (`"dense/kernel"`), unique in the model.
+    """
+
+    def __init__(self, layer, name, weight, mask):
+        self.layer, self.name, self.weight, self.mask = layer, name, weight, mask
+        self.path = weight.path
+
+    @property
+    def size(self):
+        return int(np.prod(self.weight.shape))
+
+    def state(self, name):
+        return self.layer.mask_state(self.name, name)
+
+    def __repr__(self):
+        return f"<MaskedWeight {self.path} shape={tuple(self.weight.shape)}>"
+
+
+def masked_weights(model):
+    """Every `MaskedWeight` of `model`, nested models included, in order."""
+    found = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, SparseLayer) and layer.built:
+            for (name, weight), mask in zip(layer._prunable_items(), layer.get_masks()):
+                found.append(MaskedWeight(layer, name, weight, mask))
+    return found
+
+
+def require_sparse_model(model, who):
+    """Raises a TypeError unless `model` is a built `SparseModel`."""
+    if not isinstance(model, SparseModel):
+        raise TypeError(
+            f"{who} needs a keras_sparse.SparseModel (its train step keeps "
+            f"inactive weights at zero); got {type(model).__name__}. Convert "
+            "with ks.sparsify(model, ...) or subclass ks.SparseModel."
+        )
+    return model
+
+
+@keras.saving.register_keras_serializable(package="keras_sparse")
+class SparseModel(keras.Model):
+    """A `keras.Model` whose `train_step` keeps the sparse invariants.
+
+    Build it like any model: `SparseModel(inputs, outputs)` (Functional),
+    by subclassing, or with `ks.sparsify(model, ...)`. During `fit`:
+
+    - inactive weights get zero gradient, so they and their optimizer slots
+      stay exactly 0.0 (SGD, momentum, Adam, AdamW, RMSprop, ...);
+    - `fit` first zeroes inactive weights and slots, so weights set by hand
+      cannot leak through;
+    - on request, the dense gradient `dL/d(W*M)` of every prunable weight is
+      stored for mask rules, at no extra forward or backward pass.
+
+    Dense-gradient hook (for mask-rule callbacks):
+
+    ```python
+    model.request_dense_gradients(when=lambda step: step % 100 == 99)
+    # ... after a step for which `when(step)` was true:
+    grads = model.dense_gradients()      # list aligned with model.masked_weights
+    ```
+
+    `when(step)` is traced into the train step (`step` is the 0-based index
+    of the step being run, a tensor); with `momentum=b` the buffer holds
+    `b * buffer + grad` updated every step instead (SNFS). Under a
+    `tf.distribute` strategy each replica writes its own buffer and
+    `dense_gradients()` returns their all-reduced mean (SPEC §3.5).
+
+    Mask changes go through `set_masks`, which zeroes dropped weights and
+    every optimizer slot of dropped and grown weights (SPEC §3.2).
+
+    Example:
+
+    ```python
+    inputs = keras.Input((784,))
+    x = ks.layers.SparseDense(300, activation="relu")(inputs)
+    model = ks.SparseModel(inputs, ks.layers.SparseDense(10)(x))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    ```
+    """
+
+    _dense_grad_when = None
+    _dense_grad_momentum = 0.0
+
+    @property
+    def masked_weights(self):
+        return masked_weights(self)
+
+    # -- masks ------------------------------------------------------------
+
+    def get_masks(self):
+        """`{path: np.ndarray}` of every mask."""
+        return {mw.path: ops.convert_to_numpy(mw.mask) for mw in self.masked_weights}
+
+    def set_masks(self, new_masks, grow_init=0.0):
+        """Replaces masks, keeping weights and optimizer slots consistent.
+
+        Args:
+            new_masks: `{path: mask}` for some or all of `masked_weights`
+                (paths as in `get_masks()`), or a list aligned with
+                `masked_weights`. Masks are validated (shape, values in
+                {0, 1}) before anything changes.
+            grow_init: value given to newly active weights (default 0.0).
+
+        Dropped weights become 0.0; every optimizer slot of a dropped or
+        grown weight is reset to 0.0.
+        """
+        weights = self.masked_weights
+        if isinstance(new_masks, dict):
+            by_path = {mw.path: mw for mw in weights}
+            unknown = sorted(set(new_masks) - set(by_path))
+            if unknown:
+                raise ValueError(
+                    f"set_masks: unknown weight paths {unknown}; "
+                    f"known: {sorted(by_path)}."
+                )
+            pairs = [(by_path[p], m) for p, m in new_masks.items()]
+        else:
+            new_masks = list(new_masks)
+            if len(new_masks) != len(weights):
+                raise ValueError(
+                    f"set_masks: got {len(new_masks)} masks for "
+                    f"{len(weights)} prunable weights."
+                )
+            pairs = list(zip(weights, new_masks))
+        checked = [
+            (mw, masks_lib.check_mask(m, mw.weight.shape, mw.path)) for mw, m in pairs
+        ]
+        for mw, mask in checked:
+            self._assign_mask(mw, tf.constant(mask, dtype=mw.mask.dtype), grow_init)
+
+    def _assign_mask(self, mw, new, grow_init=0.0):
+        """Assigns one mask (a tensor); usable inside `tf.function`."""
+        new = tf.cast(new, mw.mask.dtype)
+        old = tf.convert_to_tensor(mw.mask)
+        grown = new * (1.0 - old)
+        kept = new * old
+        weight = tf.convert_to_tensor(mw.weight)
+        mw.weight.assign(weight * tf.cast(kept, weight.dtype) + tf.cast(grown * grow_init, weight.dtype))
+        for slot in slots_for(getattr(self, "optimizer", None), mw.weight):
+            slot.assign(slot * tf.cast(kept, slot.dtype))
+        mw.mask.assign(new)
+
+    def apply_masks(self):
+        """Zeroes inactive weights and their optimizer slots, in place."""
+        for mw in self.masked_weights:
+            mask = tf.convert_to_tensor(mw.mask)
+            mw.weight.assign(mw.weight * tf.cast(mask, mw.weight.dtype))
+            for slot in slots_for(getattr(self, "optimizer", None), mw.weight):
+                slot.assign(slot * tf.cast(mask, slot.dtype))
+
+    def fit(self, *args, **kwargs):
+        # Optimizer slots may not exist yet; fresh slots are zero anyway.
+        self.apply_masks()
+        return super().fit(*args, **kwargs)
+
+    # -- dense gradients ----------------------------------------------------
+
+    def request_dense_gradients(self, when=None, momentum=0.0):
+        """Asks the train step to keep `dL/d(W*M)` for every prunable weight.
+
+        Args:
+            when: `callable(step) -> bool tensor` choosing the steps whose
+                gradient is kept; `None` means every step.
+            momentum: `0.0` keeps the last captured gradient; `b > 0` keeps
+                `b * buffer + grad` (the momentum of the dense gradient).
+        """
+        with self.distribute_strategy.scope():
+            for mw in self.masked_weights:
+                mw.layer.add_mask_state(
+                    DENSE_GRAD, synchronization="on_read", aggregation="sum"
+                )
+        self._dense_grad_when = when or (lambda step: True)
+        self._dense_grad_momentum = float(momentum)
+        self.train_function = None  # retrace with the capture
+
+    def dense_gradients(self):
+        """The stored dense gradients, aligned with `masked_weights`."""
+        if self._dense_grad_when is None:
+            raise ValueError(
+                "dense_gradients(): call request_dense_gradients() before fit."
+            )
+        return [tf.convert_to_tensor(mw.state(DENSE_GRAD).value) for mw in self.masked_weights]
+
+    def _store_dense_gradients(self, dense):
+        momentum = self._dense_grad_momentum
+        weights = self.masked_weights
+
+        def store():
+            for mw, grad in zip(weights, dense):
+                buffer = mw.state(DENSE_GRAD)
+                grad = tf.cast(grad, buffer.dtype)
+                buffer.assign(momentum * buffer.value + grad if momentum else grad)
+            return tf.constant(True)
+
+        step = self.optimizer.iterations
+        tf.cond(tf.convert_to_tensor(self._dense_grad_when(step)), store, lambda: tf.constant(False))
+
+    # -- training -------------------------------------------------------------
+
+    def train_step(self, data):
+        # Keras' TensorFlow train step, plus the mask handling above.
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        capture = self._dense_grad_when is not None
+        with tf.GradientTape() as tape:
+            with recording() as reads:
+                if self._call_has_training_arg:
+                    y_pred = self(x, training=True)
+                else:
+                    y_pred = self(x)
+            loss = self._compute_loss(
+                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+            )
+            self._loss_tracker.update_state(
+                unscale_loss_for_distribution(loss),
+                sample_weight=tf.shape(
+                    next(i for i in tf.nest.flatten(x) if i is not None)
+                )[0],
+            )
+            if self.optimizer is not None:
+                loss = self.optimizer.scale_loss(loss)
+
+        weights = self.trainable_weights
+        reads = [r for r in reads if r[0].masked_in_forward] if capture else []
+        gradients = tape.gradient(loss, weights + [masked for _, _, masked in reads])
+        gradients, read_grads = gradients[: len(weights)], gradients[len(weights) :]
+        dense = self._mask_gradients(weights, gradients, reads, read_grads)
+        if capture:
+            self._store_dense_gradients(dense)
+        self.optimizer.apply_gradients(zip(gradients, weights))
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def _mask_gradients(self, weights, gradients, reads, read_grads):
+        """Masks gradients in place; returns the dense ones per MaskedWeight.
+
+        Layers masked in the forward pass already get masked gradients and
+        yield their dense gradient through the recorded `W*M` reads; wrapped
+        layers get the dense gradient on the raw variable and are masked here.
+        """
+        position = {id(w): i for i, w in enumerate(weights)}
+        unscale = 1.0 / self.optimizer.scale_loss(tf.constant(1.0))
+        dense = []
+        for mw in self.masked_weights:
+            i = position.get(id(mw.weight))
+            grad = gradients[i] if i is not None else None
+            if mw.layer.masked_in_forward:
+                parts = [
+                    g for (layer, name, _), g in zip(reads, read_grads)
+                    if layer is mw.layer and name == mw.name and g is not None
+                ]
+                full = tf.add_n(parts) if parts else None
+            else:
+                full = grad
+                if grad is not None:
+                    gradients[i] = grad * tf.cast(mw.mask, grad.dtype)
+            if full is None:
+                full = tf.zeros(mw.weight.shape, mw.weight.dtype)
+            dense.append(tf.cast(full, mw.weight.dtype) * unscale)
+        return dense

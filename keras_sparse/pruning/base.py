@@ -1,0 +1,75 @@
+"""Turning per-weight scores into exact-count masks (SPEC §6)."""
+
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from keras_sparse import distributions
+from keras_sparse.masks import check_sparsity, num_inactive, topk_mask
+from keras_sparse.model import masked_weights
+
+SCOPES = ("layer", "global")
+
+
+def check_scope(scope):
+    if scope not in SCOPES:
+        raise ValueError(f"`scope` must be one of {SCOPES}; got {scope!r}.")
+    return scope
+
+
+def masks_from_scores(model, scores, sparsity, distribution="erk", scope="layer",
+                      dense_layers=None, custom=None, erk_power_scale=1.0):
+    """Masks keeping the highest `scores` (`{path: tensor}`), exact counts.
+
+    With `scope="layer"` each weight keeps `n - round(s_l * n)` entries, `s_l`
+    from `distribution`; with `scope="global"` the non-dense weights are
+    ranked together so that the model total is `round(s * N)` zeros. Weights
+    whose scores are not finite keep their current mask (with a warning).
+
+    Returns `{path: mask tensor}`.
+    """
+    check_sparsity(sparsity)
+    check_scope(scope)
+    weights = masked_weights(model)
+    shapes = {mw.path: tuple(mw.weight.shape) for mw in weights}
+    targets = distributions.solve(shapes, sparsity, distribution, dense_layers,
+                                  custom, erk_power_scale)
+    finite = {}
+    for mw in weights:
+        ok = bool(tf.reduce_all(tf.math.is_finite(scores[mw.path])))
+        if not ok:
+            warnings.warn(
+                f"Scores for {mw.path} contain NaN or Inf; its mask is kept.",
+                stacklevel=3,
+            )
+        finite[mw.path] = ok
+    result = {mw.path: tf.convert_to_tensor(mw.mask) for mw in weights}
+    if scope == "layer":
+        for mw in weights:
+            if finite[mw.path]:
+                keep = mw.size - num_inactive(mw.size, targets[mw.path])
+                result[mw.path] = topk_mask(tf.cast(scores[mw.path], tf.float32), keep)
+        return result
+    ranked = [mw for mw in weights if finite[mw.path] and targets[mw.path] > 0.0]
+    dense = [mw for mw in weights if targets[mw.path] == 0.0]
+    total = sum(mw.size for mw in weights)
+    zeros = num_inactive(total, sparsity)
+    flat = tf.concat([tf.reshape(tf.cast(scores[mw.path], tf.float32), [-1]) for mw in ranked], 0)
+    budget = sum(mw.size for mw in ranked) - zeros
+    budget -= sum(mw.size - int(np.count_nonzero(result[mw.path])) for mw in weights
+                  if mw not in ranked and mw not in dense)
+    keep = topk_mask(flat, max(budget, 0))
+    offset = 0
+    for mw in ranked:
+        result[mw.path] = tf.reshape(keep[offset:offset + mw.size], mw.weight.shape)
+        offset += mw.size
+    for mw in dense:
+        result[mw.path] = tf.ones(mw.weight.shape)
+    return result
+
+
+def prune_with_scores(model, scores, sparsity, **kwargs):
+    """Sets the masks from `scores` (see `masks_from_scores`); returns model."""
+    model.set_masks(masks_from_scores(model, scores, sparsity, **kwargs))
+    return model
