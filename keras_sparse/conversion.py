@@ -6,7 +6,7 @@ from keras import ops
 
 from keras_sparse import distributions, layers
 from keras_sparse.masks import check_sparsity
-from keras_sparse.model import SparseModel, masked_weights
+from keras_sparse.model import SparseModel, flatten_layers, masked_weights
 
 # Exact types only: a user subclass may change `call` in ways we cannot mask.
 SPARSE_CLASSES = {
@@ -21,7 +21,7 @@ SPARSE_CLASSES = {
 
 
 def _all_layers(model):
-    return model._flatten_layers(include_self=False, recursive=True)
+    return flatten_layers(model)
 
 
 def _is_opt_in(layer):
@@ -35,7 +35,12 @@ def prunable_weights_of(layer):
     if isinstance(layer, layers.SparseLayer):
         return layer.get_prunable_weights() if layer.built else []
     if type(layer) in SPARSE_CLASSES:
-        return [getattr(layer, raw) for raw in SPARSE_CLASSES[type(layer)].prunable.values()]
+        # Dense/Conv/EinsumDense keep the variable in `_kernel`; DepthwiseConv2D
+        # and SeparableConv2D under the public name.
+        return [
+            getattr(layer, raw) if hasattr(layer, raw) else getattr(layer, name)
+            for name, raw in SPARSE_CLASSES[type(layer)].prunable.items()
+        ]
     if _is_opt_in(layer):
         return list(layer.get_prunable_weights())
     return []
@@ -112,18 +117,42 @@ def _clone(model, convert):
     return clone, pairs
 
 
+def _structure(model):
+    """Inputs and outputs as the model was built (a single tensor stays one)."""
+    if isinstance(model, keras.Sequential):
+        return model.inputs[0], model.outputs[0]
+    return model.input, model.output
+
+
+def _mask_variables(layer):
+    """Ids of the masks and rule state a sparse layer adds to its base."""
+    if not isinstance(layer, layers.SparseLayer):
+        return set()
+    return {id(v) for v in layer.get_masks()} | {id(v) for v in layer._mask_states.values()}
+
+
 def _copy_weights(old, new, fold_masks=False):
-    """Copies variables by name; optionally folds masks into kernels."""
-    source = {w.name: w for w in old.weights}
+    """Copies `old`'s weights into `new` in order; optionally folds masks in.
+
+    By position, not name: layers such as MultiHeadAttention hold several
+    variables called "kernel". Masks and rule state are skipped on both sides
+    (a SparseWrapper's other weights are those of the layer it wraps).
+    """
+    sources = [w for w in old.weights if id(w) not in _mask_variables(old)]
+    targets = [w for w in new.weights if id(w) not in _mask_variables(new)]
+    if [tuple(w.shape) for w in sources] != [tuple(w.shape) for w in targets]:
+        raise ValueError(
+            f"Cannot copy the weights of layer {old.name!r} into its clone: "
+            f"shapes {[tuple(w.shape) for w in sources]} vs "
+            f"{[tuple(w.shape) for w in targets]}."
+        )
     masks = {}
     if fold_masks and isinstance(old, layers.SparseLayer):
-        masks = {w.name: m for (_, w), m in zip(old._prunable_items(), old.get_masks())}
-    for target in new.weights:
-        if target.name not in source:
-            continue  # masks and rule state of the new sparse layer
-        value = ops.convert_to_numpy(source[target.name])
-        if target.name in masks:
-            value = value * ops.convert_to_numpy(masks[target.name])
+        masks = {id(w): m for (_, w), m in zip(old._prunable_items(), old.get_masks())}
+    for source, target in zip(sources, targets):
+        value = ops.convert_to_numpy(source)
+        if id(source) in masks:
+            value = value * ops.convert_to_numpy(masks[id(source)])
         target.assign(value)
 
 
@@ -151,8 +180,9 @@ def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
             `sparsity >= 0.99`).
         custom: `{layer name: sparsity}` fixed per layer.
         erk_power_scale: exponent of the ERK score.
-        scale_init: scale each kernel by `1/sqrt(density)` so the sparse layer
-            keeps the dense layer's output variance.
+        scale_init: once the masks are set, scale each kernel by
+            `1/sqrt(density)` (its layer's actual density) so the sparse
+            layer keeps the dense layer's output variance.
         scope: "layer" (budgets from `distribution`) or "global" (one
             ranking across layers).
 
@@ -191,22 +221,26 @@ def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
         if type(layer) in SPARSE_CLASSES:
             return SPARSE_CLASSES[type(layer)].from_config(layer.get_config())
         if _is_opt_in(layer):
-            return layers.SparseWrapper(layer.__class__.from_config(layer.get_config()),
-                                        name=f"sparse_{layer.name}")
+            inner = layer.__class__.from_config(layer.get_config())
+            # Built here, as `load_model` does, so weight paths stay the same.
+            inner.build_from_config(layer.get_build_config())
+            return layers.SparseWrapper(inner, name=f"sparse_{layer.name}")
         return None
 
     clone, pairs = _clone(model, convert)
     for old, new in pairs:
-        _copy_weights(old, getattr(new, "layer", new) if isinstance(new, layers.SparseWrapper) else new)
-    sparse = SparseModel(clone.inputs, clone.outputs, name=model.name)
-    if scale_init:
-        for mw in masked_weights(sparse):
-            density = 1.0 - targets.get(mw.path, 0.0)
-            if density > 0:
-                mw.weight.assign(mw.weight * (1.0 / np.sqrt(density)))
+        _copy_weights(old, new)
+    sparse = SparseModel(*_structure(clone), name=model.name)
     method(sparse, sparsity, distribution=distribution, scope=scope, data=data,
            seed=seed, dense_layers=dense_layers, custom=custom,
            erk_power_scale=erk_power_scale)
+    if scale_init:
+        # After the masks are chosen, so each layer's real density is known
+        # (also with scope="global").
+        for mw in masked_weights(sparse):
+            density = float(np.mean(ops.convert_to_numpy(mw.mask)))
+            if density > 0:
+                mw.weight.assign(mw.weight * (1.0 / np.sqrt(density)))
     return sparse
 
 
@@ -238,16 +272,8 @@ def strip(model):
 
     clone, pairs = _clone(model, convert)
     for old, new in pairs:
-        if isinstance(old, layers.SparseWrapper):
-            mask = {w.name: m for (_, w), m in zip(old._prunable_items(), old.get_masks())}
-            for target, source in zip(new.weights, old.layer.weights):
-                value = ops.convert_to_numpy(source)
-                if source.name in mask:
-                    value = value * ops.convert_to_numpy(mask[source.name])
-                target.assign(value)
-        else:
-            _copy_weights(old, new, fold_masks=True)
-    return keras.Model(clone.inputs, clone.outputs, name=model.name)
+        _copy_weights(old, new, fold_masks=True)
+    return keras.Model(*_structure(clone), name=model.name)
 
 
 def sparsity_report(model):

@@ -16,9 +16,14 @@ def check_distribution(distribution):
 
 
 def matches(path, names):
-    """True if a weight path belongs to one of the layer names (or paths)."""
-    layer = path.rsplit("/", 1)[0]
-    return any(n == path or n == layer or path.startswith(n + "/") for n in names)
+    """True if a weight path belongs to one of the layer names (or paths).
+
+    A name matches the full path, a leading part of it, or any layer on it:
+    "dense" matches "sequential/dense/kernel" (a nested model's layer) and
+    "sequential" matches every weight of that nested model.
+    """
+    layers = path.split("/")[:-1]
+    return any(n == path or n in layers or path.startswith(n + "/") for n in names)
 
 
 def raw_score(shape, distribution, erk_power_scale=1.0):
@@ -26,6 +31,22 @@ def raw_score(shape, distribution, erk_power_scale=1.0):
         return (np.sum(shape) / np.prod(shape)) ** erk_power_scale
     n_in, n_out = shape[-2], shape[-1]  # er: fan-in and fan-out only
     return (n_in + n_out) / (n_in * n_out)
+
+
+def pinned(paths, sparsity, dense_layers=None, custom=None):
+    """`{path: sparsity}` fixed by `dense_layers` (0.0) and `custom`.
+
+    `dense_layers=None` means the first path when `sparsity >= 0.99`;
+    `custom` wins over `dense_layers`.
+    """
+    paths = list(paths)
+    if dense_layers is None:
+        dense_layers = paths[:1] if sparsity >= 0.99 else []
+    result = {p: 0.0 for p in paths if matches(p, dense_layers)}
+    for name, value in (custom or {}).items():
+        value = check_sparsity(value, f"custom[{name!r}]")
+        result.update({p: value for p in paths if matches(p, [name])})
+    return result
 
 
 def solve(shapes, sparsity, distribution="erk", dense_layers=None, custom=None,
@@ -49,16 +70,7 @@ def solve(shapes, sparsity, distribution="erk", dense_layers=None, custom=None,
     sparsity = check_sparsity(sparsity)
     check_distribution(distribution)
     paths = list(shapes)
-    if dense_layers is None:
-        dense_layers = paths[:1] if sparsity >= 0.99 else []
-    custom = {
-        p: check_sparsity(v, f"custom[{k!r}]")
-        for k, v in (custom or {}).items()
-        for p in paths
-        if matches(p, [k])
-    }
-    result = {p: 0.0 for p in paths if matches(p, dense_layers)}
-    result.update(custom)
+    result = pinned(paths, sparsity, dense_layers, custom)
     if distribution == "uniform":
         return {p: result.get(p, sparsity) for p in paths}
 

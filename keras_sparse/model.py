@@ -5,10 +5,12 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 from keras.src.losses.loss import unscale_loss_for_distribution  # as in Keras' own train_step
+from keras.src.models.functional import Functional
+from keras.src.models.model import Trainer, functional_init_arguments
 
 from keras_sparse import masks as masks_lib
 from keras_sparse.layers.base import SparseLayer, recording
-from keras_sparse.optimizer_slots import slots_for
+from keras_sparse.optimizer_slots import reset_slots
 
 DENSE_GRAD = "dense_grad"
 
@@ -39,10 +41,29 @@ class MaskedWeight:
         return f"<MaskedWeight {self.path} shape={tuple(self.weight.shape)}>"
 
 
+def flatten_layers(model):
+    """Every sublayer of `model`, depth first, in model order.
+
+    Keras' `_flatten_layers` reverses the order inside nested models; the
+    first prunable layer must really be the one nearest the input (SPEC §4).
+    """
+    found, seen = [], set()
+
+    def visit(layer):
+        for child in layer._layers:
+            if id(child) not in seen:
+                seen.add(id(child))
+                found.append(child)
+                visit(child)
+
+    visit(model)
+    return found
+
+
 def masked_weights(model):
     """Every `MaskedWeight` of `model`, nested models included, in order."""
     found = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in flatten_layers(model):
         if isinstance(layer, SparseLayer) and layer.built:
             for (name, weight), mask in zip(layer._prunable_items(), layer.get_masks()):
                 found.append(MaskedWeight(layer, name, weight, mask))
@@ -67,10 +88,12 @@ class SparseModel(keras.Model):
     Build it like any model: `SparseModel(inputs, outputs)` (Functional),
     by subclassing, or with `ks.sparsify(model, ...)`. During `fit`:
 
-    - inactive weights get zero gradient, so they and their optimizer slots
-      stay exactly 0.0 (SGD, momentum, Adam, AdamW, RMSprop, ...);
-    - `fit` first zeroes inactive weights and slots, so weights set by hand
-      cannot leak through;
+    - inactive weights get zero gradient, so with an element-wise optimizer
+      (SGD, momentum, Adam, AdamW, RMSprop, Adagrad, Lion, ...) they stay
+      exactly 0.0 and so do their slots. Muon, which orthogonalizes whole
+      kernel updates, would move them and is refused by `fit`;
+    - `fit` first zeroes inactive weights and resets their slots, so values
+      set by hand cannot leak through;
     - on request, the dense gradient `dL/d(W*M)` of every prunable weight is
       stored for mask rules, at no extra forward or backward pass.
 
@@ -83,13 +106,16 @@ class SparseModel(keras.Model):
     ```
 
     `when(step)` is traced into the train step (`step` is the 0-based index
-    of the step being run, a tensor); with `momentum=b` the buffer holds
-    `b * buffer + grad` updated every step instead (SNFS). Under a
-    `tf.distribute` strategy each replica writes its own buffer and
-    `dense_gradients()` returns their all-reduced mean (SPEC §3.5).
+    of the step being run, a tensor). With `momentum=b` the buffer becomes
+    `b * buffer + grad` on each selected step (every step by default; SNFS).
+    It comes from the same backward pass, with any mixed-precision loss
+    scale removed. Under a `tf.distribute` strategy each replica
+    writes its own buffer and `dense_gradients()` returns their all-reduced
+    mean (SPEC §3.5). A later request replaces an earlier one.
 
     Mask changes go through `set_masks`, which zeroes dropped weights and
-    every optimizer slot of dropped and grown weights (SPEC §3.2).
+    resets every optimizer slot of dropped and grown weights (SPEC §3.2;
+    see `optimizer_slots.reset_slots` for Adagrad/Ftrl accumulators).
 
     Example:
 
@@ -103,6 +129,22 @@ class SparseModel(keras.Model):
 
     _dense_grad_when = None
     _dense_grad_momentum = 0.0
+
+    # Keras turns a Model subclass called with (inputs, outputs) into a
+    # Functional one by rewriting its bases in place, which would break every
+    # later subclassed SparseModel; FunctionalSparseModel takes that role.
+    def __new__(cls, *args, **kwargs):
+        if cls is SparseModel and functional_init_arguments(args, kwargs):
+            cls = FunctionalSparseModel
+        return super(SparseModel, cls).__new__(cls, *args, **kwargs)
+
+    def __init__(self, *args, **kwargs):
+        if functional_init_arguments(args, kwargs):
+            _make_functional(type(self))
+            Trainer.__init__(self)
+            Functional.__init__(self, *args, **kwargs)
+        else:
+            super().__init__(*args, **kwargs)
 
     @property
     def masked_weights(self):
@@ -125,7 +167,8 @@ class SparseModel(keras.Model):
             grow_init: value given to newly active weights (default 0.0).
 
         Dropped weights become 0.0; every optimizer slot of a dropped or
-        grown weight is reset to 0.0.
+        grown weight is reset (to 0.0; Adagrad/Ftrl accumulators to
+        `initial_accumulator_value`, see `optimizer_slots.reset_slots`).
         """
         weights = self.masked_weights
         if isinstance(new_masks, dict):
@@ -159,20 +202,25 @@ class SparseModel(keras.Model):
         kept = new * old
         weight = tf.convert_to_tensor(mw.weight)
         mw.weight.assign(weight * tf.cast(kept, weight.dtype) + tf.cast(grown * grow_init, weight.dtype))
-        for slot in slots_for(getattr(self, "optimizer", None), mw.weight):
-            slot.assign(slot * tf.cast(kept, slot.dtype))
+        reset_slots(getattr(self, "optimizer", None), mw.weight, kept)
         mw.mask.assign(new)
 
     def apply_masks(self):
-        """Zeroes inactive weights and their optimizer slots, in place."""
+        """Zeroes inactive weights and resets their optimizer slots, in place."""
         for mw in self.masked_weights:
             mask = tf.convert_to_tensor(mw.mask)
             mw.weight.assign(mw.weight * tf.cast(mask, mw.weight.dtype))
-            for slot in slots_for(getattr(self, "optimizer", None), mw.weight):
-                slot.assign(slot * tf.cast(mask, slot.dtype))
+            reset_slots(getattr(self, "optimizer", None), mw.weight, mask)
 
     def fit(self, *args, **kwargs):
-        # Optimizer slots may not exist yet; fresh slots are zero anyway.
+        inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        if isinstance(inner, getattr(keras.optimizers, "Muon", ())):  # absent in older Keras
+            raise TypeError(
+                "SparseModel.fit: optimizer Muon updates each kernel as a whole "
+                "(orthogonalized), so inactive weights would not stay 0; use an "
+                "element-wise optimizer (SGD, Adam, AdamW, RMSprop, Lion, ...)."
+            )
+        # Optimizer slots may not exist yet; fresh slots start clean anyway.
         self.apply_masks()
         return super().fit(*args, **kwargs)
 
@@ -215,7 +263,7 @@ class SparseModel(keras.Model):
                 buffer.assign(momentum * buffer.value + grad if momentum else grad)
             return tf.constant(True)
 
-        step = self.optimizer.iterations
+        step = tf.convert_to_tensor(self.optimizer.iterations)
         tf.cond(tf.convert_to_tensor(self._dense_grad_when(step)), store, lambda: tf.constant(False))
 
     # -- training -------------------------------------------------------------
@@ -246,14 +294,14 @@ class SparseModel(keras.Model):
         reads = [r for r in reads if r[0].masked_in_forward] if capture else []
         gradients = tape.gradient(loss, weights + [masked for _, _, masked in reads])
         gradients, read_grads = gradients[: len(weights)], gradients[len(weights) :]
-        dense = self._mask_gradients(weights, gradients, reads, read_grads)
+        dense = self._mask_gradients(weights, gradients, reads, read_grads, capture)
         if capture:
             self._store_dense_gradients(dense)
         self.optimizer.apply_gradients(zip(gradients, weights))
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
-    def _mask_gradients(self, weights, gradients, reads, read_grads):
-        """Masks gradients in place; returns the dense ones per MaskedWeight.
+    def _mask_gradients(self, weights, gradients, reads, read_grads, capture):
+        """Masks gradients in place; returns the dense ones if `capture`.
 
         Layers masked in the forward pass already get masked gradients and
         yield their dense gradient through the recorded `W*M` reads; wrapped
@@ -265,6 +313,10 @@ class SparseModel(keras.Model):
         for mw in self.masked_weights:
             i = position.get(id(mw.weight))
             grad = gradients[i] if i is not None else None
+            if not mw.layer.masked_in_forward and grad is not None:
+                gradients[i] = grad * tf.cast(mw.mask, grad.dtype)
+            if not capture:
+                continue
             if mw.layer.masked_in_forward:
                 parts = [
                     g for (layer, name, _), g in zip(reads, read_grads)
@@ -273,9 +325,25 @@ class SparseModel(keras.Model):
                 full = tf.add_n(parts) if parts else None
             else:
                 full = grad
-                if grad is not None:
-                    gradients[i] = grad * tf.cast(mw.mask, grad.dtype)
             if full is None:
                 full = tf.zeros(mw.weight.shape, mw.weight.dtype)
             dense.append(tf.cast(full, mw.weight.dtype) * unscale)
         return dense
+
+
+@keras.saving.register_keras_serializable(package="keras_sparse")
+class FunctionalSparseModel(SparseModel, Functional):
+    """What `SparseModel(inputs, outputs)` builds: a Functional SparseModel."""
+
+
+def _make_functional(cls):
+    """Puts FunctionalSparseModel in place of SparseModel among cls's bases.
+
+    The same in-place rewrite Keras does for Model subclasses called with
+    (inputs, outputs), leaving SparseModel itself untouched.
+    """
+    if cls is SparseModel:
+        return FunctionalSparseModel
+    if issubclass(cls, SparseModel) and not issubclass(cls, Functional):
+        cls.__bases__ = tuple(_make_functional(base) for base in cls.__bases__)
+    return cls

@@ -70,7 +70,8 @@ class SparseLayer:
     attribute -> attribute holding the variable) and define each public name
     as a `MaskedAttribute`. Masks are named `<weight>_mask`; rule state added
     with `add_mask_state` is named `<weight>_<state>` and is re-created from
-    the layer config on load.
+    the layer config on load. Both are also layer attributes under those
+    names (`layer.kernel_mask`), which is how `tf.train.Checkpoint` finds them.
     """
 
     prunable = {}
@@ -95,6 +96,8 @@ class SparseLayer:
                     dtype=variable.dtype,
                     trainable=False,
                 )
+                # An attribute, so tf.train.Checkpoint tracks it too.
+                setattr(self, f"{name}_mask", self._masks[name])
             for spec in self._mask_state_specs:
                 self._create_mask_state(**spec)
 
@@ -140,6 +143,13 @@ class SparseLayer:
         """
         if self.has_mask_state(name):
             return
+        weights = [w for w, _ in self._prunable_items()] if self.built else list(self.prunable)
+        taken = [f"{w}_{name}" for w in weights if hasattr(self, f"{w}_{name}")]
+        if taken:
+            raise ValueError(
+                f"add_mask_state: `name`={name!r} would shadow {taken} of layer "
+                f"{self.name!r} (e.g. the mask or kernel_initializer); choose another."
+            )
         spec = dict(
             name=name,
             dtype=dtype,
@@ -168,6 +178,7 @@ class SparseLayer:
                 )
             self._track_variable(variable)
             self._mask_states[(weight_name, name)] = variable
+            setattr(self, f"{weight_name}_{name}", variable)  # for tf.train.Checkpoint
 
     # Dense/Conv/EinsumDense save a fixed list of variables (for quantization);
     # the generic Layer behaviour also saves masks and rule state.

@@ -49,11 +49,10 @@ class SparseWrapper(SparseLayer, keras.layers.Wrapper):
         weights = self.layer.get_prunable_weights()
         return [(_weight_key(w), w) for w in weights]
 
+    # No compute_output_shape: Keras infers it by tracing `call`, so wrapped
+    # layers need not define one.
     def call(self, inputs, *args, **kwargs):
         return self.layer(inputs, *args, **kwargs)
-
-    def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
 
 
 def _weight_key(variable):

@@ -23,9 +23,10 @@ def masks_from_scores(model, scores, sparsity, distribution="erk", scope="layer"
     """Masks keeping the highest `scores` (`{path: tensor}`), exact counts.
 
     With `scope="layer"` each weight keeps `n - round(s_l * n)` entries, `s_l`
-    from `distribution`; with `scope="global"` the non-dense weights are
-    ranked together so that the model total is `round(s * N)` zeros. Weights
-    whose scores are not finite keep their current mask (with a warning).
+    from `distribution`; with `scope="global"` every weight not pinned by
+    `dense_layers`/`custom` is ranked together (`distribution` unused) so that
+    the model total is `round(s * N)` zeros. Weights whose scores are not
+    finite keep their current mask (with a warning).
 
     Returns `{path: mask tensor}`.
     """
@@ -51,22 +52,41 @@ def masks_from_scores(model, scores, sparsity, distribution="erk", scope="layer"
                 keep = mw.size - num_inactive(mw.size, targets[mw.path])
                 result[mw.path] = topk_mask(tf.cast(scores[mw.path], tf.float32), keep)
         return result
-    ranked = [mw for mw in weights if finite[mw.path] and targets[mw.path] > 0.0]
-    dense = [mw for mw in weights if targets[mw.path] == 0.0]
-    total = sum(mw.size for mw in weights)
-    zeros = num_inactive(total, sparsity)
+    # One ranking over every weight not pinned by `dense_layers`/`custom`
+    # (those get their own exact count); `distribution` plays no part.
+    pins = distributions.pinned(shapes, sparsity, dense_layers, custom)
+    ranked = [mw for mw in weights if finite[mw.path] and mw.path not in pins]
+    for mw in weights:
+        if finite[mw.path] and mw.path in pins:
+            keep = mw.size - num_inactive(mw.size, pins[mw.path])
+            result[mw.path] = topk_mask(tf.cast(scores[mw.path], tf.float32), keep)
+    if not ranked:
+        return result
+    zeros = num_inactive(sum(mw.size for mw in weights), sparsity)
+    zeros -= sum(mw.size - int(np.count_nonzero(result[mw.path])) for mw in weights
+                 if mw not in ranked)
+    size = sum(mw.size for mw in ranked)
     flat = tf.concat([tf.reshape(tf.cast(scores[mw.path], tf.float32), [-1]) for mw in ranked], 0)
-    budget = sum(mw.size for mw in ranked) - zeros
-    budget -= sum(mw.size - int(np.count_nonzero(result[mw.path])) for mw in weights
-                  if mw not in ranked and mw not in dense)
-    keep = topk_mask(flat, max(budget, 0))
+    keep = topk_mask(flat, min(max(size - zeros, 0), size))
     offset = 0
     for mw in ranked:
         result[mw.path] = tf.reshape(keep[offset:offset + mw.size], mw.weight.shape)
         offset += mw.size
-    for mw in dense:
-        result[mw.path] = tf.ones(mw.weight.shape)
     return result
+
+
+def rank_inactive_last(model, scores):
+    """`scores` with every inactive weight ranked below every active one.
+
+    Scoring a masked network: its inactive weights are exactly 0 and not
+    parameters, so they stay pruned unless the budget needs them.
+    """
+    lowest = tf.float32.min  # finite: the NaN/Inf check must not fire
+    return {
+        mw.path: tf.where(tf.convert_to_tensor(mw.mask) > 0,
+                          tf.cast(scores[mw.path], tf.float32), lowest)
+        for mw in masked_weights(model)
+    }
 
 
 def prune_with_scores(model, scores, sparsity, **kwargs):

@@ -1,0 +1,173 @@
+"""The cost of mask updates: RigL (ΔT=100) vs static sparse, and one update per layer size."""
+
+import contextlib
+
+import keras
+import numpy as np
+
+import keras_sparse as ks
+from benchmarks import harness, workloads
+
+NAME = "mask_update"
+TITLE = "Epoch time of RigL (ΔT=100) vs static sparse, and one mask update per layer size"
+SPARSITY = 0.9
+DELTA_T = 100
+TARGET = 1.01
+NO_UPDATES = "RigL, no update"  # profile side: RigL's per-step cost alone
+TARGETS = [
+    dict(name=f"{model}: RigL / static epoch", target=TARGET, op="<=",
+         description="median epoch time, RigL over a static mask")
+    for model in workloads.MODELS
+]
+
+
+def _rigl():
+    callback = getattr(ks.callbacks, "RigL", None)
+    if callback is None:
+        raise harness.NotAvailable("ks.callbacks.RigL has not landed")
+    return callback
+
+
+_state = {}
+
+
+# -- the worker: one side of the epoch comparison ------------------------------
+
+
+def setup(model_name, kind, batch_size, examples, steps, epochs, delta_t):
+    x, y, source = workloads.arrays(workloads.MODELS[model_name], examples)
+    model = workloads.compile_model(ks.sparsify(workloads.build(model_name), SPARSITY, seed=0))
+    last = epochs * steps
+    if kind == "RigL":
+        # end_step past the last epoch: every timed epoch has its updates.
+        callback = _rigl()(delta_t=delta_t, end_step=last + 1)
+    elif kind == NO_UPDATES:
+        # Everything RigL does per step, but its first update is after the run.
+        callback = _rigl()(delta_t=delta_t, begin_step=last + 1, end_step=last + 2)
+    else:
+        callback = ks.callbacks.Static()
+    _state.update(model=model, callback=callback, dataset=workloads.batches(x, y, batch_size),
+                  steps=steps, epochs=epochs)
+    return {"data": source}
+
+
+def train():
+    model, steps, epochs = _state["model"], _state["steps"], _state["epochs"]
+    pacer = harness.paced(keras.callbacks.Callback, steps, epochs * steps)()
+    history = model.fit(_state["dataset"], epochs=epochs, steps_per_epoch=steps, verbose=0,
+                        callbacks=[_state["callback"], pacer])
+    _state["history"] = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    return {"seconds": pacer.last_seconds}
+
+
+def history():
+    return _state["history"]
+
+
+# -- the parent -------------------------------------------------------------------
+
+
+def _epochs(model_name, settings, delta_t):
+    """RigL vs static epochs, one `fit` per side in its own process, alternated per epoch."""
+    _rigl()
+    batch_size = settings.pick(128, 128, 32)
+    if model_name == "lenet_300_100":  # full: a real epoch, the whole training set
+        examples = settings.pick(60000, 30000, 8 * batch_size)
+        steps = examples // batch_size
+        repeats = settings.pick(6, 3, 1)
+    else:  # a ResNet-20 epoch is minutes on 2 cores: a slice of one
+        examples = 50 * batch_size
+        steps, repeats = 200, 3
+    epochs = 1 + repeats  # the first epoch (tracing) is the warm-up
+    arguments = dict(model_name=model_name, batch_size=batch_size, examples=examples,
+                     steps=steps, epochs=epochs, delta_t=delta_t)
+    kinds = ("static", "RigL", NO_UPDATES)
+    with contextlib.ExitStack() as stack:
+        workers = {kind: stack.enter_context(harness.Worker("benchmarks.mask_update")) for kind in kinds}
+        data = {kind: w.request("setup", kind=kind, **arguments)["data"] for kind, w in workers.items()}
+        times = harness.interleaved({kind: harness.blocks(w) for kind, w in workers.items()},
+                                    repeats=repeats, warmup=1)
+        logs = workers["RigL"].request("history")
+    epoch = {
+        kind: harness.summary(f"{model_name}/{kind} epoch ({steps} steps)", samples, "s")
+        for kind, samples in times.items()
+    }
+
+    def epoch_ratio(a, b, description, **target):
+        return harness.ratio(f"{model_name}: {a} / {b} epoch", epoch[a], epoch[b], description=description,
+                             paired=(times[a], times[b]), **target)
+
+    comparisons = [
+        epoch_ratio("RigL", "static", "median epoch time, RigL over a static mask", target=TARGET, op="<="),
+        epoch_ratio(NO_UPDATES, "static", "profile: RigL's per-step cost (dense-gradient capture in "
+                    "the train step, per-batch callback work) without any update"),
+        epoch_ratio("RigL", NO_UPDATES, "profile: the mask updates themselves"),
+    ]
+    measurements = list(epoch.values())
+    notes = []
+    updates = logs.get("dst/updates", [])[1:]
+    if updates and updates[0]:
+        per_update = harness.summary(f"{model_name}/RigL update (callback's dst/update_ms)",
+                                     logs["dst/update_ms"][1:], "ms/update")
+        measurements.append(per_update)
+        if comparisons[0]["status"] == "not met":
+            ms = {kind: 1000.0 * epoch[kind]["median"] for kind in kinds}
+            notes.append(
+                f"{model_name}: RigL adds {ms['RigL'] - ms['static']:.0f} ms to a {steps}-step epoch of "
+                f"{ms['static']:.0f} ms: {ms[NO_UPDATES] - ms['static']:.0f} ms per-step cost without "
+                f"updates, {ms['RigL'] - ms[NO_UPDATES]:.0f} ms for {np.median(updates):.0f} updates "
+                f"(the callback times {per_update['median']:.1f} ms per update)."
+            )
+    config = dict(batch_size=batch_size, steps_per_epoch=steps, timed_epochs=repeats)
+    return measurements, comparisons, notes, {workloads.MODELS[model_name]: data["RigL"]}, config
+
+
+def _per_layer_size(settings, delta_t):
+    """One RigL update of a single square SparseDense layer, per size."""
+    widths = settings.pick((256, 1024, 2048, 4096), (256, 1024, 2048), (64,))
+    repeats = settings.pick(5, 3, 2)
+    candidates, sizes = {}, {}
+    for width in widths:
+        inputs = keras.Input((width,))
+        model = ks.SparseModel(inputs, ks.layers.SparseDense(width, use_bias=False)(inputs))
+        ks.pruning.random(model, SPARSITY)
+        model.compile(keras.optimizers.SGD(**workloads.OPTIMIZER), "mse")
+        callback = _rigl()(delta_t=delta_t, end_step=10**9)
+        x = np.random.default_rng(0).standard_normal((32, width), dtype=np.float32)
+        model.fit(x, x, batch_size=32, epochs=1, verbose=0, callbacks=[callback])
+        candidates[f"{width}x{width}"] = lambda cb=callback: [cb.update_masks(step=delta_t), None][1]
+        sizes[f"{width}x{width}"] = width * width
+    times = harness.interleaved(candidates, repeats=repeats)
+    return [
+        harness.summary(f"one RigL update, SparseDense {name} ({sizes[name]:,} weights)",
+                        samples, "ms", scale=1000.0)
+        for name, samples in times.items()
+    ]
+
+
+def run(settings):
+    delta_t = settings.pick(DELTA_T, DELTA_T, 2)
+    # ResNet-20 epochs take minutes on 2 cores: full runs only.
+    models = list(workloads.MODELS) if settings.mode == "full" else ["lenet_300_100"]
+    measurements, comparisons, notes, data, configs = [], [], [], {}, {}
+    for model_name in models:
+        m, c, n, d, configs[model_name] = _epochs(model_name, settings, delta_t)
+        measurements += m
+        comparisons += c
+        notes += n
+        data.update(d)
+    measurements += _per_layer_size(settings, delta_t)
+    return dict(
+        config=dict(delta_t=delta_t, sparsity=SPARSITY, distribution="erk",
+                    optimizer=f"SGD {workloads.OPTIMIZER}", epochs=configs,
+                    timing="one fit per side in its own process, alternated epoch by epoch; "
+                           "first epoch (tracing) excluded"),
+        data=data,
+        measurements=measurements,
+        comparisons=comparisons,
+        notes=notes,
+    )
+
+
+if __name__ == "__main__":
+    harness.serve({"setup": setup, "train": train, "history": history})

@@ -1,0 +1,373 @@
+"""Drop and grow rules of dynamic sparse training: small parts that compose.
+
+A rule scores every position of one prunable weight. Used as the drop rule,
+the lowest-scored active weights are dropped; used as the grow rule, the
+highest-scored inactive positions are grown (SPEC §5). Rules add up:
+`Gradient() + Exploration(c=1e-3)` is DST-EE's grow score. A redistribution
+decides how many connections each layer regrows when layers may trade
+budget (SNFS).
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from keras_sparse.masks import stateless_uniform
+
+
+class LayerUpdate:
+    """What a rule sees of one prunable weight during a mask update.
+
+    Attributes:
+        weight: the `MaskedWeight` (`.weight`, `.mask`, `.state(name)`).
+        index: its position in `model.masked_weights` (keys the RNG).
+        mask: the mask before this update (float tensor).
+        gradient: the stored dense gradient `dL/d(W*M)` (its momentum when a
+            rule has `momentum > 0`); `None` when no rule reads it.
+        step: global step of the update (int64 tensor).
+        round: `t`, update rounds so far including this one (float64 tensor).
+        seed: RNG seed of this role (the callback's `seed` for growth,
+            `-(seed + 1)` for dropping, so the two draws differ).
+    """
+
+    def __init__(self, weight, index, mask, gradient, step, round, seed):
+        self.weight, self.index, self.mask = weight, index, mask
+        self.gradient, self.step, self.round, self.seed = gradient, step, round, seed
+
+
+class Rule:
+    """Base class of drop and grow scores.
+
+    Subclasses implement `score(update) -> tensor` (the weight's shape; any
+    finite values) and may create per-weight state in `build(model)` (with
+    `layer.add_mask_state`; called under the strategy scope) and advance it
+    in `update_state(update, new_mask)` after the mask changed.
+
+    Example:
+
+    ```python
+    class Saliency(Rule):            # grow by |w * g| (inactive w are 0)
+        needs_gradient = True
+        def score(self, update):
+            return tf.abs(update.gradient * update.weight.weight)
+    ```
+    """
+
+    # Reads the dense gradient of the update step.
+    needs_gradient = False
+    # > 0: reads the momentum `b * buffer + g` of the dense gradient instead.
+    momentum = 0.0
+
+    def build(self, model):
+        pass
+
+    def score(self, update):
+        raise NotImplementedError
+
+    def update_state(self, update, new_mask):
+        pass
+
+    def parts(self):
+        return [self]
+
+    def __add__(self, other):
+        return Sum([self, other])
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="keras_sparse")
+class Magnitude(Rule):
+    """Score `abs(w)`: the drop rule of SET, RigL, SNFS and DST-EE.
+
+    Example:
+
+    ```python
+    ks.callbacks.DynamicSparsity(drop=Magnitude(), grow="gradient")
+    ```
+    """
+
+    def score(self, update):
+        return tf.abs(tf.convert_to_tensor(update.weight.weight))
+
+
+@keras.saving.register_keras_serializable(package="keras_sparse")
+class Random(Rule):
+    """Uniform random score from a stateless RNG keyed by (seed, step, layer).
+
+    SET's grow rule; every replica and a resumed run draw the same numbers.
+
+    Example:
+
+    ```python
+    ks.callbacks.DynamicSparsity(drop="magnitude", grow=Random())
+    ```
+    """
+
+    def score(self, update):
+        return stateless_uniform(update.weight.weight.shape, update.seed,
+                                 update.step, update.index)
+
+
+@keras.saving.register_keras_serializable(package="keras_sparse")
+class Gradient(Rule):
+    """Score `abs(dL/d(W*M))` of the update step's batch: RigL's grow rule.
+
+    The gradient is all-reduced across replicas (SPEC §3.3, §3.5).
+
+    Example:
+
+    ```python
+    ks.callbacks.DynamicSparsity(drop="magnitude", grow=Gradient())
+    ```
+    """
+
+    needs_gradient = True
+
+    def score(self, update):
+        return tf.abs(update.gradient)
+
+
+@keras.saving.register_keras_serializable(package="keras_sparse")
+class Momentum(Rule):
+    """Score `abs(m)`, `m <- momentum * m + dL/d(W*M)` every step: SNFS.
+
+    Args:
+        momentum: decay of the gradient momentum, in (0, 1); 0.9 as the SGD
+            momentum of the SNFS paper.
+
+    Example:
+
+    ```python
+    ks.callbacks.DynamicSparsity(grow=Momentum(0.9), redistribution="mean_score")
+    ```
+    """
+
+    def __init__(self, momentum=0.9):
+        _check_number(momentum, "momentum", lambda v: 0 < v < 1, "in (0, 1)")
+        self.momentum = float(momentum)
+
+    def score(self, update):
+        return tf.abs(update.gradient)
+
+    def get_config(self):
+        return {"momentum": self.momentum}
+
+
+@keras.saving.register_keras_serializable(package="keras_sparse")
+class Exploration(Rule):
+    """DST-EE's exploration bonus `c_t * sqrt(ln(t) / (N_i + eps))`.
+
+    `N_i` counts the update rounds in which weight `i` was active (a
+    per-weight variable `<weight>_dstee_count` on the model, saved with it);
+    `t` is the number of update rounds so far. Add it to a score:
+    `Gradient() + Exploration(c)` is DST-EE's acquisition function.
+
+    interpretation (UCB1-style, SPEC §5): at round `t` (1, 2, ...) the
+    current mask counts first (`N_i += M_i`), then the bonus is computed, so
+    round 1 has no bonus (`ln 1 = 0`); `c_t = c * c_decay ** ((t - 1) //
+    c_decay_every)`.
+
+    Args:
+        c: weight of the bonus, >= 0 (1e-5; the paper sweeps 1e-5 to 1e-2).
+        eps: added to `N_i`, > 0 (1.0).
+        c_decay: factor applied to `c` every `c_decay_every` rounds, > 0.
+        c_decay_every: rounds between decays, an int >= 1, or `None` (never).
+
+    Example:
+
+    ```python
+    grow = Gradient() + Exploration(c=1e-3, c_decay=0.5, c_decay_every=10)
+    ks.callbacks.DynamicSparsity(grow=grow)
+    ```
+    """
+
+    COUNT = "dstee_count"
+
+    def __init__(self, c=1e-5, eps=1.0, c_decay=1.0, c_decay_every=None):
+        _check_number(c, "c", lambda v: v >= 0, ">= 0")
+        _check_number(eps, "eps", lambda v: v > 0, "> 0")
+        _check_number(c_decay, "c_decay", lambda v: v > 0, "> 0")
+        if c_decay_every is not None and (
+            not isinstance(c_decay_every, int) or isinstance(c_decay_every, bool)
+            or c_decay_every < 1
+        ):
+            raise ValueError(
+                f"`c_decay_every` must be None or an int >= 1; got {c_decay_every!r}."
+            )
+        self.c, self.eps = float(c), float(eps)
+        self.c_decay, self.c_decay_every = float(c_decay), c_decay_every
+
+    def build(self, model):
+        for layer in {id(mw.layer): mw.layer for mw in model.masked_weights}.values():
+            layer.add_mask_state(self.COUNT)
+
+    def coefficient(self, t):
+        """`c_t` at round `t` (a float64 tensor)."""
+        if self.c_decay_every is None:
+            return tf.constant(self.c, tf.float64)
+        decays = tf.math.floordiv(t - 1.0, float(self.c_decay_every))
+        return self.c * tf.pow(tf.constant(self.c_decay, tf.float64), decays)
+
+    def score(self, update):
+        counts = tf.convert_to_tensor(update.weight.state(self.COUNT)) + update.mask
+        c_t = tf.cast(self.coefficient(update.round), tf.float32)
+        log_t = tf.cast(tf.math.log(update.round), tf.float32)
+        return c_t * tf.sqrt(log_t / (counts + self.eps))
+
+    def update_state(self, update, new_mask):
+        counter = update.weight.state(self.COUNT)
+        counter.assign(tf.convert_to_tensor(counter) + update.mask)
+
+    def get_config(self):
+        return {"c": self.c, "eps": self.eps, "c_decay": self.c_decay,
+                "c_decay_every": self.c_decay_every}
+
+
+@keras.saving.register_keras_serializable(package="keras_sparse")
+class Sum(Rule):
+    """The sum of several rules' scores (what `rule_a + rule_b` builds).
+
+    Example:
+
+    ```python
+    Sum([Gradient(), Exploration(c=1e-4)])   # == Gradient() + Exploration(1e-4)
+    ```
+    """
+
+    def __init__(self, rules):
+        self.rules = [part for rule in rules for part in get_rule(rule, "rules").parts()]
+
+    @property
+    def needs_gradient(self):
+        return any(rule.needs_gradient for rule in self.rules)
+
+    @property
+    def momentum(self):
+        return max(rule.momentum for rule in self.rules)
+
+    def parts(self):
+        return list(self.rules)
+
+    def build(self, model):
+        for rule in self.rules:
+            rule.build(model)
+
+    def score(self, update):
+        return tf.add_n([tf.cast(rule.score(update), tf.float32) for rule in self.rules])
+
+    def update_state(self, update, new_mask):
+        for rule in self.rules:
+            rule.update_state(update, new_mask)
+
+    def get_config(self):
+        return {"rules": [keras.saving.serialize_keras_object(r) for r in self.rules]}
+
+
+@keras.saving.register_keras_serializable(package="keras_sparse")
+class MeanScoreRedistribution:
+    """Regrowth shared across layers by the mean grow score of active weights.
+
+    With `grow=Momentum()` this is SNFS's momentum redistribution: layer `l`
+    regrows about `D * m_l / sum(m)` connections, `D` the total dropped and
+    `m_l` the mean `abs(momentum)` over its active weights; no layer grows
+    more than its free positions, and the totals sum exactly to `D`, so the
+    global sparsity is unchanged while per-layer sparsities move.
+
+    interpretation: integer shares are `floor` of the proportional quota,
+    capped, repeated on the remainder among layers with room; when every
+    quota is below one, one connection goes to the largest quota (lowest
+    layer index on ties). Layers all at zero share equally.
+
+    Example:
+
+    ```python
+    ks.callbacks.DynamicSparsity(grow=Momentum(), redistribution="mean_score")
+    ```
+    """
+
+    def layer_weight(self, update, grow_score):
+        """`m_l`: mean grow score over the layer's active weights."""
+        active = tf.reduce_sum(update.mask)
+        total = tf.reduce_sum(tf.cast(grow_score, tf.float32) * update.mask)
+        return tf.cast(total / tf.maximum(active, 1.0), tf.float64)
+
+    def allocate(self, total, weights, capacity):
+        """Integer regrowth per layer (int64 [L]) summing to `total`.
+
+        Args:
+            total: connections to regrow (int64 scalar), `<= sum(capacity)`.
+            weights: layer weights `m_l` (float64 [L], >= 0).
+            capacity: free positions per layer after the drop (int64 [L]).
+        """
+        size = tf.shape(weights)[0]
+
+        def grow_more(alloc):
+            remaining = tf.cast(total - tf.reduce_sum(alloc), tf.float64)
+            room = alloc < capacity
+            shares = tf.where(room, weights, 0.0)
+            shares = tf.where(tf.reduce_sum(shares) > 0.0, shares, tf.cast(room, tf.float64))
+            quota = remaining * shares / tf.reduce_sum(shares)
+            add = tf.minimum(tf.cast(tf.floor(quota), tf.int64), capacity - alloc)
+            best = tf.argmax(tf.where(room, quota, -1.0), output_type=tf.int32)
+            one = tf.one_hot(best, size, dtype=tf.int64)
+            return (alloc + tf.where(tf.reduce_sum(add) > 0, add, one),)
+
+        start = tf.zeros_like(capacity)
+        (alloc,) = tf.while_loop(lambda a: tf.reduce_sum(a) < total, grow_more, (start,))
+        return alloc
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+RULES = {"magnitude": Magnitude, "random": Random, "gradient": Gradient, "momentum": Momentum}
+REDISTRIBUTIONS = {"mean_score": MeanScoreRedistribution}
+
+
+def _check_number(value, name, ok, allowed):
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or not ok(value):
+        raise ValueError(f"`{name}` must be a finite number {allowed}; got {value!r}.")
+
+
+def _lookup(value, argument, registry, base):
+    if isinstance(value, base):
+        return value
+    if isinstance(value, dict):
+        return keras.saving.deserialize_keras_object(value)
+    if isinstance(value, str):
+        if value not in registry:
+            raise ValueError(
+                f"`{argument}` must be one of {sorted(registry)} or a "
+                f"{base.__name__}; got {value!r}."
+            )
+        return registry[value]()
+    raise TypeError(
+        f"`{argument}` must be one of {sorted(registry)} or a {base.__name__}; "
+        f"got {value!r} of type {type(value).__name__}."
+    )
+
+
+def get_rule(rule, argument="rule"):
+    """A `Rule` from a name in `RULES`, an instance or a serialized config."""
+    return _lookup(rule, argument, RULES, Rule)
+
+
+def get_redistribution(redistribution):
+    """`None`, a name in `REDISTRIBUTIONS`, a config, or an object with
+    `layer_weight(update, grow_score)` and `allocate(total, weights, capacity)`
+    like `MeanScoreRedistribution`."""
+    if redistribution is None or hasattr(redistribution, "allocate"):
+        return redistribution
+    return _lookup(redistribution, "redistribution", REDISTRIBUTIONS, MeanScoreRedistribution)

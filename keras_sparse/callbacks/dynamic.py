@@ -1,0 +1,460 @@
+"""`DynamicSparsity`: drop-and-grow training of a `SparseModel` (SPEC §5)."""
+
+import math
+import os
+import time
+import warnings
+
+import keras
+import tensorflow as tf
+
+from keras_sparse.callbacks import drop_grow, drop_schedules
+from keras_sparse.callbacks.base import MaskCallback
+from keras_sparse.masks import topk_mask
+
+ITOP = "itop"  # per-weight state: 1 where the weight was ever active
+
+
+def _int_arg(value, name, low, alternative=""):
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"`{name}` must be an int >= {low}{alternative}; got {value!r}.")
+    return value
+
+
+@keras.saving.register_keras_serializable(package="keras_sparse")
+class DynamicSparsity(MaskCallback):
+    """Drop-and-grow training: the general form of SET, RigL, SNFS, DST-EE.
+
+    Every `delta_t` steps while `begin_step <= t < end_step` (`t` the global
+    step `model.optimizer.iterations` after the step), each layer drops the
+    `n = int(f_t * n_active)` active weights with the lowest `drop` score and
+    grows the `n` highest-`grow`-scored positions among those inactive after
+    the drop (a just-dropped weight may come back; it restarts from
+    `grow_init`). Sparsity never changes, except that a `redistribution`
+    moves regrowth between layers while keeping the global count. Dropped
+    weights and their optimizer slots become 0; grown weights become
+    `grow_init` and their slots 0. A layer whose scores contain NaN or Inf
+    keeps its mask (with a warning). With `steps_per_execution > 1` an
+    update runs at the first batch end at or after its step (once, if
+    several update steps fall in one execution).
+
+    All layers' masks are computed in one compiled `tf.function` from the
+    mirrored weights and the all-reduced dense gradients, in cross-replica
+    context, so replicas agree by construction. Rule state (the ever-active
+    union for ITOP, DST-EE counters, the SNFS gradient momentum) lives in
+    model variables, saved by `.keras` files, checkpoints and
+    `BackupAndRestore`; the round counter `t` is derived from the step.
+
+    Logged into `logs` at each epoch end (History, CSVLogger, progress bar,
+    and a `keras.callbacks.TensorBoard` listed after this callback):
+
+    - `dst/drop_fraction`: `f_t` of the epoch's last update (0 if none);
+    - `dst/updates`: mask updates in the epoch;
+    - `dst/changed`: connections moved (grown where there was none) in the
+      epoch, summed over updates and layers;
+    - `dst/churn`: `dst/changed` over the active connections of those
+      updates (the mean fraction replaced per update);
+    - `dst/itop`: in-time over-parameterization rate, the fraction of
+      prunable weights active at any time since training began;
+    - `dst/update_ms`: mean wall time of one update, in milliseconds (the
+      first update of a `fit` also pays the graph's one-off set-up).
+
+    With `log_dir`, every update also writes these (and `changed`, `itop`,
+    `sparsity` per weight path) to TensorBoard (needs `tensorboard`).
+
+    Args:
+        drop: drop rule: a name in `drop_grow.RULES` ("magnitude") or a
+            `drop_grow.Rule`; the lowest scores are dropped.
+        grow: grow rule: "random" (SET), "gradient" (RigL), "momentum"
+            (SNFS), or a `Rule` such as `Gradient() + Exploration(c)`.
+        schedule: drop-fraction schedule: "cosine", "constant", "linear" or
+            a `drop_schedules.DropSchedule`.
+        delta_t: steps between updates (int >= 1), or "epoch" for the
+            number of steps per epoch given by `fit`.
+        begin_step: first step at which an update may happen (>= 0).
+        end_step: no update at or after this step; `None` means 75% of the
+            steps `fit` plans, `epochs * steps` (`epochs` counts from epoch
+            0, so continue a run with `initial_epoch`).
+        alpha: initial drop fraction, in [0, 1].
+        grow_init: value of grown weights: "zeros" or a number.
+        redistribution: `None` (each layer regrows what it dropped) or
+            "mean_score" (SNFS: regrowth in proportion to each layer's
+            mean grow score over its active weights).
+        seed: seed of the stateless RNG, keyed by (seed, step, layer).
+        log_dir: directory for per-update TensorBoard summaries, or `None`.
+
+    Example:
+
+    ```python
+    from keras_sparse.callbacks.drop_grow import Gradient, Exploration
+    cb = ks.callbacks.DynamicSparsity(
+        drop="magnitude", grow=Gradient() + Exploration(c=1e-4),
+        schedule="cosine", delta_t=100, alpha=0.3)
+    model.fit(x, y, epochs=10, callbacks=[cb])
+    ```
+    """
+
+    def __init__(self, drop="magnitude", grow="gradient", schedule="cosine",
+                 delta_t=100, begin_step=0, end_step=None, alpha=0.3,
+                 grow_init="zeros", redistribution=None, seed=0, log_dir=None):
+        super().__init__()
+        self.drop = drop_grow.get_rule(drop, "drop")
+        self.grow = drop_grow.get_rule(grow, "grow")
+        self.schedule = drop_schedules.get(schedule)
+        self.redistribution = drop_grow.get_redistribution(redistribution)
+        if delta_t != "epoch":
+            _int_arg(delta_t, "delta_t", 1, ' or "epoch"')
+        self.delta_t = delta_t
+        self.begin_step = _int_arg(begin_step, "begin_step", 0)
+        if end_step is not None and _int_arg(end_step, "end_step", 1) <= begin_step:
+            raise ValueError(
+                f"`end_step` must be greater than `begin_step`={begin_step}; "
+                f"got {end_step!r}."
+            )
+        self.end_step = end_step
+        drop_grow._check_number(alpha, "alpha", lambda v: 0 <= v <= 1, "in [0, 1]")
+        self.alpha = float(alpha)
+        if grow_init != "zeros":
+            drop_grow._check_number(grow_init, "grow_init", lambda v: True, '(or "zeros")')
+        self.grow_init = grow_init
+        self._grow_value = 0.0 if grow_init == "zeros" else float(grow_init)
+        _int_arg(seed, "seed", 0)
+        self.seed = seed
+        if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
+            raise TypeError(f"`log_dir` must be None or a path; got {log_dir!r}.")
+        self.log_dir = log_dir
+        parts = self.drop.parts() + self.grow.parts()
+        self._reads_gradient = any(p.needs_gradient for p in parts)
+        momenta = {p.momentum for p in parts if p.momentum}
+        if len(momenta) > 1 or (momenta and self._reads_gradient):
+            raise ValueError(
+                "`drop`/`grow`: the model keeps one dense-gradient buffer, so "
+                "rules cannot mix the step's gradient and gradient momenta "
+                f"{sorted(momenta)}; got drop={drop!r}, grow={grow!r}."
+            )
+        self._momentum = momenta.pop() if momenta else 0.0
+        self._config = dict(drop=drop, grow=grow, schedule=schedule,
+                            redistribution=redistribution)
+        self._update_fn, self._fn_key = None, None
+        self._last_step = self._batch_begin = None
+        self._writer = None
+        self._itop = 0.0
+        self._epoch = self._empty_epoch()
+
+    # -- set-up ---------------------------------------------------------------
+
+    def set_model(self, model):
+        super().set_model(model)
+        weights = model.masked_weights
+        if not weights:
+            raise ValueError(
+                f"{type(self).__name__}: model {model.name!r} has no built "
+                "prunable weights; build it (call it on data) first."
+            )
+        layers = {id(mw.layer): mw.layer for mw in weights}.values()
+        with model.distribute_strategy.scope():
+            for layer in layers:
+                layer.add_mask_state(ITOP)
+            self.drop.build(model)
+            self.grow.build(model)
+        if self._reads_gradient:
+            model.request_dense_gradients(when=self._captures)
+        elif self._momentum:
+            model.request_dense_gradients(momentum=self._momentum)
+        # Retrace: the update must see state variables added just now.
+        self._update_fn = self._fn_key = self._last_step = None
+
+    def _captures(self, step):
+        # Traced into the train step: `step` is the 0-based index being run,
+        # so the gradient is kept exactly for steps after which we update.
+        return self._is_update(step + 1)
+
+    def _bounds(self):
+        """`(delta_t, end_step)` with "epoch" and `None` resolved from `params`."""
+        params = self.params or {}
+        steps, epochs = params.get("steps"), params.get("epochs")
+        delta = self.delta_t
+        if delta == "epoch":
+            if not steps:
+                raise ValueError(
+                    '`delta_t`="epoch" needs the number of steps per epoch; '
+                    "fit on data of known size or pass `steps_per_epoch`, or "
+                    "give `delta_t` as an int."
+                )
+            delta = steps
+        end = self.end_step
+        if end is None:
+            if not steps or not epochs:
+                raise ValueError(
+                    "`end_step`=None means 75% of the planned steps, which fit "
+                    "does not know here; pass `end_step` as an int."
+                )
+            end = 3 * epochs * steps // 4
+            if end <= self.begin_step:
+                raise ValueError(
+                    f"`end_step`=None resolves to {end} (75% of {epochs} epochs "
+                    f"x {steps} steps), not after `begin_step`={self.begin_step}."
+                )
+        return delta, end
+
+    def _is_update(self, step):
+        """True at update steps; works on ints and on traced tensors."""
+        delta, end = self._bounds()
+        return (step % delta == 0) & (step >= max(self.begin_step, 1)) & (step < end)
+
+    def _rounds(self, step):
+        """Number of update steps in [1, step]: the round counter `t`."""
+        delta, end = self._bounds()
+        low, high = max(self.begin_step, 1), min(step, end - 1)
+        return max(0, high // delta - (low - 1) // delta)
+
+    def _round_step(self, rounds):
+        """The global step of update round `rounds` (1-based)."""
+        delta, _ = self._bounds()
+        first = -(-max(self.begin_step, 1) // delta) * delta
+        return first + (rounds - 1) * delta
+
+    # -- training hooks ---------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        self._bounds()  # bad settings fail before the first step
+        self._last_step = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._last_step is None:
+            # After every on_train_begin, so BackupAndRestore has restored.
+            self._last_step = self._global_step()
+            self._start_union()
+        self._batch_begin = batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Count steps in Python (no device sync per batch); read the real
+        # step only when an update looks due.
+        step = self._last_step + batch - self._batch_begin + 1
+        done = self._rounds(self._last_step)
+        if self._rounds(step) > done:
+            step = self._global_step()
+        due = self._rounds(step)
+        self._last_step = step
+        if due > done:  # steps_per_execution > 1 may jump past the step
+            self._update(self._round_step(due), due)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = self._empty_epoch()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        e = self._epoch
+        logs["dst/drop_fraction"] = e["fraction"]
+        logs["dst/updates"] = e["updates"]
+        logs["dst/changed"] = e["changed"]
+        logs["dst/churn"] = e["changed"] / e["active"] if e["active"] else 0.0
+        logs["dst/itop"] = self._itop
+        logs["dst/update_ms"] = e["ms"] / e["updates"] if e["updates"] else 0.0
+        if self._writer:
+            self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        self._last_step = None
+
+    def _global_step(self):
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    @staticmethod
+    def _empty_epoch():
+        return dict(fraction=0.0, updates=0, changed=0, active=0, ms=0.0)
+
+    def _start_union(self):
+        weights = self.model.masked_weights
+        with self.model.distribute_strategy.scope():
+            for mw in weights:
+                union = mw.state(ITOP)
+                union.assign(tf.maximum(union, tf.cast(mw.mask, union.dtype)))
+        ever = sum(float(tf.reduce_sum(mw.state(ITOP))) for mw in weights)
+        self._itop = ever / sum(mw.size for mw in weights)
+
+    # -- the update ---------------------------------------------------------------
+
+    def update_masks(self, step=None):
+        """Runs one drop-and-grow update now; returns per-layer statistics.
+
+        The callback calls this at update steps; it is public for manual
+        schedules and tests. The drop fraction is the schedule's at `step`
+        (default: the optimizer's current step); the round counter is the
+        number of scheduled updates up to `step` (at least 1). Growth reads
+        the dense gradients the model stored last.
+
+        Returns:
+            `{weight path: {"dropped", "grown", "changed", "active", "ever",
+            "finite"}}` for this update.
+        """
+        if step is None:
+            step = self._global_step()
+        _int_arg(step, "step", 0)
+        rounds = max(self._rounds(step), 1)  # bad settings raise here, first
+        self._start_union()
+        return self._update(step, rounds)
+
+    def _update(self, step, rounds):
+        _, end = self._bounds()
+        fraction = float(self.schedule(step, self.alpha, end))
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(
+                f"`schedule` {type(self.schedule).__name__} gave drop fraction "
+                f"{fraction} at step {step}; it must be in [0, 1]."
+            )
+        with self.model.distribute_strategy.scope():
+            update = self._function()
+            start = time.perf_counter()
+            out = update(tf.constant(step, tf.int64), tf.constant(fraction, tf.float64),
+                         tf.constant(rounds, tf.float64))
+        out = {k: v.numpy() for k, v in out.items()}  # small per-layer vectors
+        elapsed_ms = 1000.0 * (time.perf_counter() - start)
+
+        weights = self.model.masked_weights
+        stats = {}
+        for i, mw in enumerate(weights):
+            if not out["finite"][i]:
+                warnings.warn(
+                    f"DynamicSparsity: scores of {mw.path} contain NaN or Inf "
+                    f"at step {step}; its mask is kept.",
+                    stacklevel=2,
+                )
+            stats[mw.path] = {k: out[k][i].item() for k in out}
+        changed = int(out["changed"].sum())
+        self._itop = float(out["ever"].sum()) / sum(mw.size for mw in weights)
+        e = self._epoch
+        e["fraction"] = fraction
+        e["updates"] += 1
+        e["changed"] += changed
+        e["active"] += int(out["active"].sum())
+        e["ms"] += elapsed_ms
+        self._summaries(step, fraction, changed, elapsed_ms, weights, out)
+        return stats
+
+    def _function(self):
+        # Retrace when optimizer slots appear: the update must reset them.
+        optimizer = getattr(self.model, "optimizer", None)
+        key = (id(self.model), id(optimizer), len(getattr(optimizer, "variables", [])))
+        if self._fn_key != key:
+            specs = [tf.TensorSpec([], tf.int64)] + [tf.TensorSpec([], tf.float64)] * 2
+            # Traced here, so `dst/update_ms` times the update, not tracing.
+            self._update_fn = tf.function(self._compute).get_concrete_function(*specs)
+            self._fn_key = key
+        return self._update_fn
+
+    def _compute(self, step, fraction, rounds):
+        weights = self.model.masked_weights
+        reads = self._reads_gradient or self._momentum
+        gradients = self.model.dense_gradients() if reads else [None] * len(weights)
+        layers = [self._drop(i, mw, gradient, step, fraction, rounds)
+                  for i, (mw, gradient) in enumerate(zip(weights, gradients))]
+        stats = [self._grow(layer, count)
+                 for layer, count in zip(layers, self._grow_counts(layers))]
+        return {k: tf.stack([s[k] for s in stats]) for k in stats[0]}
+
+    def _drop(self, index, mw, gradient, step, fraction, rounds):
+        """Scores one weight and keeps its top active weights (graph code)."""
+        mask = tf.cast(tf.convert_to_tensor(mw.mask), tf.float32)
+        if gradient is not None:
+            gradient = tf.cast(gradient, tf.float32)
+        common = dict(weight=mw, index=index, mask=mask, gradient=gradient, step=step,
+                      round=rounds)
+        drop_up = drop_grow.LayerUpdate(**common, seed=-(self.seed + 1))
+        grow_up = drop_grow.LayerUpdate(**common, seed=self.seed)
+        drop_score = tf.cast(self.drop.score(drop_up), tf.float32)
+        grow_score = tf.cast(self.grow.score(grow_up), tf.float32)
+        finite = tf.reduce_all(tf.math.is_finite(drop_score)) & tf.reduce_all(
+            tf.math.is_finite(grow_score))
+        active = mask > 0
+        n_active = tf.reduce_sum(tf.cast(active, tf.int64))
+        n_drop = tf.cast(tf.floor(fraction * tf.cast(n_active, tf.float64)), tf.int64)
+        # Without redistribution a fully dense weight could only regrow what
+        # it dropped, resetting it: leave it alone.
+        movable = finite if self.redistribution else finite & (n_active < mw.size)
+        n_drop = tf.where(movable, n_drop, tf.zeros_like(n_drop))
+        kept = topk_mask(tf.where(active, drop_score, -math.inf),
+                         tf.cast(n_active - n_drop, tf.int32))
+        return dict(mw=mw, drop_up=drop_up, grow_up=grow_up, mask=mask, kept=kept,
+                    grow_score=tf.where(finite, grow_score, 0.0), finite=finite,
+                    n_drop=n_drop, room=mw.size - n_active + n_drop)
+
+    def _grow_counts(self, layers):
+        """Connections each layer grows: what it dropped, or redistributed."""
+        dropped = [layer["n_drop"] for layer in layers]
+        if self.redistribution is None:
+            return dropped
+        shares = [self.redistribution.layer_weight(layer["grow_up"], layer["grow_score"])
+                  for layer in layers]
+        room = [tf.where(layer["finite"], layer["room"], tf.constant(0, tf.int64))
+                for layer in layers]
+        return tf.unstack(self.redistribution.allocate(
+            tf.add_n(dropped), tf.stack(shares), tf.stack(room)))
+
+    def _grow(self, layer, count):
+        """Grows `count` positions, applies the mask, advances rule state."""
+        mw, mask, finite = layer["mw"], layer["mask"], layer["finite"]
+        pool = tf.where(layer["kept"] > 0, -math.inf, layer["grow_score"])
+        grown = topk_mask(pool, tf.cast(count, tf.int32))
+        kept = tf.where(finite, layer["kept"], mask)
+        new = tf.where(finite, layer["kept"] + grown, mask)
+        # Two steps so a weight dropped and regrown restarts from grow_init.
+        self.model._assign_mask(mw, kept)
+        self.model._assign_mask(mw, new, self._grow_value)
+        union = mw.state(ITOP)
+        union.assign(tf.maximum(tf.convert_to_tensor(union), tf.cast(new, union.dtype)))
+        self.drop.update_state(layer["drop_up"], new)
+        self.grow.update_state(layer["grow_up"], new)
+        return dict(
+            dropped=layer["n_drop"],
+            grown=tf.cast(count, tf.int64),
+            changed=tf.cast(tf.reduce_sum(new * (1.0 - mask)), tf.int64),
+            active=tf.cast(tf.reduce_sum(new), tf.int64),
+            ever=tf.cast(tf.reduce_sum(tf.convert_to_tensor(union)), tf.int64),
+            finite=finite,
+        )
+
+    # -- TensorBoard ------------------------------------------------------------
+
+    def _summaries(self, step, fraction, changed, elapsed_ms, weights, out):
+        if self.log_dir is None:
+            return
+        if self._writer is None:
+            try:
+                import tensorboard  # noqa: F401  (tf.summary needs it)
+            except ImportError:
+                warnings.warn("DynamicSparsity: tensorboard is not installed; no TensorBoard logs.")
+                self._writer = False
+            else:
+                self._writer = tf.summary.create_file_writer(os.fspath(self.log_dir))
+        if not self._writer:
+            return
+        with self._writer.as_default(step=step):
+            tf.summary.scalar("dst/drop_fraction", fraction)
+            tf.summary.scalar("dst/changed", changed)
+            tf.summary.scalar("dst/itop", self._itop)
+            tf.summary.scalar("dst/update_ms", elapsed_ms)
+            for i, mw in enumerate(weights):
+                tf.summary.scalar(f"dst/changed/{mw.path}", out["changed"][i])
+                tf.summary.scalar(f"dst/itop/{mw.path}", out["ever"][i] / mw.size)
+                tf.summary.scalar(f"dst/sparsity/{mw.path}", 1.0 - out["active"][i] / mw.size)
+
+    # -- config -------------------------------------------------------------------
+
+    def get_config(self):
+        def spec(name, value):
+            original = self._config[name]
+            if original is None or isinstance(original, str):
+                return original
+            return keras.saving.serialize_keras_object(value)
+
+        return dict(
+            drop=spec("drop", self.drop), grow=spec("grow", self.grow),
+            schedule=spec("schedule", self.schedule), delta_t=self.delta_t,
+            begin_step=self.begin_step, end_step=self.end_step, alpha=self.alpha,
+            grow_init=self.grow_init,
+            redistribution=spec("redistribution", self.redistribution),
+            seed=self.seed,
+            log_dir=None if self.log_dir is None else os.fspath(self.log_dir),
+        )

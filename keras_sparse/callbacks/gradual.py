@@ -1,0 +1,138 @@
+"""Gradual magnitude pruning (Zhu & Gupta 2017) during `fit`."""
+
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_sparse import distributions
+from keras_sparse.callbacks.base import MaskCallback
+from keras_sparse.conversion import sparsity_report
+from keras_sparse.masks import check_sparsity, num_inactive, topk_mask
+from keras_sparse.schedules import pruning_schedules
+
+
+@keras.saving.register_keras_serializable(package="keras_sparse")
+class GradualMagnitudePruning(MaskCallback):
+    """Prunes a dense-initialised `SparseModel` by weight magnitude on a schedule.
+
+    Before every step `t` (counted by `model.optimizer.iterations`) for which
+    `schedule(t)` says to prune, each layer keeps its largest `abs(w)` so
+    that exactly `round(s_l * n_l)` weights are inactive, `s_l` from the
+    scheduled sparsity and `distribution`; already pruned weights score 0.
+    Dropped weights and their optimizer slots are zeroed (SPEC §3.2). As in
+    tfmot, the mask for step `t` is computed from the weights after `t`
+    steps; it is applied at the end of step `t - 1` (at the start of `fit`
+    for the first step), so a schedule ending at the last step also prunes
+    the final model. With `steps_per_execution > 1` the latest scheduled
+    step of each execution is applied at its end.
+
+    The update is one compiled function over all layers. With the schedules
+    of `ks.schedules`, non-pruning steps cost only a Python integer test;
+    other schedules (a tfmot instance, say) are evaluated in a compiled
+    function every step.
+
+    Logs `sparsity` (the model's overall sparsity) at each epoch end.
+
+    Args:
+        schedule: `schedule(step) -> (should_prune, sparsity)`, e.g.
+            `ks.schedules.PolynomialDecay` or a tfmot schedule.
+        distribution: per-layer split of the scheduled sparsity: "uniform"
+            (default, as tfmot: every layer gets it), "erk" or "er".
+        dense_layers: layer names kept dense. interpretation: default none,
+            even at sparsity >= 0.99, so the set of pruned layers does not
+            change while the schedule rises.
+
+    Example:
+
+    ```python
+    model = ks.sparsify(dense, 0.0)          # masks all ones
+    schedule = ks.schedules.PolynomialDecay(0.0, 0.9, begin_step=0,
+                                            end_step=steps, frequency=100)
+    model.fit(x, y, epochs=5,
+              callbacks=[ks.callbacks.GradualMagnitudePruning(schedule)])
+    ```
+    """
+
+    def __init__(self, schedule, distribution="uniform", dense_layers=None):
+        super().__init__()
+        self.schedule = pruning_schedules.check_schedule(schedule)
+        self.distribution = distributions.check_distribution(distribution)
+        self.dense_layers = list(dense_layers) if dense_layers is not None else None
+
+    def get_config(self):
+        return {"schedule": pruning_schedules.serialize(self.schedule),
+                "distribution": self.distribution, "dense_layers": self.dense_layers}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["schedule"] = pruning_schedules.deserialize(config["schedule"])
+        return cls(**config)
+
+    def on_train_begin(self, logs=None):
+        optimizer = self.model.optimizer
+        if not optimizer.built:  # the compiled update must see every slot
+            with self.model.distribute_strategy.scope():
+                optimizer.build(self.model.trainable_variables)
+        self._weights = self.model.masked_weights
+        self._shapes = {mw.path: tuple(mw.weight.shape) for mw in self._weights}
+        self._update = tf.function(self._update_masks)
+        if not hasattr(self.schedule, "prunes_at"):
+            self._evaluate = tf.function(lambda step: self.schedule(step))
+        self._step = self._iterations()
+        self._prune_if_scheduled([self._step])
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = self._iterations()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.model.steps_per_execution == 1:  # `batch` is the step index: no device read
+            step = self._epoch_start + batch + 1
+        else:  # Keras reports a full execution's index even for a shorter last one
+            step = self._iterations()
+        self._prune_if_scheduled(range(self._step + 1, step + 1))
+        self._step = step
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["sparsity"] = sparsity_report(self.model)[-1]["sparsity"]
+
+    def _iterations(self):
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def _prune_if_scheduled(self, steps):
+        """Prunes for the latest step of `steps` the schedule selects."""
+        for step in reversed(steps):
+            if hasattr(self.schedule, "prunes_at"):
+                if self.schedule.prunes_at(step):
+                    sparsity = self.schedule(step)[1]
+                    break
+            else:
+                should, sparsity = self._evaluate(tf.constant(step, tf.int64))
+                if bool(should):
+                    break
+        else:
+            return
+        sparsity = check_sparsity(float(sparsity), "schedule sparsity")
+        targets = distributions.solve(self._shapes, sparsity, self.distribution,
+                                      self.dense_layers or [])
+        keep = [mw.size - num_inactive(mw.size, targets[mw.path]) for mw in self._weights]
+        finite = self._update(tf.constant(keep, tf.int32))
+        for mw, ok in zip(self._weights, np.asarray(finite)):
+            if not ok:
+                warnings.warn(f"Weights of {mw.path} contain NaN or Inf; its "
+                              "mask is kept.", stacklevel=2)
+
+    def _update_masks(self, keep):
+        finite = []
+        for i, mw in enumerate(self._weights):
+            old = tf.convert_to_tensor(mw.mask)
+            score = tf.abs(tf.cast(tf.convert_to_tensor(mw.weight) * old, tf.float32))
+            ok = tf.reduce_all(tf.math.is_finite(score))
+            new = tf.cond(ok, lambda: tf.cast(topk_mask(score, keep[i]), old.dtype),
+                          lambda: old)
+            self.model._assign_mask(mw, new)
+            finite.append(ok)
+        return tf.stack(finite)

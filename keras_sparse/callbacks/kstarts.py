@@ -1,0 +1,276 @@
+"""K-starts (Haroon 2022): pick the fittest of k random masks early in training."""
+
+import numbers
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_sparse import distributions
+from keras_sparse.callbacks.base import MaskCallback
+from keras_sparse.conversion import sparsity_report
+from keras_sparse.masks import check_sparsity, stateless_uniform
+from keras_sparse.pruning.base import check_scope, masks_from_scores
+
+FITNESS = ("magnitude", "gradient", "both")
+MODES = ("union", "independent")
+GRAD_SUM = "kstarts_grad"  # per-weight sum of abs(g) over the selection steps
+
+
+def _check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"`{name}` must be an integer >= 1; got {value!r}.")
+    return int(value)
+
+
+def _check_choice(value, name, allowed):
+    if value not in allowed:
+        raise ValueError(f"`{name}` must be one of {allowed}; got {value!r}.")
+    return value
+
+
+@keras.saving.register_keras_serializable(package="keras_sparse")
+class KStarts(MaskCallback):
+    """Trains k random masks briefly and keeps the fittest (SPEC §6).
+
+    Candidate `i` is a random mask with exactly the target count of zeros
+    per layer (budgets from `distribution`, or one global ranking with
+    `scope="global"`), drawn with stateless RNG keyed by (seed, i, layer),
+    so it can be rebuilt at any time (`candidate(i)`) and every replica
+    draws the same one. All candidates share the model's initial weights:
+    start from a dense-initialised model (`ks.sparsify(model, 0.0)`);
+    weights already zero stay zero.
+
+    Fitness of a candidate mask `m`: `magnitude` = `sum(abs(w) * m)`;
+    `gradient` = `sum(G * m)`, `G` the per-weight sum of `abs(dL/dw)` over
+    the selection steps; `both` = the two summed after dividing each by its
+    mean over the candidates. The fittest (lowest index on ties) is kept,
+    every other weight is zeroed with its optimizer slots, and training
+    continues.
+
+    Modes:
+
+    - `"union"` (default; interpretation: it stands for the paper's "first
+      couple of epochs"): for epochs `0 .. selection_epochs - 1` the model
+      trains with the union of the k candidates, then selects. Costs no more
+      than normal training.
+    - `"independent"` (faithful, k times costlier): candidate `i` trains
+      alone during epochs `i * selection_epochs .. (i + 1) * selection_epochs
+      - 1`, each from the same initial weights and optimizer state (step
+      counter included, so the winner continues exactly as if it alone had
+      been trained). Selection uses `k * selection_epochs` epochs of `fit`;
+      trained candidates are kept in host memory until selection, and a run
+      cannot be resumed in the middle of it.
+
+    Epochs are Keras' epoch indices (`initial_epoch` counts on resume). In
+    union mode the masks and the gradient sums are model variables, so a run
+    resumed with `BackupAndRestore` during selection continues it exactly.
+    `gradient` and `both` read the dense-gradient hook of the model every
+    step of the selection (do not combine with another callback that uses it,
+    such as RigL) and need `steps_per_execution=1`.
+
+    Logs at the selection epoch `kstarts_fitness_<i>` for every candidate
+    and `kstarts_winner`; `sparsity` every epoch.
+
+    Args:
+        sparsity: target fraction of zeros of every candidate, in [0, 1).
+        k: number of candidates (>= 1, default 5).
+        selection_epochs: training epochs before the selection (2).
+        fitness: "magnitude" (default; interpretation: the paper lets the
+            criterion depend on the architecture), "gradient" or "both".
+        mode: "union" or "independent".
+        distribution, scope, dense_layers: layer budgets (SPEC §4).
+        seed: seed of the candidate masks.
+
+    Example:
+
+    ```python
+    model = ks.sparsify(dense, 0.0)
+    model.fit(x, y, epochs=10, callbacks=[ks.callbacks.KStarts(0.9, k=5)])
+    ```
+    """
+
+    def __init__(self, sparsity, k=5, selection_epochs=2, fitness="magnitude",
+                 mode="union", distribution="erk", scope="layer", dense_layers=None,
+                 seed=0):
+        super().__init__()
+        self.sparsity = check_sparsity(sparsity)
+        self.k = _check_positive_int(k, "k")
+        self.selection_epochs = _check_positive_int(selection_epochs, "selection_epochs")
+        self.fitness = _check_choice(fitness, "fitness", FITNESS)
+        self.mode = _check_choice(mode, "mode", MODES)
+        self.distribution = distributions.check_distribution(distribution)
+        self.scope = check_scope(scope)
+        self.dense_layers = list(dense_layers) if dense_layers is not None else None
+        self.seed = int(seed)
+        self._selected = False
+
+    def get_config(self):
+        return {"sparsity": self.sparsity, "k": self.k,
+                "selection_epochs": self.selection_epochs, "fitness": self.fitness,
+                "mode": self.mode, "distribution": self.distribution,
+                "scope": self.scope, "dense_layers": self.dense_layers,
+                "seed": self.seed}
+
+    @property
+    def _uses_gradients(self):
+        return self.fitness != "magnitude"
+
+    @property
+    def _selection_end(self):
+        return self.selection_epochs * (self.k if self.mode == "independent" else 1)
+
+    def set_model(self, model):
+        super().set_model(model)
+        self._selecting = False
+        if self._uses_gradients:
+            with model.distribute_strategy.scope():
+                self._capturing = tf.Variable(False, trainable=False)
+                for mw in model.masked_weights:
+                    mw.layer.add_mask_state(GRAD_SUM, dtype=mw.weight.dtype)
+            model.request_dense_gradients(when=lambda step: self._capturing)
+            self._accumulate = tf.function(self._accumulate_gradients)
+
+    def candidate(self, index):
+        """Candidate `index`'s masks, `{path: tensor}` (the model must be set)."""
+        weights = self.model.masked_weights
+        scores = {mw.path: stateless_uniform(mw.weight.shape, self.seed, index, i)
+                  for i, mw in enumerate(weights)}
+        return masks_from_scores(self.model, scores, self.sparsity, self.distribution,
+                                 self.scope, self.dense_layers)
+
+    # -- training hooks -----------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        if self._uses_gradients and getattr(self.model, "steps_per_execution", 1) > 1:
+            raise ValueError(
+                f"KStarts(fitness={self.fitness!r}) sums gradients of every step; "
+                f"compile with steps_per_execution=1 (got "
+                f"{self.model.steps_per_execution})."
+            )
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._selected = self._selected or epoch >= self._selection_end
+        self._selecting = not self._selected
+        if self._uses_gradients:
+            self._capturing.assign(self._selecting)
+        if not self._selecting:
+            return
+        if self.mode == "union":
+            if epoch == 0:
+                union = self.candidate(0)
+                for i in range(1, self.k):
+                    union = {p: tf.maximum(m, union[p]) for p, m in self.candidate(i).items()}
+                self.model.set_masks(union)
+                self._reset_gradient_sums()
+            return  # resumed mid-selection: masks and sums came with the model
+        block, position = divmod(epoch, self.selection_epochs)
+        if position:
+            return
+        if epoch == 0:
+            if not self.model.optimizer.built:  # its slots must be in the snapshot
+                with self.model.distribute_strategy.scope():
+                    self.model.optimizer.build(self.model.trainable_variables)
+            self._initial, self._raw, self._trained = self._snapshot(), [], []
+        elif not hasattr(self, "_initial"):
+            raise RuntimeError(
+                "KStarts(mode='independent') cannot resume in the middle of the "
+                f"selection (epoch {epoch} < {self._selection_end}); restart from "
+                "epoch 0 or use mode='union'."
+            )
+        self._load(self.candidate(block), self._initial)
+        self._reset_gradient_sums()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._selecting and self._uses_gradients:
+            self._accumulate()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {} if logs is None else logs
+        if self._selecting:
+            if self.mode == "union":
+                if epoch == self.selection_epochs - 1:
+                    raw = [self._raw_fitness(self.candidate(i)) for i in range(self.k)]
+                    winner = self._select(raw, logs)
+                    self.model.set_masks(self.candidate(winner))
+            elif epoch % self.selection_epochs == self.selection_epochs - 1:
+                block = epoch // self.selection_epochs
+                self._raw.append(self._raw_fitness(self.candidate(block)))
+                self._trained.append(self._snapshot())
+                if block == self.k - 1:
+                    winner = self._select(self._raw, logs)
+                    self._load(self.candidate(winner), self._trained[winner])
+                    del self._initial, self._raw, self._trained
+        logs["sparsity"] = sparsity_report(self.model)[-1]["sparsity"]
+
+    def on_train_end(self, logs=None):
+        if not self._selected:
+            warnings.warn(
+                f"KStarts: training ended before the selection (it needs "
+                f"{self._selection_end} epochs); the model keeps the selection masks.",
+                stacklevel=2,
+            )
+
+    # -- fitness --------------------------------------------------------------
+
+    def _raw_fitness(self, masks):
+        """`(sum(abs(w) * m), sum(G * m))` of one candidate."""
+        magnitude, gradient = 0.0, 0.0
+        for mw in self.model.masked_weights:
+            m = tf.cast(masks[mw.path], tf.float64)
+            weight = tf.cast(tf.convert_to_tensor(mw.weight), tf.float64)
+            magnitude += float(tf.reduce_sum(tf.abs(weight) * m))
+            if self._uses_gradients:
+                grads = tf.cast(tf.convert_to_tensor(mw.state(GRAD_SUM)), tf.float64)
+                gradient += float(tf.reduce_sum(grads * m))
+        return magnitude, gradient
+
+    def _select(self, raw, logs):
+        magnitude, gradient = (np.array(v) for v in zip(*raw))
+
+        def normalized(values):
+            mean = values.mean()
+            return values / mean if mean > 0 else np.zeros_like(values)
+
+        fitness = {"magnitude": magnitude, "gradient": gradient,
+                   "both": normalized(magnitude) + normalized(gradient)}[self.fitness]
+        winner = int(np.argmax(fitness))
+        for i, value in enumerate(fitness):
+            logs[f"kstarts_fitness_{i}"] = float(value)
+        logs["kstarts_winner"] = winner
+        self._selected, self._selecting = True, False
+        if self._uses_gradients:
+            self._capturing.assign(False)
+        return winner
+
+    # -- state ----------------------------------------------------------------
+
+    def _accumulate_gradients(self):
+        for mw, grad in zip(self.model.masked_weights, self.model.dense_gradients()):
+            total = mw.state(GRAD_SUM)
+            total.assign_add(tf.abs(tf.cast(grad, total.dtype)))
+
+    def _reset_gradient_sums(self):
+        if self._uses_gradients:
+            for mw in self.model.masked_weights:
+                total = mw.state(GRAD_SUM)
+                total.assign(tf.zeros_like(total.value))
+
+    def _state_variables(self):
+        """Model variables but masks, and every optimizer slot and counter."""
+        masks = {id(mw.mask) for mw in self.model.masked_weights}
+        model_vars = [v for v in self.model.weights if id(v) not in masks]
+        optimizer = self.model.optimizer
+        optimizer_vars = list(optimizer.variables) if getattr(optimizer, "built", False) else []
+        return model_vars + optimizer_vars
+
+    def _snapshot(self):
+        return [keras.ops.convert_to_numpy(v) for v in self._state_variables()]
+
+    def _load(self, masks, snapshot):
+        """Sets `masks`, then every other variable from `snapshot`, masked."""
+        self.model.set_masks(masks)
+        for variable, value in zip(self._state_variables(), snapshot):
+            variable.assign(value)
+        self.model.apply_masks()

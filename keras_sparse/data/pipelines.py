@@ -1,0 +1,246 @@
+"""TFDS input pipelines: `(image, label)` batches, normalized and augmented."""
+
+import dataclasses
+import os
+from typing import Callable, Optional
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from keras_sparse.data import transforms
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+    stored_shape: tuple  # decoded TFDS image; None where sizes vary
+    input_shape: tuple  # what the pipeline yields
+    mean: tuple
+    std: tuple
+    train_transform: Optional[Callable]  # (image, seed) -> image
+    eval_transform: Optional[Callable]  # image -> image
+    small: bool  # fits in memory: cache it, shuffle all of it
+
+
+# Per-channel statistics of each training set on the [0, 1] scale.
+_SPECS = {
+    "cifar10": _Spec(
+        (32, 32, 3),
+        (32, 32, 3),
+        (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616),
+        transforms.pad_crop_flip,
+        None,
+        small=True,
+    ),
+    "cifar100": _Spec(
+        (32, 32, 3),
+        (32, 32, 3),
+        (0.5071, 0.4865, 0.4409),
+        (0.2673, 0.2564, 0.2762),
+        transforms.pad_crop_flip,
+        None,
+        small=True,
+    ),
+    "mnist": _Spec(
+        (28, 28, 1), (28, 28, 1), (0.1307,), (0.3081,), None, None, small=True
+    ),
+    "fashion_mnist": _Spec(
+        (28, 28, 1), (28, 28, 1), (0.2860,), (0.3530,), None, None, small=True
+    ),
+    "imagenet2012": _Spec(
+        (None, None, 3),
+        (224, 224, 3),
+        (0.485, 0.456, 0.406),
+        (0.229, 0.224, 0.225),
+        transforms.random_resized_crop_flip,
+        transforms.resize_center_crop,
+        small=False,
+    ),
+}
+_SMALL_SHUFFLE_BUFFER = 60_000  # a whole MNIST/CIFAR training set
+_LARGE_SHUFFLE_BUFFER = 10_000  # encoded JPEGs, ~1 GB for ImageNet
+
+
+def names():
+    """Returns the data set names `load` and `info` accept, sorted.
+
+    Example:
+        >>> "cifar10" in names()
+        True
+    """
+    return sorted(_SPECS)
+
+
+def _spec(name):
+    if name not in _SPECS:
+        raise ValueError(
+            f"Unknown dataset: name={name!r}. `name` must be one of {names()}."
+        )
+    return _SPECS[name]
+
+
+def _builder(name, data_dir):
+    # Read TFDS_DATA_DIR now: tfds reads it once, at import time.
+    data_dir = data_dir or os.environ.get("TFDS_DATA_DIR")
+    return tfds.builder(name, data_dir=data_dir)
+
+
+def info(name, data_dir=None):
+    """Describes a data set as the pipelines of `load` deliver it.
+
+    Args:
+        name: one of `names()`.
+        data_dir: TFDS data directory; default: `$TFDS_DATA_DIR`, else the
+            tensorflow-datasets default (`~/tensorflow_datasets`).
+
+    Returns:
+        A dict with `name`, `input_shape` (of one pipeline image),
+        `num_classes` and `num_examples` (`{split: count}`, empty when the
+        data set is not prepared in `data_dir`). Nothing is downloaded.
+
+    Example:
+        >>> info("cifar10")["num_classes"]
+        10
+    """
+    spec = _spec(name)
+    builder_info = _builder(name, data_dir).info
+    return {
+        "name": name,
+        "input_shape": spec.input_shape,
+        "num_classes": builder_info.features["label"].num_classes,
+        "num_examples": {
+            split: split_info.num_examples
+            for split, split_info in builder_info.splits.items()
+        },
+    }
+
+
+def load(
+    name,
+    split="train",
+    batch_size=128,
+    shuffle=None,
+    augment=None,
+    subset=None,
+    seed=0,
+    data_dir=None,
+    download=False,
+):
+    """Builds a batched `tf.data.Dataset` of `(image, label)` from TFDS.
+
+    Images are float32, normalized per channel with the training set's mean
+    and standard deviation (ImageNet: the usual ImageNet constants); labels
+    are int32. Augmentation: CIFAR pads 4 pixels, crops 32x32 at random and
+    flips horizontally; ImageNet takes a random-resized 224x224 crop and
+    flips (evaluation: shorter side resized to 256, central 224x224 crop);
+    MNIST and Fashion-MNIST have none. Shuffling and augmentation are seeded
+    and stateless, so equal arguments give equal batches; both change from
+    epoch to epoch.
+
+    Args:
+        name: one of `names()`: `"cifar10"`, `"cifar100"`, `"mnist"`,
+            `"fashion_mnist"` or `"imagenet2012"`.
+        split: a TFDS split, e.g. `"train"`, `"test"`, `"validation"` or
+            `"train[:90%]"`.
+        batch_size: examples per batch; the last batch may be smaller.
+        shuffle: whether to shuffle examples (and files) each epoch;
+            `None` shuffles splits whose name starts with `"train"`.
+        augment: `None` augments splits whose name starts with `"train"`;
+            `True`/`False` force it on or off. `True` is an error for the
+            MNIST family, which has no augmentation.
+        subset: if set, only the first `subset` examples of the split (in
+            file order) are used, e.g. for reduced CPU runs.
+        seed: seed of the shuffle and the augmentation.
+        data_dir: TFDS data directory; default: `$TFDS_DATA_DIR`, else the
+            tensorflow-datasets default (`~/tensorflow_datasets`).
+        download: let tensorflow-datasets download and prepare a missing
+            data set; by default a missing one raises `FileNotFoundError`.
+
+    Returns:
+        A `tf.data.Dataset` of `(images, labels)` batches, prefetched.
+
+    Example:
+        >>> ds = load("cifar10", "test", batch_size=256, subset=1000)
+        >>> images, labels = next(iter(ds))  # (256, 32, 32, 3), (256,)
+    """
+    spec = _spec(name)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(
+            f"`batch_size` must be a positive integer; "
+            f"got batch_size={batch_size!r}."
+        )
+    if subset is not None and (not isinstance(subset, int) or subset < 1):
+        raise ValueError(
+            f"`subset` must be None or a positive integer; "
+            f"got subset={subset!r}."
+        )
+    if shuffle is None:
+        shuffle = split.startswith("train")
+    if augment is None:
+        augment = bool(spec.train_transform) and split.startswith("train")
+    elif augment and spec.train_transform is None:
+        raise ValueError(
+            f"augment={augment!r}: {name!r} has no augmentation; pass "
+            f"augment=None or False."
+        )
+
+    builder = _builder(name, data_dir)
+    if download:
+        builder.download_and_prepare()
+    # `subset` means the first examples, so files are read in order then.
+    shuffle_files = shuffle and subset is None
+    try:
+        ds = builder.as_dataset(
+            split=split,
+            as_supervised=True,
+            shuffle_files=shuffle_files,
+            # Images stay encoded until after the shuffle and cache: smaller.
+            decoders={"image": tfds.decode.SkipDecoding()},
+            read_config=tfds.ReadConfig(
+                shuffle_seed=seed, try_autocache=False
+            ),
+        )
+    except AssertionError as error:  # how tfds reports a missing data set
+        raise FileNotFoundError(
+            f"Dataset {name!r} is not prepared in {builder.data_dir_root} and "
+            f"download=False. Point the TFDS_DATA_DIR environment variable "
+            f"(or data_dir=) at a directory holding a prepared copy "
+            f"({name}/<version>/), or pass download=True."
+        ) from error
+
+    if subset is not None:
+        ds = ds.take(subset)
+    if spec.small:
+        ds = ds.cache()
+    if shuffle:
+        buffer = _SMALL_SHUFFLE_BUFFER if spec.small else _LARGE_SHUFFLE_BUFFER
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+
+    channels = spec.stored_shape[-1]
+
+    def preprocess(encoded, label, image_seed=None):
+        image = tf.io.decode_image(
+            encoded, channels=channels, expand_animations=False
+        )
+        image = tf.ensure_shape(image, spec.stored_shape)
+        if augment:
+            image = spec.train_transform(image, image_seed)
+        elif spec.eval_transform is not None:
+            image = spec.eval_transform(image)
+        image = transforms.normalize(image, spec.mean, spec.std)
+        image = tf.ensure_shape(image, spec.input_shape)
+        return image, tf.cast(label, tf.int32)
+
+    if augment:
+        # One [2] seed per example, different each epoch, fixed by `seed`.
+        seeds = tf.data.Dataset.random(
+            seed=seed, rerandomize_each_iteration=True
+        ).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds)
+        ds = ds.map(
+            lambda example, s: preprocess(*example, image_seed=s),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    else:
+        ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,12 @@
+"""Recipes: the papers' experiments as configs, run by one runner.
+
+```bash
+python -m recipes list
+python -m recipes run quickstart
+python -m recipes run rigl_wrn22_2_cifar10 --preset paper --seed 1
+```
+
+A recipe is data (`recipes/configs/`, format described there); the runner
+(`recipes.runner`) builds the model, data, optimizer and callbacks from it and
+calls `model.fit`.
+"""

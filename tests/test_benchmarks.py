@@ -1,0 +1,109 @@
+"""The benchmark harness: one tiny benchmark end to end, and its helpers."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import NAMES, harness
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MEASUREMENT_KEYS = {"name", "unit", "median", "q1", "q3", "min", "max", "n", "samples"}
+COMPARISON_KEYS = {"name", "description", "numerator", "denominator", "ratio",
+                   "ratio_q1", "ratio_q3", "target", "status"}
+
+
+def check_schema(result):
+    assert result["schema_version"] == harness.SCHEMA_VERSION
+    assert result["benchmark"] in NAMES
+    assert result["mode"] in harness.MODES
+    assert result["status"] in ("ok", "not available", "error")
+    assert isinstance(result["duration_s"], float)
+    for key in ("cpu", "logical_cores", "usable_cores", "memory_gb", "versions"):
+        assert key in result["machine"]
+    assert result["machine"]["versions"]["tensorflow"]
+    for key in ("config", "data"):
+        assert isinstance(result[key], dict)
+    assert isinstance(result["notes"], list)
+    for m in result["measurements"]:
+        assert set(m) == MEASUREMENT_KEYS
+        assert m["n"] == len(m["samples"]) >= 1
+        assert m["min"] <= m["q1"] <= m["median"] <= m["q3"] <= m["max"]
+    for c in result["comparisons"]:
+        assert set(c) == COMPARISON_KEYS
+        assert c["status"] in harness.STATUSES
+        if c["target"] is not None:
+            assert c["target"]["op"] in ("<=", ">=")
+
+
+def test_tiny_train_step_benchmark_end_to_end(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    report = tmp_path / "BENCHMARKS.md"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "run", "--tiny", "--only", "train_step",
+         "--results", str(tmp_path / "results"), "--report", str(report)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "results" / "train_step.json").read_text())
+    check_schema(result)
+    assert result["status"] == "ok" and result["mode"] == "tiny"
+    names = {m["name"] for m in result["measurements"]}
+    assert {"lenet_300_100/dense step", "lenet_300_100/sparse step"} <= names
+    (comparison,) = [c for c in result["comparisons"] if c["target"]]
+    assert comparison["ratio"] > 0 and comparison["status"] in ("met", "not met")
+    assert comparison["target"] == {"op": "<=", "value": 1.05}
+    assert "fashion_mnist" in result["data"]
+    text = report.read_text()
+    assert "## Machine" in text and "**Mode: tiny.**" in text
+    assert f"| train_step | {comparison['name']} |" in text
+
+
+def test_interleaved_alternates_order_and_drops_warmup():
+    calls = []
+    times = harness.interleaved(
+        {"a": lambda: calls.append("a") or 1.0, "b": lambda: calls.append("b") or 2.0},
+        repeats=3, warmup=1,
+    )
+    assert calls == ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert times == {"a": [1.0, 1.0, 1.0], "b": [2.0, 2.0, 2.0]}
+    with pytest.raises(ValueError, match="repeats"):
+        harness.interleaved({"a": lambda: None}, repeats=0)
+
+
+def test_summary_and_ratio_statuses():
+    fast = harness.summary("fast", [1.0, 2.0, 3.0, 4.0, 100.0], "ms")
+    assert (fast["median"], fast["q1"], fast["q3"], fast["min"], fast["max"]) == (3.0, 2.0, 4.0, 1.0, 100.0)
+    slow = harness.summary("slow", [6.0] * 5, "ms", scale=1.0)
+    assert harness.ratio("r", slow, fast, target=2.0, op="<=")["status"] == "met"
+    assert harness.ratio("r", slow, fast, target=1.5, op="<=")["status"] == "not met"
+    assert harness.ratio("r", slow, fast, target=2.5, op=">=")["status"] == "not met"
+    assert harness.ratio("r", slow, fast)["status"] == "info"
+    paired = harness.ratio("r", slow, fast, target=3, paired=([6.0] * 5, [1.0, 2.0, 3.0, 4.0, 100.0]))
+    assert paired["ratio_q1"] == pytest.approx(1.5) and paired["ratio_q3"] == pytest.approx(3.0)
+    gone = harness.missing("r", target=1.05)
+    assert gone["status"] == "not available" and gone["ratio"] is None
+    with pytest.raises(ValueError, match="op"):
+        harness.ratio("r", slow, fast, target=1, op="<")
+
+
+def test_report_lists_every_target_with_its_status(tmp_path):
+    base = dict(schema_version=1, mode="full", started="now", duration_s=1.0, status="ok",
+                machine=harness.machine(), config={}, data={}, notes=[], measurements=[])
+    results = [
+        dict(base, benchmark="train_step", title="t",
+             comparisons=[harness.ratio("x", harness.value("a", 2.0, "s"), harness.value("b", 1.0, "s"),
+                                        target=1.05)]),
+        dict(base, benchmark="export", title="e", status="not available",
+             comparisons=[harness.missing("y", target=3.0, op=">=")]),
+    ]
+    for result in results:
+        (tmp_path / f"{result['benchmark']}.json").write_text(json.dumps(result))
+    text = harness.write_report(tmp_path, tmp_path / "B.md", order=NAMES)
+    assert "| train_step | x | 2 | <= 1.05 | **not met** |" in text
+    assert "| export | y | – | >= 3 | **not available** |" in text
+    assert "Mode" not in text.split("## Machine")[0]  # a full run carries no warning

@@ -1,0 +1,140 @@
+"""Layer sparsity distributions against a NumPy re-derivation of RigL's rules."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_sparse as ks
+from keras_sparse.masks import num_inactive
+
+
+def _mixed_model():
+    """Dense and Conv layers of very different fan-in/fan-out."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, name="conv1")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, name="dw")(x)
+    x = keras.layers.Conv2D(16, 3, name="conv2")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(512, name="fc1")(x)
+    outputs = keras.layers.Dense(10, name="fc2")(x)
+    return keras.Model(inputs, outputs)
+
+
+SHAPES = {
+    "conv1/kernel": (3, 3, 3, 8),
+    "dw/kernel": (3, 3, 8, 1),
+    "conv2/kernel": (3, 3, 8, 16),
+    "fc1/kernel": (64, 512),
+    "fc2/kernel": (512, 10),
+}
+
+
+def reference(sparsity, method, dense=(), custom=None, power=1.0):
+    """RigL `sparse_utils.get_sparsities`, one dense layer at a time.
+
+    Differences kept on purpose (SPEC §4 + the core's interpretation):
+    `custom` layers count towards the global budget.
+    """
+    custom = dict(custom or {})
+    sizes = {p: float(np.prod(s)) for p, s in SHAPES.items()}
+    total = sum(sizes.values())
+    dense = set(dense)
+    if method == "uniform":
+        return {p: 0.0 if p in dense else custom.get(p, sparsity) for p in SHAPES}
+    while True:
+        rhs = (1 - sparsity) * total
+        divisor, raw = 0.0, {}
+        for p, shape in SHAPES.items():
+            if p in dense:
+                rhs -= sizes[p]
+            elif p in custom:
+                rhs -= sizes[p] * (1 - custom[p])
+            else:
+                if method == "erk":
+                    raw[p] = (np.sum(shape) / np.prod(shape)) ** power
+                else:
+                    n_in, n_out = shape[-2:]
+                    raw[p] = (n_in + n_out) / (n_in * n_out)
+                divisor += raw[p] * sizes[p]
+        eps = rhs / divisor
+        top = max(raw.values())
+        if top * eps <= 1:
+            break
+        dense |= {p for p, r in raw.items() if r == top}
+    return {p: 0.0 if p in dense else custom[p] if p in custom else 1 - eps * raw[p]
+            for p in SHAPES}
+
+
+CASES = [
+    dict(sparsity=0.8, method="erk"),
+    dict(sparsity=0.8, method="er"),
+    dict(sparsity=0.8, method="uniform"),
+    dict(sparsity=0.5, method="erk"),   # re-solve: small layers turn dense
+    dict(sparsity=0.9, method="erk", power=0.5),
+    dict(sparsity=0.85, method="er", dense=("fc2/kernel",)),
+    dict(sparsity=0.85, method="erk", custom={"conv2/kernel": 0.5}),
+    dict(sparsity=0.7, method="uniform", dense=("fc2/kernel",), custom={"fc1/kernel": 0.9}),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c.values())))
+def test_sparsities_match_the_numpy_rules(case):
+    model = _mixed_model()
+    names = {"fc2/kernel": "fc2", "conv2/kernel": "conv2", "fc1/kernel": "fc1"}
+    got = ks.distributions.layer_sparsities(
+        model, case["sparsity"], case["method"],
+        dense_layers=[names[p] for p in case.get("dense", ())],
+        custom={names[p]: v for p, v in case.get("custom", {}).items()},
+        erk_power_scale=case.get("power", 1.0))
+    want = reference(case["sparsity"], case["method"], case.get("dense", ()),
+                     case.get("custom"), case.get("power", 1.0))
+    assert list(got) == list(SHAPES)
+    for path in SHAPES:
+        assert got[path] == pytest.approx(want[path], abs=1e-12), path
+    if case["method"] != "uniform":
+        active = sum((1 - s) * np.prod(SHAPES[p]) for p, s in got.items())
+        total = sum(np.prod(s) for s in SHAPES.values())
+        assert active == pytest.approx((1 - case["sparsity"]) * total)
+
+
+def test_resolve_case_really_makes_layers_dense():
+    got = ks.distributions.layer_sparsities(_mixed_model(), 0.5, "erk")
+    assert got["dw/kernel"] == 0.0 and got["conv1/kernel"] == 0.0
+    assert all(0 < got[p] < 1 for p in ("conv2/kernel", "fc1/kernel"))
+
+
+def test_first_layer_dense_from_099_unless_told_otherwise():
+    model = _mixed_model()
+    assert ks.distributions.layer_sparsities(model, 0.98, "uniform")["conv1/kernel"] == 0.98
+    got = ks.distributions.layer_sparsities(model, 0.99, "uniform")
+    assert got["conv1/kernel"] == 0.0 and got["fc1/kernel"] == 0.99
+    got = ks.distributions.layer_sparsities(model, 0.99, "erk")
+    assert got == pytest.approx(reference(0.99, "erk", dense=("conv1/kernel",)))
+    got = ks.distributions.layer_sparsities(model, 0.99, "uniform", dense_layers=[])
+    assert got["conv1/kernel"] == 0.99
+
+
+@pytest.mark.parametrize("method", ["erk", "er", "uniform"])
+def test_sparsified_model_hits_the_global_count(method):
+    model = ks.sparsify(_mixed_model(), 0.8, distribution=method, seed=2)
+    targets = ks.distributions.layer_sparsities(model, 0.8, method)
+    total = active = 0
+    for mw in model.masked_weights:
+        mask = keras.ops.convert_to_numpy(mw.mask)
+        assert (mask == 0).sum() == num_inactive(mw.size, targets[mw.path])
+        total, active = total + mw.size, active + int(mask.sum())
+    want = total - num_inactive(total, 0.8)
+    assert abs(active - want) <= len(model.masked_weights)
+
+
+def test_num_inactive_rounds_half_up():
+    assert num_inactive(10, 0.25) == 3  # 2.5 -> 3, not banker's 2
+    assert num_inactive(6, 0.25) == 2   # 1.5 -> 2
+    assert num_inactive(7, 0.0) == 0
+    assert num_inactive(100, 0.999) == 100
+
+
+def test_custom_leaving_no_budget_is_refused():
+    with pytest.raises(ValueError, match="cannot be reached"):
+        ks.distributions.layer_sparsities(_mixed_model(), 0.9, "erk",
+                                          custom={"fc1": 0.0})
