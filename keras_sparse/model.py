@@ -70,6 +70,29 @@ def masked_weights(model):
     return found
 
 
+def pair_by_path(items, values, who, what, noun):
+    """Pairs `values` (`{path: value}` or a full aligned list) with `items`.
+
+    `items` is a list of `(path, item)` describing `noun`s (e.g. "weight");
+    unknown paths or a list of the wrong length raise a ValueError.
+    """
+    if isinstance(values, dict):
+        by_path = dict(items)
+        unknown = sorted(set(values) - set(by_path))
+        if unknown:
+            raise ValueError(
+                f"{who}: unknown {noun} paths {unknown}; known: {sorted(by_path)}."
+            )
+        return [(by_path[p], v) for p, v in values.items()]
+    values = list(values)
+    if len(values) != len(items):
+        raise ValueError(
+            f"{who}: got {len(values)} {what} for {len(items)} {noun}s; pass "
+            "one per entry in order, or a {path: value} dict."
+        )
+    return [(item, v) for (_, item), v in zip(items, values)]
+
+
 def require_sparse_model(model, who):
     """Raises a TypeError unless `model` is a built `SparseModel`."""
     if not isinstance(model, SparseModel):
@@ -170,24 +193,10 @@ class SparseModel(keras.Model):
         grown weight is reset (to 0.0; Adagrad/Ftrl accumulators to
         `initial_accumulator_value`, see `optimizer_slots.reset_slots`).
         """
-        weights = self.masked_weights
-        if isinstance(new_masks, dict):
-            by_path = {mw.path: mw for mw in weights}
-            unknown = sorted(set(new_masks) - set(by_path))
-            if unknown:
-                raise ValueError(
-                    f"set_masks: unknown weight paths {unknown}; "
-                    f"known: {sorted(by_path)}."
-                )
-            pairs = [(by_path[p], m) for p, m in new_masks.items()]
-        else:
-            new_masks = list(new_masks)
-            if len(new_masks) != len(weights):
-                raise ValueError(
-                    f"set_masks: got {len(new_masks)} masks for "
-                    f"{len(weights)} prunable weights."
-                )
-            pairs = list(zip(weights, new_masks))
+        pairs = pair_by_path(
+            [(mw.path, mw) for mw in self.masked_weights], new_masks, "set_masks",
+            "masks", "prunable weight"
+        )
         checked = [
             (mw, masks_lib.check_mask(m, mw.weight.shape, mw.path)) for mw, m in pairs
         ]

@@ -80,7 +80,7 @@ def test_set_masks_validates_everything_before_assigning():
         ({"fc1/kernel": good, "fc2/kernel": np.full((6, 2), 0.5)}, r"only 0 and 1; found \[0.5"),
         ({"fc1/kernel": good, "fc2/kernel": np.full((6, 2), np.nan)}, r"only 0 and 1"),
         ({"fc1/kernel": good, "fc3/kernel": np.ones((6, 2))},
-         r"unknown weight paths \['fc3/kernel'\]"),
+         r"unknown prunable weight paths \['fc3/kernel'\]"),
         ([good], r"got 1 masks for 2 prunable weights"),
     ]
     for masks, message in bad_cases:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_sparse.model import require_sparse_model
+from keras_sparse.model import pair_by_path, require_sparse_model
 
 
 def lottery_reset(model, initial_weights):
@@ -35,25 +35,10 @@ def lottery_reset(model, initial_weights):
     ```
     """
     require_sparse_model(model, "ks.pruning.lottery_reset")
-    variables = model.weights
-    if isinstance(initial_weights, dict):
-        by_path = {v.path: v for v in variables}
-        unknown = sorted(set(initial_weights) - set(by_path))
-        if unknown:
-            raise ValueError(
-                f"lottery_reset: `initial_weights` has unknown variable paths "
-                f"{unknown}; known: {sorted(by_path)}."
-            )
-        pairs = [(by_path[p], value) for p, value in initial_weights.items()]
-    else:
-        initial_weights = list(initial_weights)
-        if len(initial_weights) != len(variables):
-            raise ValueError(
-                f"lottery_reset: `initial_weights` has {len(initial_weights)} "
-                f"arrays; the model has {len(variables)} variables. Pass "
-                "model.get_weights() from the same model, or a {path: array} dict."
-            )
-        pairs = list(zip(variables, initial_weights))
+    pairs = pair_by_path(
+        [(v.path, v) for v in model.weights], initial_weights,
+        "lottery_reset", "initial_weights arrays", "variable",
+    )
     masks = {id(mw.mask) for mw in model.masked_weights}
     pairs = [(v, np.asarray(value)) for v, value in pairs if id(v) not in masks]
     for variable, value in pairs:
