@@ -38,7 +38,10 @@ def main(argv=None):
             result = harness.run(_module(name), settings, args.results)
             print(f"[benchmarks] {name}: {result['status']} in {result['duration_s']} s", flush=True)
             for c in result["comparisons"]:
-                print(f"    {c['name']}: ratio {c['ratio']} target {c['target']} -> {c['status']}", flush=True)
+                if c["target"] is not None:
+                    ratio = "n/a" if c["ratio"] is None else f"{c['ratio']:.3g}"
+                    target = f"{c['target']['op']} {c['target']['value']:g}"
+                    print(f"    {c['name']}: {ratio} (target {target}) {c['status']}", flush=True)
             if result["status"] == "error":
                 failed.append(name)
                 print(result["notes"][-1], file=sys.stderr)

@@ -56,7 +56,7 @@ def setup(workdir, prune=True):
 def train():
     config, arrays, model = _state["config"], _state["arrays"], _state["model"]
     dataset = workloads.batches(arrays["x_train"], arrays["y_train"], config["batch_size"])
-    pacer = harness.paced(keras.callbacks.Callback, config["block_steps"], config["total_steps"])()
+    pacer = harness.paced(keras.callbacks.Callback, config["block_steps"])()
     model.fit(dataset, epochs=1, steps_per_epoch=config["total_steps"], verbose=0,
               callbacks=_state["callbacks"] + [pacer])
     return {"seconds": pacer.last_seconds, "step": config["total_steps"]}

@@ -411,22 +411,27 @@ def serve(handlers):
         reply(message)
 
 
-def paced(callback_class, block_steps, total_steps):
+def paced(callback_class, block_steps):
     """A `fit` callback pausing every `block_steps` steps for the parent.
 
     Lets two worker processes each run one ordinary `fit` while the parent
     alternates them block by block (interleaved timing without splitting
-    training into many `fit` calls). At each block end but the last, the
-    worker replies `{"seconds": block time, "step": steps done}` and waits
-    for a "continue" request; the last block's time is `last_seconds`.
-    Works with Keras 3 and tf_keras callbacks (`callback_class`).
+    training into many `fit` calls). Before the first step of each block but
+    the first, the worker replies `{"seconds": previous block's time,
+    "step": steps done}` and waits for a "continue" request; the last
+    block's time is `last_seconds` after `fit`. Works with Keras 3 and
+    tf_keras callbacks (`callback_class`).
+
+    It uses `on_train_batch_begin` only: a callback overriding
+    `on_train_batch_end` makes Keras 3 run every step's batch-end work
+    synchronously, which would slow the measured side down.
 
     Example:
 
     ```python
-    pacer = harness.paced(keras.callbacks.Callback, 100, total)()
+    pacer = harness.paced(keras.callbacks.Callback, 100)()
     model.fit(ds, epochs=epochs, callbacks=[pacer])   # handler of "train"
-    return {"seconds": pacer.last_seconds, "step": total}
+    return {"seconds": pacer.last_seconds}
     ```
     """
 
@@ -436,17 +441,17 @@ def paced(callback_class, block_steps, total_steps):
             self.start = time.perf_counter()
 
         def _block_time(self):
-            int(self.model.optimizer.iterations)  # wait for the device
+            int(self.model.optimizer.iterations)  # waits for the device
             return time.perf_counter() - self.start
 
-        def on_train_batch_end(self, batch, logs=None):
-            self.step += 1
-            if self.step % block_steps == 0 and self.step < total_steps:
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.step and self.step % block_steps == 0:
                 reply({"seconds": self._block_time(), "step": self.step})
                 command, _ = next_request()
                 if command != "continue":
                     raise RuntimeError(f"paced: expected 'continue', got {command!r}")
                 self.start = time.perf_counter()
+            self.step += 1
 
         def on_train_end(self, logs=None):
             self.last_seconds = self._block_time()

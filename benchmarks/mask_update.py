@@ -1,6 +1,7 @@
 """The cost of mask updates: RigL (ΔT=100) vs static sparse, and one update per layer size."""
 
 import contextlib
+import functools
 
 import keras
 import numpy as np
@@ -14,6 +15,7 @@ SPARSITY = 0.9
 DELTA_T = 100
 TARGET = 1.01
 NO_UPDATES = "RigL, no update"  # profile side: RigL's per-step cost alone
+CONTROL = "static, 2nd process"  # A/A control: how far two identical processes differ
 TARGETS = [
     dict(name=f"{model}: RigL / static epoch", target=TARGET, op="<=",
          description="median epoch time, RigL over a static mask")
@@ -44,7 +46,7 @@ def setup(model_name, kind, batch_size, examples, steps, epochs, delta_t):
     elif kind == NO_UPDATES:
         # Everything RigL does per step, but its first update is after the run.
         callback = _rigl()(delta_t=delta_t, begin_step=last + 1, end_step=last + 2)
-    else:
+    else:  # "static" and CONTROL
         callback = ks.callbacks.Static()
     _state.update(model=model, callback=callback, dataset=workloads.batches(x, y, batch_size),
                   steps=steps, epochs=epochs)
@@ -53,7 +55,7 @@ def setup(model_name, kind, batch_size, examples, steps, epochs, delta_t):
 
 def train():
     model, steps, epochs = _state["model"], _state["steps"], _state["epochs"]
-    pacer = harness.paced(keras.callbacks.Callback, steps, epochs * steps)()
+    pacer = harness.paced(keras.callbacks.Callback, steps)()
     history = model.fit(_state["dataset"], epochs=epochs, steps_per_epoch=steps, verbose=0,
                         callbacks=[_state["callback"], pacer])
     _state["history"] = {k: [float(v) for v in vs] for k, vs in history.history.items()}
@@ -75,13 +77,13 @@ def _epochs(model_name, settings, delta_t):
         examples = settings.pick(60000, 30000, 8 * batch_size)
         steps = examples // batch_size
         repeats = settings.pick(6, 3, 1)
-    else:  # a ResNet-20 epoch is minutes on 2 cores: a slice of one
+    else:  # a ResNet-20 epoch is minutes on 2 cores: a slice of one (one update)
         examples = 50 * batch_size
-        steps, repeats = 200, 3
+        steps, repeats = DELTA_T, 5
     epochs = 1 + repeats  # the first epoch (tracing) is the warm-up
     arguments = dict(model_name=model_name, batch_size=batch_size, examples=examples,
                      steps=steps, epochs=epochs, delta_t=delta_t)
-    kinds = ("static", "RigL", NO_UPDATES)
+    kinds = ("static", "RigL", NO_UPDATES, CONTROL)
     with contextlib.ExitStack() as stack:
         workers = {kind: stack.enter_context(harness.Worker("benchmarks.mask_update")) for kind in kinds}
         data = {kind: w.request("setup", kind=kind, **arguments)["data"] for kind, w in workers.items()}
@@ -102,6 +104,8 @@ def _epochs(model_name, settings, delta_t):
         epoch_ratio(NO_UPDATES, "static", "profile: RigL's per-step cost (dense-gradient capture in "
                     "the train step, per-batch callback work) without any update"),
         epoch_ratio("RigL", NO_UPDATES, "profile: the mask updates themselves"),
+        epoch_ratio(CONTROL, "static", "control: two identical static processes; differences "
+                    "between processes this large are noise"),
     ]
     measurements = list(epoch.values())
     notes = []
@@ -111,15 +115,46 @@ def _epochs(model_name, settings, delta_t):
                                      logs["dst/update_ms"][1:], "ms/update")
         measurements.append(per_update)
         if comparisons[0]["status"] == "not met":
+            capture_measurements, capture = _capture_cost(model_name, settings, delta_t)
+            measurements += capture_measurements
+            comparisons.append(capture)
             ms = {kind: 1000.0 * epoch[kind]["median"] for kind in kinds}
             notes.append(
                 f"{model_name}: RigL adds {ms['RigL'] - ms['static']:.0f} ms to a {steps}-step epoch of "
                 f"{ms['static']:.0f} ms: {ms[NO_UPDATES] - ms['static']:.0f} ms per-step cost without "
                 f"updates, {ms['RigL'] - ms[NO_UPDATES]:.0f} ms for {np.median(updates):.0f} updates "
-                f"(the callback times {per_update['median']:.1f} ms per update)."
+                f"(the callback times {per_update['median']:.1f} ms per update). In one process, "
+                f"the step with dense-gradient capture is {capture['ratio']:.3f}x the step without."
             )
     config = dict(batch_size=batch_size, steps_per_epoch=steps, timed_epochs=repeats)
     return measurements, comparisons, notes, {workloads.MODELS[model_name]: data["RigL"]}, config
+
+
+def _capture_cost(model_name, settings, delta_t):
+    """Profile: the train step with RigL's dense-gradient capture vs without, in one process."""
+    batch_size = settings.pick(128, 128, 32)
+    x, y, _ = workloads.arrays(workloads.MODELS[model_name], 8 * batch_size)
+    dataset = workloads.batches(x, y, batch_size)
+    steps = {"lenet_300_100": settings.pick(250, 100, 3), "resnet20": 4}[model_name]
+    plain = workloads.compile_model(ks.sparsify(workloads.build(model_name), SPARSITY, seed=0))
+    capturing = workloads.compile_model(ks.sparsify(workloads.build(model_name), SPARSITY, seed=0))
+    capturing.request_dense_gradients(when=lambda step: (step + 1) % delta_t == 0)
+    times = harness.interleaved({
+        "without capture": workloads.stepper(plain, dataset, steps),
+        "with capture": workloads.stepper(capturing, dataset, steps),
+    }, repeats=settings.pick(15, 5, 2))
+    step = {kind: harness.summary(f"{model_name}/sparse step {kind} (no callback)", samples,
+                                  "ms/step", scale=1000.0 / steps)
+            for kind, samples in times.items()}
+    return list(step.values()), harness.ratio(
+        f"{model_name}: step with / without dense-gradient capture", step["with capture"],
+        step["without capture"], paired=(times["with capture"], times["without capture"]),
+        description="profile: SparseModel.train_step with request_dense_gradients(when=every "
+                    f"{delta_t} steps) over without, same process")
+
+
+def _one_update(callback, step):
+    callback.update_masks(step=step)  # returns after the new masks are on the host
 
 
 def _per_layer_size(settings, delta_t):
@@ -135,7 +170,7 @@ def _per_layer_size(settings, delta_t):
         callback = _rigl()(delta_t=delta_t, end_step=10**9)
         x = np.random.default_rng(0).standard_normal((32, width), dtype=np.float32)
         model.fit(x, x, batch_size=32, epochs=1, verbose=0, callbacks=[callback])
-        candidates[f"{width}x{width}"] = lambda cb=callback: [cb.update_masks(step=delta_t), None][1]
+        candidates[f"{width}x{width}"] = functools.partial(_one_update, callback, delta_t)
         sizes[f"{width}x{width}"] = width * width
     times = harness.interleaved(candidates, repeats=repeats)
     return [

@@ -69,7 +69,7 @@ def train():
         .batch(config["batch_size"], drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
     )
-    pacer = harness.paced(tf_keras.callbacks.Callback, config["block_steps"], config["total_steps"])()
+    pacer = harness.paced(tf_keras.callbacks.Callback, config["block_steps"])()
     model.fit(dataset, epochs=1, steps_per_epoch=config["total_steps"], verbose=0,
               callbacks=_state["callbacks"] + [pacer])
     return {"seconds": pacer.last_seconds, "step": config["total_steps"]}

@@ -55,11 +55,9 @@ def arrays(name, examples, split="train"):
         return x, y, f"synthetic {name}-shaped {examples} examples (TFDS copy not found)"
 
 
-def batches(x, y, batch_size, repeat=True):
-    """An in-memory `tf.data.Dataset` of full batches (no input-pipeline cost)."""
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if repeat:
-        ds = ds.repeat()
+def batches(x, y, batch_size):
+    """Endless full batches of in-memory arrays (no input-pipeline cost)."""
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).repeat()
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 

@@ -107,3 +107,40 @@ def test_report_lists_every_target_with_its_status(tmp_path):
     assert "| train_step | x | 2 | <= 1.05 | **not met** |" in text
     assert "| export | y | – | >= 3 | **not available** |" in text
     assert "Mode" not in text.split("## Machine")[0]  # a full run carries no warning
+
+
+FAKE_WORKER = '''
+import types
+from benchmarks import harness
+
+class Callback:  # the part of a Keras callback that `paced` uses
+    model = types.SimpleNamespace(optimizer=types.SimpleNamespace(iterations=0))
+
+def train(steps, block):
+    pacer = harness.paced(Callback, block)()
+    pacer.on_train_begin()
+    for step in range(steps):
+        pacer.on_train_batch_begin(step)
+        pacer.model.optimizer.iterations = step + 1
+    pacer.on_train_end()
+    return {"seconds": pacer.last_seconds, "step": steps}
+
+def fail():
+    raise ValueError("broken on purpose")
+
+harness.serve({"train": lambda: train(10, 3), "fail": fail})
+'''
+
+
+def test_paced_workers_alternate_block_by_block(tmp_path):
+    (tmp_path / "fake_worker.py").write_text(FAKE_WORKER)
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    with harness.Worker("fake_worker", env=env) as a, harness.Worker("fake_worker", env=env) as b:
+        # 10 steps in blocks of 3: blocks end at steps 3, 6, 9 and 10.
+        times = harness.interleaved({"a": harness.blocks(a), "b": harness.blocks(b)}, repeats=3, warmup=1)
+        assert [len(v) for v in times.values()] == [3, 3]
+        assert all(s >= 0 for v in times.values() for s in v)
+        # The 4th block ended the fit: "train" starts a new one, paused after 3 steps.
+        assert a.request("train")["step"] == 3
+        with pytest.raises(RuntimeError, match="broken on purpose"):
+            b.request("fail")
