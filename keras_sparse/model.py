@@ -266,9 +266,11 @@ class SparseModel(keras.Model):
         weights = self.masked_weights
 
         def store():
+            # Inside the branch, so steps that do not capture pay nothing.
+            unscale = 1.0 / self.optimizer.scale_loss(tf.constant(1.0))
             for mw, grad in zip(weights, dense):
                 buffer = mw.state(DENSE_GRAD)
-                grad = tf.cast(grad, buffer.dtype)
+                grad = tf.cast(grad, buffer.dtype) * tf.cast(unscale, buffer.dtype)
                 buffer.assign(momentum * buffer.value + grad if momentum else grad)
             return tf.constant(True)
 
@@ -310,14 +312,13 @@ class SparseModel(keras.Model):
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def _mask_gradients(self, weights, gradients, reads, read_grads, capture):
-        """Masks gradients in place; returns the dense ones if `capture`.
+        """Masks gradients in place; returns the (loss-scaled) dense ones if `capture`.
 
         Layers masked in the forward pass already get masked gradients and
         yield their dense gradient through the recorded `W*M` reads; wrapped
         layers get the dense gradient on the raw variable and are masked here.
         """
         position = {id(w): i for i, w in enumerate(weights)}
-        unscale = 1.0 / self.optimizer.scale_loss(tf.constant(1.0))
         dense = []
         for mw in self.masked_weights:
             i = position.get(id(mw.weight))
@@ -336,7 +337,7 @@ class SparseModel(keras.Model):
                 full = grad
             if full is None:
                 full = tf.zeros(mw.weight.shape, mw.weight.dtype)
-            dense.append(tf.cast(full, mw.weight.dtype) * unscale)
+            dense.append(full)  # loss-scaled; unscaled when stored
         return dense
 
 

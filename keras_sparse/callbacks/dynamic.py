@@ -374,8 +374,8 @@ class DynamicSparsity(MaskCallback):
         # it dropped, resetting it: leave it alone.
         movable = finite if self.redistribution else finite & (n_active < mw.size)
         n_drop = tf.where(movable, n_drop, tf.zeros_like(n_drop))
-        kept = topk_mask(tf.where(active, drop_score, -math.inf),
-                         tf.cast(n_active - n_drop, tf.int32))
+        kept = mask - _lowest(tf.where(active, -drop_score, -math.inf),
+                              tf.cast(n_drop, tf.int32))
         return dict(mw=mw, drop_up=drop_up, grow_up=grow_up, mask=mask, kept=kept,
                     grow_score=tf.where(finite, grow_score, 0.0), finite=finite,
                     n_drop=n_drop, room=mw.size - n_active + n_drop)
@@ -458,3 +458,14 @@ class DynamicSparsity(MaskCallback):
             seed=self.seed,
             log_dir=None if self.log_dir is None else os.fspath(self.log_dir),
         )
+
+
+def _lowest(negated_scores, count):
+    """Mask of the `count` lowest scores, given negated scores.
+
+    Equals the complement of keeping the top `n - count` (ties kept at the
+    lower flat index), but `top_k` runs with the small `count`: several
+    times faster on large layers. Reversing makes ties go to the higher index.
+    """
+    flat = tf.reverse(tf.reshape(negated_scores, [-1]), [0])
+    return tf.reshape(tf.reverse(topk_mask(flat, count), [0]), tf.shape(negated_scores))
