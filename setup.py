@@ -11,7 +11,7 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.21,<2.22",
-        "keras>=3.13,<4",
+        "keras>=3.15,<3.16",  # model.py uses keras.src internals checked on 3.15
         "tensorflow-datasets>=4.9.10,<4.10",
         "importlib_resources>=6",
         "numpy>=1.26",

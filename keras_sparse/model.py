@@ -9,7 +9,7 @@ from keras.src.models.functional import Functional
 from keras.src.models.model import Trainer, functional_init_arguments
 
 from keras_sparse import masks as masks_lib
-from keras_sparse.layers.base import SparseLayer, recording
+from keras_sparse.layers.base import SparseLayer, raw_weights
 from keras_sparse.optimizer_slots import reset_slots
 
 DENSE_GRAD = "dense_grad"
@@ -111,7 +111,10 @@ class SparseModel(keras.Model):
     Build it like any model: `SparseModel(inputs, outputs)` (Functional),
     by subclassing, or with `ks.sparsify(model, ...)`. During `fit`:
 
-    - inactive weights get zero gradient, so with an element-wise optimizer
+    - the forward pass reads the raw kernels, which equal `W * M` because
+      inactive weights are kept at exactly 0.0 (one multiply fewer per
+      kernel than masking); the gradient is masked before the optimizer, so
+      inactive weights get zero gradient and, with an element-wise optimizer
       (SGD, momentum, Adam, AdamW, RMSprop, Adagrad, Lion, ...) they stay
       exactly 0.0 and so do their slots. Muon, which orthogonalizes whole
       kernel updates, would move them and is refused by `fit`;
@@ -233,6 +236,16 @@ class SparseModel(keras.Model):
         self.apply_masks()
         return super().fit(*args, **kwargs)
 
+    # The train step reads raw kernels, so weights written from outside are
+    # masked at once (direct `variable.assign` is masked at the next `fit`).
+    def set_weights(self, weights):
+        super().set_weights(weights)
+        self.apply_masks()
+
+    def load_weights(self, *args, **kwargs):
+        super().load_weights(*args, **kwargs)
+        self.apply_masks()
+
     # -- dense gradients ----------------------------------------------------
 
     def request_dense_gradients(self, when=None, momentum=0.0):
@@ -284,7 +297,7 @@ class SparseModel(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         capture = self._dense_grad_when is not None
         with tf.GradientTape() as tape:
-            with recording() as reads:
+            with raw_weights():
                 if self._call_has_training_arg:
                     y_pred = self(x, training=True)
                 else:
@@ -302,42 +315,31 @@ class SparseModel(keras.Model):
                 loss = self.optimizer.scale_loss(loss)
 
         weights = self.trainable_weights
-        reads = [r for r in reads if r[0].masked_in_forward] if capture else []
-        gradients = tape.gradient(loss, weights + [masked for _, _, masked in reads])
-        gradients, read_grads = gradients[: len(weights)], gradients[len(weights) :]
-        dense = self._mask_gradients(weights, gradients, reads, read_grads, capture)
+        gradients = tape.gradient(loss, weights)
+        dense = self._mask_gradients(weights, gradients)
         if capture:
             self._store_dense_gradients(dense)
         self.optimizer.apply_gradients(zip(gradients, weights))
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
-    def _mask_gradients(self, weights, gradients, reads, read_grads, capture):
-        """Masks gradients in place; returns the (loss-scaled) dense ones if `capture`.
+    def _mask_gradients(self, weights, gradients):
+        """Masks prunable gradients in place; returns the dense ones.
 
-        Layers masked in the forward pass already get masked gradients and
-        yield their dense gradient through the recorded `W*M` reads; wrapped
-        layers get the dense gradient on the raw variable and are masked here.
+        The forward pass read the raw weights (exactly 0.0 where inactive), so
+        each prunable gradient is `dL/d(W*M)`, dense; masking it is what keeps
+        inactive weights from moving. Returned loss-scaled, aligned with
+        `masked_weights` (zeros for a weight outside the trainable list).
         """
         position = {id(w): i for i, w in enumerate(weights)}
         dense = []
         for mw in self.masked_weights:
             i = position.get(id(mw.weight))
             grad = gradients[i] if i is not None else None
-            if not mw.layer.masked_in_forward and grad is not None:
-                gradients[i] = grad * tf.cast(mw.mask, grad.dtype)
-            if not capture:
+            if grad is None:
+                dense.append(tf.zeros(mw.weight.shape, mw.weight.dtype))
                 continue
-            if mw.layer.masked_in_forward:
-                parts = [
-                    g for (layer, name, _), g in zip(reads, read_grads)
-                    if layer is mw.layer and name == mw.name and g is not None
-                ]
-                full = tf.add_n(parts) if parts else None
-            else:
-                full = grad
-            if full is None:
-                full = tf.zeros(mw.weight.shape, mw.weight.dtype)
-            dense.append(full)  # loss-scaled; unscaled when stored
+            gradients[i] = grad * tf.cast(mw.mask, grad.dtype)
+            dense.append(grad)
         return dense
 
 

@@ -202,3 +202,22 @@ def test_fit_refuses_muon_before_training():
         model.fit(*_data(), verbose=0)
     for old, new in zip(before, model.weights):
         np.testing.assert_array_equal(old, to_np(new))
+
+
+
+def test_set_weights_then_train_on_batch_keeps_inactive_weights_at_zero():
+    # The train step reads raw kernels, so weights written by set_weights
+    # must be masked at once; otherwise train_on_batch would use them.
+    model = _sparse_model()
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    x, y = _data()
+    model.set_weights([np.ones_like(w) for w in model.get_weights()])
+    for mw in model.masked_weights:
+        mask = mw.mask.numpy()
+        assert np.all(mw.weight.numpy()[mask == 0] == 0.0)
+    expected = model.predict(x, verbose=0)
+    assert np.allclose(model(x, training=False), expected)
+    model.train_on_batch(x, y)
+    for mw in model.masked_weights:
+        mask = mw.mask.numpy()
+        assert np.all(mw.weight.numpy()[mask == 0] == 0.0)

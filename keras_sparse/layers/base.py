@@ -6,10 +6,11 @@ public attribute (e.g. `layer.kernel`) inside `call` returns `weight * mask`,
 so the forward pass is always masked and the gradient reaching the variable is
 already zero at inactive positions.
 
-Mask rules may also need the *dense* gradient `dL/d(W*M)`. While a
-`recording()` context is active, every masked read is appended to it, so the
-train step can ask the tape for the gradient of those tensors in the same
-backward pass (SPEC §3.3: nothing extra).
+Inside `SparseModel.train_step` (the `raw_weights()` context) the attribute
+returns the variable itself: the train step keeps inactive weights at exactly
+0.0, so `W == W * M` there, the forward pass saves a multiply per kernel, and
+the gradient the variable receives is the dense gradient `dL/d(W*M)` that
+growth rules need (SPEC §3.3: nothing extra); the step then masks it.
 """
 
 import contextlib
@@ -18,18 +19,18 @@ import threading
 import keras
 from keras import ops
 
-_RECORDER = threading.local()
+_STATE = threading.local()
 
 
 @contextlib.contextmanager
-def recording():
-    """Collects `(layer, weight_name, masked_tensor)` for every masked read."""
-    previous = getattr(_RECORDER, "reads", None)
-    _RECORDER.reads = []
+def raw_weights():
+    """Makes sparse layers read their variables unmasked (see module doc)."""
+    previous = getattr(_STATE, "raw", False)
+    _STATE.raw = True
     try:
-        yield _RECORDER.reads
+        yield
     finally:
-        _RECORDER.reads = previous
+        _STATE.raw = previous
 
 
 class MaskedAttribute:
@@ -50,14 +51,10 @@ class MaskedAttribute:
             return self
         variable = getattr(layer, self.raw_attr)  # AttributeError before build
         mask = layer._masks.get(self.name) if hasattr(layer, "_masks") else None
-        if mask is None:
+        if mask is None or getattr(_STATE, "raw", False):
             return variable
         value = variable.value  # autocast under mixed precision
-        masked = ops.multiply(value, ops.cast(mask.value, value.dtype))
-        reads = getattr(_RECORDER, "reads", None)
-        if reads is not None:
-            reads.append((layer, self.name, masked))
-        return masked
+        return ops.multiply(value, ops.cast(mask.value, value.dtype))
 
     def __set__(self, layer, value):
         setattr(layer, self.raw_attr, value)
@@ -75,9 +72,6 @@ class SparseLayer:
     """
 
     prunable = {}
-    # False for layers whose call reads the raw variable (SparseWrapper): the
-    # train step then masks their gradients itself.
-    masked_in_forward = True
 
     def __init__(self, *args, mask_states=None, **kwargs):
         super().__init__(*args, **kwargs)

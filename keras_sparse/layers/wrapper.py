@@ -30,8 +30,6 @@ class SparseWrapper(SparseLayer, keras.layers.Wrapper):
     ```
     """
 
-    masked_in_forward = False
-
     def __init__(self, layer, **kwargs):
         if not callable(getattr(layer, "get_prunable_weights", None)):
             raise TypeError(
