@@ -8,11 +8,12 @@ decides how many connections each layer regrows when layers may trade
 budget (SNFS).
 """
 
-import math
 
 import keras
 import tensorflow as tf
 
+from keras_sparse.callbacks.parts import check_number as _check_number
+from keras_sparse.callbacks.parts import lookup as _lookup
 from keras_sparse.masks import stateless_uniform
 
 
@@ -333,30 +334,6 @@ class MeanScoreRedistribution:
 
 RULES = {"magnitude": Magnitude, "random": Random, "gradient": Gradient, "momentum": Momentum}
 REDISTRIBUTIONS = {"mean_score": MeanScoreRedistribution}
-
-
-def _check_number(value, name, ok, allowed):
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or not math.isfinite(value) or not ok(value):
-        raise ValueError(f"`{name}` must be a finite number {allowed}; got {value!r}.")
-
-
-def _lookup(value, argument, registry, base):
-    if isinstance(value, base):
-        return value
-    if isinstance(value, dict):
-        return keras.saving.deserialize_keras_object(value)
-    if isinstance(value, str):
-        if value not in registry:
-            raise ValueError(
-                f"`{argument}` must be one of {sorted(registry)} or a "
-                f"{base.__name__}; got {value!r}."
-            )
-        return registry[value]()
-    raise TypeError(
-        f"`{argument}` must be one of {sorted(registry)} or a {base.__name__}; "
-        f"got {value!r} of type {type(value).__name__}."
-    )
 
 
 def get_rule(rule, argument="rule"):

@@ -9,6 +9,8 @@ import math
 
 import keras
 
+from keras_sparse.callbacks.parts import lookup
+
 
 class DropSchedule:
     """Base class: `__call__(step, alpha, end_step)` returns `f_t` in [0, 1].
@@ -91,18 +93,4 @@ SCHEDULES = {"cosine": CosineDecay, "constant": Constant, "linear": LinearDecay}
 
 def get(schedule):
     """A `DropSchedule` from a name in `SCHEDULES`, an instance or a config."""
-    if isinstance(schedule, DropSchedule):
-        return schedule
-    if isinstance(schedule, dict):
-        return keras.saving.deserialize_keras_object(schedule)
-    if isinstance(schedule, str):
-        if schedule not in SCHEDULES:
-            raise ValueError(
-                f"`schedule` must be one of {sorted(SCHEDULES)} or a "
-                f"DropSchedule; got {schedule!r}."
-            )
-        return SCHEDULES[schedule]()
-    raise TypeError(
-        f"`schedule` must be one of {sorted(SCHEDULES)} or a DropSchedule; "
-        f"got {schedule!r} of type {type(schedule).__name__}."
-    )
+    return lookup(schedule, "schedule", SCHEDULES, DropSchedule)
