@@ -1,6 +1,6 @@
 """RigL (Evci et al. 2020): WRN-22-2 on CIFAR-10, ResNet-50 on ImageNet."""
 
-from recipes.configs.common import UNCHECKED, cpu, piecewise, sgd, steps
+from recipes.configs.common import UNCHECKED, cpu, piecewise, resnet50_imagenet, sgd, steps
 
 PAPER = ("Evci, Gale, Menick, Castro, Elsen 2020, Rigging the Lottery: Making All "
          "Tickets Winners, ICML")
@@ -38,38 +38,22 @@ WRN = {
 
 def _resnet50_imagenet(sparsity, accuracy):
     tag = int(round(sparsity * 100))
-    return {
-        "name": f"rigl_resnet50_imagenet_s{tag}",
-        "title": f"RigL ResNet-50 / ImageNet at {tag}% sparsity (ERK, 1x training)",
-        "paper": PAPER,
-        "model": {"name": "resnet50", "args": {}},
-        "data": {"name": "imagenet2012", "eval_split": "validation"},
-        "batch_size": 4096,
-        "epochs": 100,
-        # Official code: base LR 0.1 per 256 examples, divided by 10 at
-        # epochs 30, 70 and 90; Nesterov momentum 0.9; weight decay 1e-4;
-        # label smoothing 0.1.
-        "optimizer": sgd(piecewise([0.3, 0.7, 0.9], [1.6, 0.16, 0.016, 0.0016]),
-                         weight_decay=1e-4),
-        "label_smoothing": 0.1,
-        "method": {"name": "RigL", "args": {"delta_t": 100, "alpha": 0.3,
-                                            "schedule": "cosine"}},
-        "sparsity": sparsity,
-        "distribution": "erk",
-        "published": [
+    return resnet50_imagenet(
+        name=f"rigl_resnet50_imagenet_s{tag}",
+        title=f"RigL ResNet-50 / ImageNet at {tag}% sparsity (ERK, 1x training)",
+        paper=PAPER,
+        method={"name": "RigL", "args": {"delta_t": 100, "alpha": 0.3,
+                                         "schedule": "cosine"}},
+        sparsity=sparsity,
+        published=[
             {"setting": f"RigL (ERK) {tag}%, 1x", "metric": "top-1 accuracy (%)",
              "value": accuracy, "source": README},
             {"setting": "dense ResNet-50", "metric": "top-1 accuracy (%)",
              "value": 76.8, "source": README},
         ],
-        "notes": "interpretation: 100 epochs at batch 4096 stand for the "
-                 "paper's 1x schedule; weight decay is Keras SGD weight_decay.",
-        "presets": {"paper": {},
-                    "cpu": cpu(subset=1280, eval_subset=500, epochs=1, batch_size=32,
-                               optimizer={"args": {"learning_rate": {"args": {
-                                   "values": [0.0125, 0.00125, 0.000125, 0.0000125]}}}},
-                               method={"args": {"delta_t": 10}})},
-    }
+        notes="interpretation: 100 epochs at batch 4096 stand for the "
+              "paper's 1x schedule; weight decay is Keras SGD weight_decay.",
+    )
 
 
 RECIPES = [WRN, _resnet50_imagenet(0.8, 75.12), _resnet50_imagenet(0.9, 73.07)]

@@ -1,6 +1,6 @@
 """DST-EE (Huang et al. 2023): VGG-19 and ResNet-50 on CIFAR, ResNet-50 on ImageNet."""
 
-from recipes.configs.common import UNCHECKED, cpu, piecewise, sgd
+from recipes.configs.common import UNCHECKED, cpu, piecewise, resnet50_imagenet, sgd
 
 PAPER = ("Huang, Lei, Xu, Peng, Sun, Xie, Ding 2023, Dynamic Sparse Training via "
          "Balancing the Exploration-Exploitation Trade-off, DAC")
@@ -41,32 +41,19 @@ def _cifar(model, label, dataset, classes_note, sparsity):
 
 def _imagenet(sparsity):
     tag = int(round(sparsity * 100))
-    return {
-        "name": f"dstee_resnet50_imagenet_s{tag}",
-        "title": f"DST-EE ResNet-50 / ImageNet at {tag}% sparsity (ERK)",
-        "paper": PAPER,
-        "model": {"name": "resnet50", "args": {}},
-        "data": {"name": "imagenet2012", "eval_split": "validation"},
-        "batch_size": 4096,
-        "epochs": 100,
-        "optimizer": sgd(piecewise([0.3, 0.7, 0.9], [1.6, 0.16, 0.016, 0.0016]),
-                         weight_decay=1e-4),
-        "label_smoothing": 0.1,
-        "method": METHOD,
-        "sparsity": sparsity,
-        "distribution": "erk",
-        "published": [{"setting": f"DST-EE ResNet-50 ImageNet, {tag}%",
-                       "metric": "top-1 accuracy (%)", "value": None, "source": PAPER,
-                       "note": UNCHECKED}],
-        "notes": "DST-EE rule and paper preset per SPEC §5. interpretation: "
-                 "RigL's ImageNet training setup (batch 4096, 100 epochs, LR 1.6 "
-                 "divided by 10 at epochs 30/70/90, label smoothing 0.1).",
-        "presets": {"paper": {},
-                    "cpu": cpu(subset=1280, eval_subset=500, epochs=1, batch_size=32,
-                               optimizer={"args": {"learning_rate": {"args": {
-                                   "values": [0.0125, 0.00125, 0.000125, 0.0000125]}}}},
-                               method={"args": {"delta_t": 10}})},
-    }
+    return resnet50_imagenet(
+        name=f"dstee_resnet50_imagenet_s{tag}",
+        title=f"DST-EE ResNet-50 / ImageNet at {tag}% sparsity (ERK)",
+        paper=PAPER,
+        method=METHOD,
+        sparsity=sparsity,
+        published=[{"setting": f"DST-EE ResNet-50 ImageNet, {tag}%",
+                    "metric": "top-1 accuracy (%)", "value": None, "source": PAPER,
+                    "note": UNCHECKED}],
+        notes="DST-EE rule and paper preset per SPEC §5. interpretation: "
+              "RigL's ImageNet training setup (batch 4096, 100 epochs, LR 1.6 "
+              "divided by 10 at epochs 30/70/90, label smoothing 0.1).",
+    )
 
 
 VGG19 = {"name": "vgg19", "args": {}}
