@@ -19,7 +19,7 @@ import keras_sparse as ks
 METHODS = {
     "static": lambda delta_t: ks.callbacks.Static(),
     "rigl": lambda delta_t: ks.callbacks.RigL(delta_t=delta_t),
-    "set": lambda delta_t: ks.callbacks.SET(delta_t=delta_t, schedule="cosine"),
+    "set": lambda delta_t: ks.callbacks.SET(delta_t=delta_t, drop_schedule="cosine"),
     "dstee": lambda delta_t: ks.callbacks.DSTEE(delta_t=delta_t, c=1e-4),
 }
 
@@ -29,7 +29,7 @@ def run(method, epochs, subset=None, delta_t=100, batch_size=128, sparsity=0.98,
     keras.utils.set_random_seed(seed)
     train = ks.data.load("fashion_mnist", "train", batch_size=batch_size, subset=subset, seed=seed)
     test = ks.data.load("fashion_mnist", "test", batch_size=1000)
-    model = ks.sparsify(ks.models.lenet_300_100(), sparsity, distribution="erk", seed=seed)
+    model = ks.sparsify(ks.applications.lenet_300_100(), sparsity, distribution="erk", seed=seed)
     model.compile(keras.optimizers.Adam(1e-3),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])

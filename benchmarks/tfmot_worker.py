@@ -25,7 +25,7 @@ _state = {}
 
 
 def _lenet(input_shape, num_classes):
-    # Layer for layer the ks.models.lenet_300_100 graph (Dense, then activation).
+    # Layer for layer the ks.applications.lenet_300_100 graph (Dense, then activation).
     return tf_keras.Sequential([
         tf_keras.Input(input_shape),
         tf_keras.layers.Flatten(),

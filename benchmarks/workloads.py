@@ -12,9 +12,9 @@ import tensorflow as tf
 
 import keras_sparse as ks
 from keras_sparse import data as ks_data
-from keras_sparse import models as ks_models
+from keras_sparse import applications as ks_applications
 
-# model (a `ks.models` name) -> its TFDS data set.
+# model (a `ks.applications` name) -> its TFDS data set.
 MODELS = {
     "lenet_300_100": "fashion_mnist",
     "resnet20": "cifar10",
@@ -62,9 +62,9 @@ def batches(x, y, batch_size):
 
 
 def build(model_name):
-    """A fresh dense Keras model from `ks.models` (random init, seeded)."""
+    """A fresh dense Keras model from `ks.applications` (random init, seeded)."""
     keras.utils.set_random_seed(0)
-    return ks_models.get(model_name)
+    return ks_applications.get(model_name)
 
 
 def compile_model(model):

@@ -6,10 +6,43 @@ model = ks.sparsify(dense_model, 0.9, distribution="erk")
 model.compile(...)
 model.fit(x, y, callbacks=[ks.callbacks.RigL()])
 ```
+
+Importing the package changes no environment variable, logging level or
+Keras setting, and loads neither tensorflow-datasets nor matplotlib
+(`ks.data` imports tensorflow-datasets on first use).
 """
 
-from keras_sparse import callbacks, data, diagnostics, distributions, export, layers, models, pruning, schedules
+from keras_sparse import (
+    applications,
+    callbacks,
+    data,
+    diagnostics,
+    distributions,
+    export,
+    layers,
+    models,
+    pruning,
+    schedules,
+    utils,
+)
 from keras_sparse.conversion import sparsify, sparsity_report, strip
 from keras_sparse.model import SparseModel
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "SparseModel",
+    "applications",
+    "callbacks",
+    "data",
+    "diagnostics",
+    "distributions",
+    "export",
+    "layers",
+    "pruning",
+    "schedules",
+    "sparsify",
+    "sparsity_report",
+    "strip",
+    "utils",
+]

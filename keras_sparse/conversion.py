@@ -4,67 +4,39 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_sparse import distributions, layers
-from keras_sparse.masks import check_sparsity
-from keras_sparse.model import SparseModel, flatten_layers, masked_weights
+from keras_sparse import distributions, layers, pruning
+from keras_sparse.layers.registry import (
+    SPARSE_CLASSES,
+    flatten_layers,
+    is_opt_in,
+    masked_weights,
+    prunable_shapes,
+    prunable_weights_of,
+)
+from keras_sparse.model import SparseModel
+from keras_sparse.utils.argument_validation import check_sparsity
 
-# Exact types only: a user subclass may change `call` in ways we cannot mask.
-SPARSE_CLASSES = {
-    keras.layers.Dense: layers.SparseDense,
-    keras.layers.Conv1D: layers.SparseConv1D,
-    keras.layers.Conv2D: layers.SparseConv2D,
-    keras.layers.Conv3D: layers.SparseConv3D,
-    keras.layers.DepthwiseConv2D: layers.SparseDepthwiseConv2D,
-    keras.layers.SeparableConv2D: layers.SparseSeparableConv2D,
-    keras.layers.EinsumDense: layers.SparseEinsumDense,
-}
-
-
-def _all_layers(model):
-    return flatten_layers(model)
-
-
-def _is_opt_in(layer):
-    return callable(getattr(layer, "get_prunable_weights", None)) and not isinstance(
-        layer, (keras.Model, layers.SparseLayer)
-    )
-
-
-def prunable_weights_of(layer):
-    """The variables `sparsify` would mask in `layer` (may be empty)."""
-    if isinstance(layer, layers.SparseLayer):
-        return layer.get_prunable_weights() if layer.built else []
-    if type(layer) in SPARSE_CLASSES:
-        # Dense/Conv/EinsumDense keep the variable in `_kernel`; DepthwiseConv2D
-        # and SeparableConv2D under the public name.
-        return [
-            getattr(layer, raw) if hasattr(layer, raw) else getattr(layer, name)
-            for name, raw in SPARSE_CLASSES[type(layer)].prunable.items()
-        ]
-    if _is_opt_in(layer):
-        return list(layer.get_prunable_weights())
-    return []
-
-
-def prunable_shapes(model):
-    """`{weight path: shape}` of every weight `sparsify` would mask."""
-    return {
-        w.path: tuple(w.shape)
-        for layer in _all_layers(model)
-        for w in prunable_weights_of(layer)
-    }
+__all__ = ["is_sparse", "sparsify", "sparsity_report", "strip"]
 
 
 def is_sparse(model):
+    """True if `model` is a `SparseModel` or holds any sparse layer.
+
+    Example:
+
+    ```python
+    is_sparse(ks.sparsify(dense, 0.5))   # True
+    ```
+    """
     return isinstance(model, SparseModel) or any(
-        isinstance(layer, layers.SparseLayer) for layer in _all_layers(model)
+        isinstance(layer, layers.SparseLayer) for layer in flatten_layers(model)
     )
 
 
 def _check_names(model, names, argument):
     """Every name must be a layer (or weight path) that can be made sparse."""
     shapes = prunable_shapes(model)
-    all_layers = {layer.name: layer for layer in _all_layers(model)}
+    all_layers = {layer.name: layer for layer in flatten_layers(model)}
     for name in names:
         if any(distributions.matches(p, [name]) for p in shapes):
             continue
@@ -128,7 +100,7 @@ def _mask_variables(layer):
     """Ids of the masks and rule state a sparse layer adds to its base."""
     if not isinstance(layer, layers.SparseLayer):
         return set()
-    return {id(v) for v in layer.get_masks()} | {id(v) for v in layer._mask_states.values()}
+    return {id(v) for v in layer.mask_variables()}
 
 
 def _copy_weights(old, new, fold_masks=False):
@@ -148,7 +120,7 @@ def _copy_weights(old, new, fold_masks=False):
         )
     masks = {}
     if fold_masks and isinstance(old, layers.SparseLayer):
-        masks = {id(w): m for (_, w), m in zip(old._prunable_items(), old.get_masks())}
+        masks = {id(w): m for w, m in zip(old.get_prunable_weights(), old.get_masks())}
     for source, target in zip(sources, targets):
         value = ops.convert_to_numpy(source)
         if id(source) in masks:
@@ -176,8 +148,8 @@ def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
         data: a `tf.data.Dataset` of `(x, y)` or an `(x, y)` tuple, for
             data-driven `mask_init`.
         seed: seed of the random mask (stateless, per layer).
-        dense_layers: layer names kept dense (default: the first layer when
-            `sparsity >= 0.99`).
+        dense_layers: layer names kept dense (default: the first prunable
+            layer when `sparsity >= 0.99`, none below).
         custom: `{layer name: sparsity}` fixed per layer.
         erk_power_scale: exponent of the ERK score.
         scale_init: once the masks are set, scale each kernel by
@@ -189,6 +161,14 @@ def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
     Returns:
         A new `ks.SparseModel`; `model` is left unchanged.
 
+    Raises:
+        TypeError: `model` is not a Keras model, or a name in `custom` or
+            `dense_layers` is a layer that cannot be made sparse.
+        ValueError: a bad `sparsity`, `distribution`, `mask_init` or
+            `scope`, an unknown layer name, a model without inputs, one that
+            is already sparse, has nothing to make sparse, or a budget that
+            cannot be met.
+
     Example:
 
     ```python
@@ -198,8 +178,6 @@ def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(True))
     ```
     """
-    from keras_sparse import pruning
-
     check_sparsity(sparsity)
     distributions.check_distribution(distribution)
     method = pruning.get(mask_init)
@@ -211,16 +189,15 @@ def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
         )
     _check_names(model, list(custom or {}), "custom")
     _check_names(model, list(dense_layers or []), "dense_layers")
-    targets = distributions.layer_sparsities(
-        model, sparsity, distribution, dense_layers, custom, erk_power_scale
-    )
-    if not targets:
+    pruning.check_scope(scope)
+    if not prunable_shapes(model):
         raise ValueError(f"sparsify: model {model.name!r} has no layer that can be made sparse.")
 
+    # The per-layer targets are solved once, by the mask method below.
     def convert(layer):
         if type(layer) in SPARSE_CLASSES:
             return SPARSE_CLASSES[type(layer)].from_config(layer.get_config())
-        if _is_opt_in(layer):
+        if is_opt_in(layer):
             inner = layer.__class__.from_config(layer.get_config())
             # Built here, as `load_model` does, so weight paths stay the same.
             inner.build_from_config(layer.get_build_config())
@@ -251,6 +228,16 @@ def strip(model):
     `SparseWrapper` gives back the wrapped layer; outputs are unchanged. The
     result needs no keras_sparse to load.
 
+    Args:
+        model: a built Sequential or Functional model (sparse or not).
+
+    Returns:
+        A new plain `keras.Model`; `model` is left unchanged.
+
+    Raises:
+        TypeError: `model` is not a Keras model.
+        ValueError: `model` has no defined inputs.
+
     Example:
 
     ```python
@@ -279,7 +266,19 @@ def strip(model):
 def sparsity_report(model):
     """Per prunable weight: layer, weight, shape, total, active, sparsity.
 
-    The last row, with `layer="total"`, sums every prunable weight.
+    Works on sparse and plain models: a weight `ks.sparsify` would mask but
+    that has no mask yet is reported dense (all entries active). The last
+    row, with `layer="total"`, sums every prunable weight.
+
+    Args:
+        model: a Keras model or layer.
+
+    Returns:
+        A list of dicts `{layer, weight, shape, total, active, sparsity}`,
+        one per prunable weight in model order, then the total.
+
+    Raises:
+        TypeError: `model` is not a Keras layer or model.
 
     Example:
 
@@ -288,13 +287,31 @@ def sparsity_report(model):
         print(row["layer"], row["sparsity"])
     ```
     """
-    rows = []
-    for mw in masked_weights(model):
-        active = int(np.count_nonzero(ops.convert_to_numpy(mw.mask)))
-        rows.append(dict(layer=mw.layer.name, weight=mw.name, shape=tuple(mw.weight.shape),
-                         total=mw.size, active=active, sparsity=1.0 - active / mw.size))
+    if not isinstance(model, keras.layers.Layer):
+        raise TypeError(
+            f"sparsity_report: `model` must be a keras.Model; got {type(model).__name__}."
+        )
+    rows, seen = [], set()
+
+    def add(layer, name, weight, active):
+        seen.add(id(weight))
+        size = int(np.prod(weight.shape))
+        rows.append(dict(layer=layer.name, weight=name, shape=tuple(weight.shape),
+                         total=size, active=active, sparsity=1.0 - active / size))
+
+    masked = {id(mw.weight): mw for mw in masked_weights(model)}
+    for layer in flatten_layers(model):
+        if isinstance(layer, layers.SparseLayer):
+            for weight in prunable_weights_of(layer):
+                mw = masked[id(weight)]
+                add(layer, mw.name, weight, int(np.count_nonzero(ops.convert_to_numpy(mw.mask))))
+            continue
+        for weight in prunable_weights_of(layer):
+            if id(weight) not in seen:  # a layer inside a SparseWrapper
+                add(layer, weight.path.split("/")[-1], weight, int(np.prod(weight.shape)))
     total = sum(r["total"] for r in rows)
     active = sum(r["active"] for r in rows)
     rows.append(dict(layer="total", weight="", shape=(), total=total, active=active,
                      sparsity=1.0 - active / total if total else 0.0))
     return rows
+

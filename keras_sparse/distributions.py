@@ -1,18 +1,36 @@
-"""How a global sparsity is split across layers (RigL `sparse_utils`)."""
+"""How a global sparsity is split across layers (RigL `sparse_utils`).
+
+- `uniform`: every prunable layer gets the global sparsity `s`.
+- `er` (Erdős–Rényi): raw score `(n_in + n_out) / (n_in * n_out)`.
+- `erk` (Erdős–Rényi–Kernel): raw score `sum(shape) / prod(shape)` over the
+  full kernel shape (`** erk_power_scale`).
+
+For `er`/`erk`, `eps` is solved so that `sum_l eps * raw_l * N_l = (1 - s) *
+sum_l N_l`; a layer with `eps * raw_l > 1` becomes dense and `eps` is solved
+again over the rest.
+"""
 
 import numpy as np
 
-from keras_sparse.masks import check_sparsity
+from keras_sparse.layers.registry import prunable_shapes
+from keras_sparse.utils.argument_validation import check_choice, check_sparsity
+
+__all__ = [
+    "DISTRIBUTIONS",
+    "check_distribution",
+    "layer_sparsities",
+    "matches",
+    "pinned",
+    "raw_score",
+    "solve",
+]
 
 DISTRIBUTIONS = ("uniform", "er", "erk")
 
 
 def check_distribution(distribution):
-    if distribution not in DISTRIBUTIONS:
-        raise ValueError(
-            f"`distribution` must be one of {DISTRIBUTIONS}; got {distribution!r}."
-        )
-    return distribution
+    """Returns `distribution` if it is one of `DISTRIBUTIONS` (else ValueError)."""
+    return check_choice(distribution, "distribution", DISTRIBUTIONS)
 
 
 def matches(path, names):
@@ -27,6 +45,7 @@ def matches(path, names):
 
 
 def raw_score(shape, distribution, erk_power_scale=1.0):
+    """The unnormalised density score of one weight shape (see module doc)."""
     if distribution == "erk":
         return (np.sum(shape) / np.prod(shape)) ** erk_power_scale
     n_in, n_out = shape[-2], shape[-1]  # er: fan-in and fan-out only
@@ -56,7 +75,7 @@ def solve(shapes, sparsity, distribution="erk", dense_layers=None, custom=None,
     Args:
         shapes: `{weight path: shape}` of the prunable weights.
         sparsity: global target in [0, 1).
-        distribution: "uniform", "er" or "erk" (SPEC §4).
+        distribution: "uniform", "er" or "erk" (see the module doc).
         dense_layers: layer names (or weight paths) kept dense. Default: none,
             except the first prunable layer when `sparsity >= 0.99`.
         custom: `{layer name or path: sparsity}` fixed per layer.
@@ -110,7 +129,5 @@ def layer_sparsities(model, sparsity, distribution="erk", dense_layers=None,
     # {"dense/kernel": 0.62, "dense_1/kernel": 0.93, ...}
     ```
     """
-    from keras_sparse.conversion import prunable_shapes
-
     return solve(prunable_shapes(model), sparsity, distribution, dense_layers,
                  custom, erk_power_scale)

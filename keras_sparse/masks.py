@@ -1,25 +1,37 @@
-"""Exact-count mask construction shared by every mask rule."""
+"""Exact-count mask construction shared by every mask rule.
+
+Every rule keeps exactly `round(s * n)` weights inactive for a target
+sparsity `s` of `n` weights, halves rounded up (rigl and Synaptic-Flow take
+the floor; the difference is at most one weight per layer). Ties are broken
+deterministically, so a mask computed twice, or on several replicas, is the
+same.
+"""
 
 import math
+import warnings
 
 import numpy as np
 import tensorflow as tf
 
+__all__ = [
+    "check_mask",
+    "num_inactive",
+    "stateless_uniform",
+    "topk_mask",
+    "topk_masks_global",
+    "warn_non_finite",
+]
+
 
 def num_inactive(size, sparsity):
-    """`round(sparsity * size)`, halves rounded up (SPEC §3.1)."""
+    """`round(sparsity * size)`, halves rounded up: the exact count of zeros.
+
+    Example:
+
+    >>> num_inactive(10, 0.25)
+    3
+    """
     return int(math.floor(sparsity * size + 0.5))
-
-
-def check_sparsity(sparsity, name="sparsity"):
-    """Raises unless `0 <= sparsity < 1`; returns it as a float."""
-    try:
-        value = float(sparsity)
-    except (TypeError, ValueError):
-        raise TypeError(f"`{name}` must be a number in [0, 1); got {sparsity!r}.")
-    if not 0.0 <= value < 1.0 or math.isnan(value):
-        raise ValueError(f"`{name}` must be in [0, 1); got {sparsity!r}.")
-    return value
 
 
 def topk_mask(scores, num_active):
@@ -27,6 +39,18 @@ def topk_mask(scores, num_active):
 
     Exactly `num_active` ones whatever the ties (top_k breaks ties by lower
     flat index, so the result is deterministic). Works in graph mode.
+
+    Args:
+        scores: a float tensor of any shape.
+        num_active: number of ones (int or int32 tensor), `<= size`.
+
+    Returns:
+        A float32 tensor of `scores`' shape holding 0 and 1.
+
+    Example:
+
+    >>> topk_mask(tf.constant([0.3, 0.9, 0.1]), 2).numpy()
+    array([1., 1., 0.], dtype=float32)
     """
     flat = tf.reshape(scores, [-1])
     _, indices = tf.math.top_k(flat, k=num_active, sorted=False)
@@ -35,8 +59,45 @@ def topk_mask(scores, num_active):
     return tf.reshape(mask, tf.shape(scores))
 
 
+def topk_masks_global(scores, num_active):
+    """One ranking over several tensors: ones at the `num_active` largest.
+
+    The tensors are ranked together as if concatenated (ties to the earlier
+    tensor, then the lower index), so layers compete for one budget.
+
+    Args:
+        scores: a list of float tensors (any shapes).
+        num_active: total number of ones, `<= sum of sizes`.
+
+    Returns:
+        A list of float32 masks, one per tensor, of their shapes.
+
+    Example:
+
+    >>> a, b = topk_masks_global([tf.constant([0.5, 0.1]), tf.constant([0.9])], 2)
+    >>> a.numpy(), b.numpy()
+    (array([1., 0.], dtype=float32), array([1.], dtype=float32))
+    """
+    flat = tf.concat([tf.reshape(tf.cast(s, tf.float32), [-1]) for s in scores], 0)
+    keep = topk_mask(flat, num_active)
+    masks, offset = [], 0
+    for s in scores:
+        size = int(np.prod(s.shape))
+        masks.append(tf.reshape(keep[offset:offset + size], tf.shape(s)))
+        offset += size
+    return masks
+
+
 def stateless_uniform(shape, seed, step, index):
-    """Uniform [0, 1) noise keyed by (seed, step, layer index) (SPEC §3.5)."""
+    """Uniform [0, 1) noise keyed by (seed, step, layer index).
+
+    Stateless, so every replica of a `tf.distribute` strategy, and a run
+    resumed from a checkpoint, draws the same numbers.
+
+    Example:
+
+    >>> noise = stateless_uniform((2, 3), seed=0, step=100, index=1)
+    """
     key = tf.stack(
         [
             tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(index, tf.int64),
@@ -46,21 +107,38 @@ def stateless_uniform(shape, seed, step, index):
     return tf.random.stateless_uniform(shape, seed=key, dtype=tf.float32)
 
 
-def random_mask(shape, sparsity, seed=0, index=0):
-    """Exactly `round(sparsity * size)` zeros placed uniformly at random."""
-    size = int(np.prod(shape))
-    scores = stateless_uniform(shape, seed, 0, index)
-    return topk_mask(scores, size - num_inactive(size, sparsity))
+def warn_non_finite(who, path, what="scores", when=""):
+    """The one warning for a mask update skipped because of NaN or Inf.
 
+    Mask rules never turn NaN or Inf into a mask: the weight keeps its
+    previous mask, and this warning says so.
 
-def magnitude_mask(weight, sparsity):
-    """Keeps the largest `abs(weight)`; exactly `round(s * n)` zeros."""
-    size = int(np.prod(weight.shape))
-    return topk_mask(tf.abs(tf.convert_to_tensor(weight)), size - num_inactive(size, sparsity))
+    Example:
+
+    ```python
+    warn_non_finite("DynamicSparsity", "dense/kernel", when=" at step 100")
+    ```
+    """
+    warnings.warn(
+        f"{who}: {what} of {path} contain NaN or Inf{when}; its mask is kept.",
+        stacklevel=3,
+    )
 
 
 def check_mask(mask, shape, name):
-    """Validates a user mask: right shape, values only 0 and 1."""
+    """Validates a user mask: right shape, values only 0 and 1.
+
+    Returns:
+        The mask as a numpy array.
+
+    Raises:
+        ValueError: wrong shape, or a value other than 0 and 1.
+
+    Example:
+
+    >>> check_mask([[1, 0]], (1, 2), "dense/kernel")
+    array([[1, 0]])
+    """
     array = np.asarray(mask)
     if tuple(array.shape) != tuple(shape):
         raise ValueError(

@@ -1,100 +1,58 @@
 """`SparseModel`: a `keras.Model` whose train step honours the masks."""
 
+import inspect
+
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
-from keras.src.losses.loss import unscale_loss_for_distribution  # as in Keras' own train_step
-from keras.src.models.functional import Functional
-from keras.src.models.model import Trainer, functional_init_arguments
 
 from keras_sparse import masks as masks_lib
-from keras_sparse.layers.base import SparseLayer, raw_weights
+from keras_sparse.layers.base import raw_weights
+from keras_sparse.layers.registry import masked_weights
 from keras_sparse.optimizer_slots import reset_slots
+from keras_sparse.utils import keras_compat
+from keras_sparse.utils.argument_validation import check_number, pair_by_path
+
+__all__ = ["DENSE_GRAD", "FunctionalSparseModel", "SparseModel", "require_sparse_model"]
 
 DENSE_GRAD = "dense_grad"
 
 
-class MaskedWeight:
-    """One prunable variable with its mask and rule state.
+class _GradientRequests:
+    """Who asked the train step for dense gradients, and for which steps.
 
-    Attributes:
-        layer: the sparse layer holding it.
-        name: the weight's name in the layer (`"kernel"`).
-        weight: the variable.
-        mask: the mask variable (same shape and dtype).
-        path: the variable's path (`"dense/kernel"`), unique in the model.
+    A plain object (not a dict) so Keras does not track it as model state.
     """
 
-    def __init__(self, layer, name, weight, mask):
-        self.layer, self.name, self.weight, self.mask = layer, name, weight, mask
-        self.path = weight.path
+    def __init__(self):
+        self.by_owner = {}  # id(owner) -> (owner, when, momentum)
+
+    def when(self, step):
+        """True at steps for which any requester asked (the union)."""
+        asks = [tf.convert_to_tensor(when(step)) for _, when, _ in self.by_owner.values()]
+        return tf.reduce_any(tf.stack(asks)) if len(asks) > 1 else asks[0]
 
     @property
-    def size(self):
-        return int(np.prod(self.weight.shape))
-
-    def state(self, name):
-        return self.layer.mask_state(self.name, name)
-
-    def __repr__(self):
-        return f"<MaskedWeight {self.path} shape={tuple(self.weight.shape)}>"
-
-
-def flatten_layers(model):
-    """Every sublayer of `model`, depth first, in model order.
-
-    Keras' `_flatten_layers` reverses the order inside nested models; the
-    first prunable layer must really be the one nearest the input (SPEC §4).
-    """
-    found, seen = [], set()
-
-    def visit(layer):
-        for child in layer._layers:
-            if id(child) not in seen:
-                seen.add(id(child))
-                found.append(child)
-                visit(child)
-
-    visit(model)
-    return found
-
-
-def masked_weights(model):
-    """Every `MaskedWeight` of `model`, nested models included, in order."""
-    found = []
-    for layer in flatten_layers(model):
-        if isinstance(layer, SparseLayer) and layer.built:
-            for (name, weight), mask in zip(layer._prunable_items(), layer.get_masks()):
-                found.append(MaskedWeight(layer, name, weight, mask))
-    return found
-
-
-def pair_by_path(items, values, who, what, noun):
-    """Pairs `values` (`{path: value}` or a full aligned list) with `items`.
-
-    `items` is a list of `(path, item)` describing `noun`s (e.g. "weight");
-    unknown paths or a list of the wrong length raise a ValueError.
-    """
-    if isinstance(values, dict):
-        by_path = dict(items)
-        unknown = sorted(set(values) - set(by_path))
-        if unknown:
-            raise ValueError(
-                f"{who}: unknown {noun} paths {unknown}; known: {sorted(by_path)}."
-            )
-        return [(by_path[p], v) for p, v in values.items()]
-    values = list(values)
-    if len(values) != len(items):
-        raise ValueError(
-            f"{who}: got {len(values)} {what} for {len(items)} {noun}s; pass "
-            "one per entry in order, or a {path: value} dict."
-        )
-    return [(item, v) for (_, item), v in zip(items, values)]
+    def momentum(self):
+        return next(iter(self.by_owner.values()))[2]
 
 
 def require_sparse_model(model, who):
-    """Raises a TypeError unless `model` is a built `SparseModel`."""
+    """Raises a TypeError unless `model` is a `SparseModel`; returns it.
+
+    Args:
+        model: the model passed to `who`.
+        who: the caller's name, for the message.
+
+    Raises:
+        TypeError: `model` has not the sparse train step.
+
+    Example:
+
+    ```python
+    require_sparse_model(model, "ks.pruning.snip")
+    ```
+    """
     if not isinstance(model, SparseModel):
         raise TypeError(
             f"{who} needs a keras_sparse.SparseModel (its train step keeps "
@@ -137,11 +95,16 @@ class SparseModel(keras.Model):
     It comes from the same backward pass, with any mixed-precision loss
     scale removed. Under a `tf.distribute` strategy each replica
     writes its own buffer and `dense_gradients()` returns their all-reduced
-    mean (SPEC §3.5). A later request replaces an earlier one.
+    mean, so every replica grows the same connections. Requests from
+    different owners (e.g. two callbacks) compose: the gradient is kept at
+    every step any of them asks for; a new request from the same owner
+    replaces its earlier one.
 
-    Mask changes go through `set_masks`, which zeroes dropped weights and
-    resets every optimizer slot of dropped and grown weights (SPEC §3.2;
-    see `optimizer_slots.reset_slots` for Adagrad/Ftrl accumulators).
+    Mask changes go through `set_masks` (or `assign_mask` inside compiled
+    code), which zero dropped weights and reset every optimizer slot of
+    dropped and grown weights to its fresh value (0; Adagrad/Ftrl
+    accumulators to `initial_accumulator_value`), so a regrown connection
+    starts from scratch.
 
     Example:
 
@@ -153,33 +116,40 @@ class SparseModel(keras.Model):
     ```
     """
 
-    _dense_grad_when = None
-    _dense_grad_momentum = 0.0
+    _dense_grad_requests = None
 
     # Keras turns a Model subclass called with (inputs, outputs) into a
     # Functional one by rewriting its bases in place, which would break every
     # later subclassed SparseModel; FunctionalSparseModel takes that role.
     def __new__(cls, *args, **kwargs):
-        if cls is SparseModel and functional_init_arguments(args, kwargs):
+        if cls is SparseModel and keras_compat.functional_init_arguments(args, kwargs):
             cls = FunctionalSparseModel
         return super(SparseModel, cls).__new__(cls, *args, **kwargs)
 
     def __init__(self, *args, **kwargs):
-        if functional_init_arguments(args, kwargs):
+        if keras_compat.functional_init_arguments(args, kwargs):
             _make_functional(type(self))
-            Trainer.__init__(self)
-            Functional.__init__(self, *args, **kwargs)
+            keras_compat.Trainer.__init__(self)
+            keras_compat.Functional.__init__(self, *args, **kwargs)
         else:
             super().__init__(*args, **kwargs)
 
     @property
     def masked_weights(self):
+        """Every `MaskedWeight` (weight, mask, path) of the model, in order."""
         return masked_weights(self)
 
     # -- masks ------------------------------------------------------------
 
     def get_masks(self):
-        """`{path: np.ndarray}` of every mask."""
+        """`{path: np.ndarray}` of every mask.
+
+        Example:
+
+        ```python
+        masks = model.get_masks()     # {"dense/kernel": array([[1., 0., ...]])}
+        ```
+        """
         return {mw.path: ops.convert_to_numpy(mw.mask) for mw in self.masked_weights}
 
     def set_masks(self, new_masks, grow_init=0.0):
@@ -195,6 +165,19 @@ class SparseModel(keras.Model):
         Dropped weights become 0.0; every optimizer slot of a dropped or
         grown weight is reset (to 0.0; Adagrad/Ftrl accumulators to
         `initial_accumulator_value`, see `optimizer_slots.reset_slots`).
+
+        Raises:
+            ValueError: an unknown path, a list of the wrong length, a mask
+                of the wrong shape or with values other than 0 and 1;
+                nothing changes then.
+
+        Example:
+
+        ```python
+        masks = model.get_masks()
+        masks["dense/kernel"][:, 0] = 0
+        model.set_masks(masks)
+        ```
         """
         pairs = pair_by_path(
             [(mw.path, mw) for mw in self.masked_weights], new_masks, "set_masks",
@@ -204,25 +187,63 @@ class SparseModel(keras.Model):
             (mw, masks_lib.check_mask(m, mw.weight.shape, mw.path)) for mw, m in pairs
         ]
         for mw, mask in checked:
-            self._assign_mask(mw, tf.constant(mask, dtype=mw.mask.dtype), grow_init)
+            self.assign_mask(mw, tf.constant(mask, dtype=mw.mask.dtype), grow_init)
 
-    def _assign_mask(self, mw, new, grow_init=0.0):
-        """Assigns one mask (a tensor); usable inside `tf.function`."""
-        new = tf.cast(new, mw.mask.dtype)
+    def assign_mask(self, masked_weight, mask, grow_init=0.0):
+        """Sets one mask from a tensor, keeping weight and slots consistent.
+
+        The building block of mask rules: it does no validation and works
+        inside `tf.function` (mask-rule callbacks call it from their
+        compiled update). Weights where `mask` is 0 become 0.0; weights
+        that become active take `grow_init`; every optimizer slot of a
+        dropped or grown weight is reset to its fresh value.
+
+        Args:
+            masked_weight: one of `model.masked_weights`.
+            mask: a tensor of the weight's shape holding only 0 and 1
+                (unchecked: use `set_masks` for user input).
+            grow_init: value given to newly active weights (default 0.0).
+
+        Example:
+
+        ```python
+        mw = model.masked_weights[0]
+        model.assign_mask(mw, tf.ones(mw.weight.shape))   # all active
+        ```
+        """
+        mw = masked_weight
+        new = tf.cast(mask, mw.mask.dtype)
         old = tf.convert_to_tensor(mw.mask)
         grown = new * (1.0 - old)
         kept = new * old
         weight = tf.convert_to_tensor(mw.weight)
         mw.weight.assign(weight * tf.cast(kept, weight.dtype) + tf.cast(grown * grow_init, weight.dtype))
-        reset_slots(getattr(self, "optimizer", None), mw.weight, kept)
+        reset_slots(self._optimizer_or_none(), mw.weight, kept, self.trainable_variables)
         mw.mask.assign(new)
 
+    # Private name kept for callers written against earlier versions.
+    _assign_mask = assign_mask
+
+    def _optimizer_or_none(self):
+        return getattr(self, "optimizer", None)
+
     def apply_masks(self):
-        """Zeroes inactive weights and resets their optimizer slots, in place."""
+        """Zeroes inactive weights and resets their optimizer slots, in place.
+
+        `fit`, `set_weights` and `load_weights` call it; call it yourself
+        after assigning variables directly.
+
+        Example:
+
+        ```python
+        model.layers[1].kernel.assign(new_kernel)   # hypothetical direct write
+        model.apply_masks()
+        ```
+        """
         for mw in self.masked_weights:
             mask = tf.convert_to_tensor(mw.mask)
             mw.weight.assign(mw.weight * tf.cast(mask, mw.weight.dtype))
-            reset_slots(getattr(self, "optimizer", None), mw.weight, mask)
+            reset_slots(self._optimizer_or_none(), mw.weight, mask, self.trainable_variables)
 
     def fit(self, *args, **kwargs):
         inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
@@ -248,34 +269,76 @@ class SparseModel(keras.Model):
 
     # -- dense gradients ----------------------------------------------------
 
-    def request_dense_gradients(self, when=None, momentum=0.0):
+    def request_dense_gradients(self, when=None, momentum=0.0, owner=None):
         """Asks the train step to keep `dL/d(W*M)` for every prunable weight.
+
+        Requests from different owners compose: the gradient is kept at the
+        union of the steps they ask for (each reader reads it right after a
+        step it asked for). A new request from the same owner replaces its
+        earlier one.
 
         Args:
             when: `callable(step) -> bool tensor` choosing the steps whose
                 gradient is kept; `None` means every step.
             momentum: `0.0` keeps the last captured gradient; `b > 0` keeps
                 `b * buffer + grad` (the momentum of the dense gradient).
+            owner: who asks (e.g. the callback), so its later requests
+                replace this one; `None` is one shared owner.
+
+        Raises:
+            ValueError: `momentum` differs from another owner's: there is
+                one buffer, so the plain gradient and a momentum (or two
+                momenta) cannot be kept together.
+
+        Example:
+
+        ```python
+        model.request_dense_gradients(when=lambda step: step % 100 == 99)
+        ```
         """
+        momentum = check_number(momentum, "momentum", 0, 1, high_open=True)
+        requests = self._dense_grad_requests or _GradientRequests()
+        others = {o: r for o, r in requests.by_owner.items() if o != id(owner)}
+        clash = [(holder, theirs) for holder, _, theirs in others.values()
+                 if theirs != momentum]
+        if clash:
+            holder, theirs = clash[0]
+            raise ValueError(
+                f"request_dense_gradients: `momentum`={momentum} differs from "
+                f"momentum={theirs} already requested by {type(holder).__name__}; "
+                "the model keeps one dense-gradient buffer, so requesters must "
+                "agree on it."
+            )
         with self.distribute_strategy.scope():
             for mw in self.masked_weights:
                 mw.layer.add_mask_state(
                     DENSE_GRAD, synchronization="on_read", aggregation="sum"
                 )
-        self._dense_grad_when = when or (lambda step: True)
-        self._dense_grad_momentum = float(momentum)
+        others[id(owner)] = (owner, when or (lambda step: True), momentum)
+        requests.by_owner = others
+        self._dense_grad_requests = requests
         self.train_function = None  # retrace with the capture
 
     def dense_gradients(self):
-        """The stored dense gradients, aligned with `masked_weights`."""
-        if self._dense_grad_when is None:
+        """The stored dense gradients, aligned with `masked_weights`.
+
+        Raises:
+            ValueError: no dense gradients were requested.
+
+        Example:
+
+        ```python
+        grads = model.dense_gradients()   # [tensor of mw.weight.shape, ...]
+        ```
+        """
+        if self._dense_grad_requests is None:
             raise ValueError(
                 "dense_gradients(): call request_dense_gradients() before fit."
             )
         return [tf.convert_to_tensor(mw.state(DENSE_GRAD).value) for mw in self.masked_weights]
 
     def _store_dense_gradients(self, dense):
-        momentum = self._dense_grad_momentum
+        momentum = self._dense_grad_requests.momentum
         weights = self.masked_weights
 
         def store():
@@ -288,24 +351,28 @@ class SparseModel(keras.Model):
             return tf.constant(True)
 
         step = tf.convert_to_tensor(self.optimizer.iterations)
-        tf.cond(tf.convert_to_tensor(self._dense_grad_when(step)), store, lambda: tf.constant(False))
+        tf.cond(self._dense_grad_requests.when(step), store, lambda: tf.constant(False))
 
     # -- training -------------------------------------------------------------
 
     def train_step(self, data):
         # Keras' TensorFlow train step, plus the mask handling above.
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        capture = self._dense_grad_when is not None
+        capture = self._dense_grad_requests is not None
         with tf.GradientTape() as tape:
             with raw_weights():
-                if self._call_has_training_arg:
+                if "training" in self.call_signature_parameters:
                     y_pred = self(x, training=True)
                 else:
                     y_pred = self(x)
-            loss = self._compute_loss(
-                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
-            )
-            self._loss_tracker.update_state(
+            # `training` was added to compute_loss in Keras 3.3; user
+            # overrides may not take it.
+            if "training" in inspect.signature(self.compute_loss).parameters:
+                loss = self.compute_loss(x=x, y=y, y_pred=y_pred,
+                                         sample_weight=sample_weight, training=True)
+            else:
+                loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
+            keras_compat.loss_tracker(self).update_state(
                 unscale_loss_for_distribution(loss),
                 sample_weight=tf.shape(
                     next(i for i in tf.nest.flatten(x) if i is not None)
@@ -344,7 +411,7 @@ class SparseModel(keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
-class FunctionalSparseModel(SparseModel, Functional):
+class FunctionalSparseModel(SparseModel, keras_compat.Functional):
     """What `SparseModel(inputs, outputs)` builds: a Functional SparseModel."""
 
 
@@ -356,6 +423,18 @@ def _make_functional(cls):
     """
     if cls is SparseModel:
         return FunctionalSparseModel
-    if issubclass(cls, SparseModel) and not issubclass(cls, Functional):
+    if issubclass(cls, SparseModel) and not issubclass(cls, keras_compat.Functional):
         cls.__bases__ = tuple(_make_functional(base) for base in cls.__bases__)
     return cls
+
+
+def unscale_loss_for_distribution(loss):
+    """The loss summed over replicas back to a mean, as Keras' train step does.
+
+    Under a `tf.distribute` strategy each replica's loss is scaled by
+    `1 / num_replicas`; the loss metric wants the unscaled value.
+    """
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        loss = ops.multiply(loss, ops.cast(replicas, loss.dtype))
+    return loss

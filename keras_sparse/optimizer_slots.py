@@ -2,6 +2,8 @@
 
 import tensorflow as tf
 
+__all__ = ["initial_value", "reset_slots", "slots_for"]
+
 
 def _innermost(optimizer):
     # LossScaleOptimizer (mixed precision) keeps the real slots inside.
@@ -14,20 +16,36 @@ def _prefix(variable):
     return variable.path.replace("/", "_") + "_"
 
 
-def slots_for(optimizer, variable):
+def slots_for(optimizer, variable, variables=()):
     """Every slot of `variable` (momentum, Adam m and v, EMA, ...).
 
     Keras names a slot `<variable.path with / as _>_<slot name>` and gives it
     the variable's shape (`Optimizer.add_variable_from_reference`). A slot
     also matching a longer variable prefix (`dense/w_1` vs `dense/w`) belongs
-    to that variable.
+    to that variable: pass the optimized variables (the model's
+    `trainable_variables`) as `variables` to tell them apart.
+
+    Args:
+        optimizer: a Keras optimizer (a loss-scale wrapper is looked into),
+            or None.
+        variable: a model variable.
+        variables: the other variables the optimizer updates.
+
+    Returns:
+        A list of optimizer variables (empty before the optimizer is built).
+
+    Example:
+
+    ```python
+    slots_for(model.optimizer, mw.weight, model.trainable_variables)
+    ```
     """
     if optimizer is None or not getattr(optimizer, "built", False):
         return []
     inner = _innermost(optimizer)
     prefix = _prefix(variable)
     longer = [
-        p for p in map(_prefix, inner._trainable_variables)
+        p for p in map(_prefix, variables)
         if len(p) > len(prefix) and p.startswith(prefix)
     ]
     return [
@@ -52,15 +70,21 @@ def initial_value(optimizer, variable, slot):
     return 0.0
 
 
-def reset_slots(optimizer, variable, keep):
+def reset_slots(optimizer, variable, keep, variables=()):
     """Resets the slots of `variable` to their initial value where `keep` is 0.
 
-    interpretation: SPEC §3.2 "reset to 0" means "reset to the state of a
-    fresh slot"; that is 0 for momentum, Adam m/v, RMSprop and the like, and
-    `initial_accumulator_value` for Adagrad/Ftrl accumulators. Usable inside
-    `tf.function`.
+    interpretation: "the slots of a dropped or grown weight are reset to 0"
+    means "reset to the state of a fresh slot"; that is 0 for momentum, Adam
+    m/v, RMSprop and the like, and `initial_accumulator_value` for
+    Adagrad/Ftrl accumulators. Usable inside `tf.function`.
+
+    Args:
+        optimizer: a Keras optimizer, or None (nothing to reset).
+        variable: a model variable.
+        keep: 1 where the slots keep their value, 0 where they are reset.
+        variables: the optimized variables (see `slots_for`).
     """
-    for slot in slots_for(optimizer, variable):
+    for slot in slots_for(optimizer, variable, variables):
         kept = tf.cast(keep, slot.dtype)
         value = tf.convert_to_tensor(slot) * kept
         init = initial_value(optimizer, variable, slot)

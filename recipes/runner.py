@@ -7,11 +7,10 @@ summary = runner.run("quickstart", preset="cpu", out="runs/quickstart")
 """
 
 import copy
-import importlib.util
+import importlib
 import inspect
 import json
 import logging
-import math
 import re
 import time
 from pathlib import Path
@@ -20,7 +19,6 @@ import keras
 import tensorflow as tf
 
 import keras_sparse as ks
-from keras_sparse.conversion import prunable_shapes
 from recipes import configs, plots
 
 PRESETS = ("cpu", "paper")
@@ -123,9 +121,9 @@ def check(config):
         raise ValueError(f"Recipe {config['name']!r}: the baseline needs a label other "
                          f"than {config['label']!r}.")
     for arm in [config] + ([merge(config, config["baseline"])] if config["baseline"] else []):
-        if arm["model"]["name"] not in ks.models.names():
+        if arm["model"]["name"] not in ks.applications.names():
             raise ValueError(f"Recipe {config['name']!r}: model {arm['model']['name']!r} "
-                             f"is not in ks.models.names() {ks.models.names()}.")
+                             f"is not in ks.applications.names() {ks.applications.names()}.")
         if arm["data"]["name"] not in ks.data.names():
             raise ValueError(f"Recipe {config['name']!r}: dataset {arm['data']['name']!r} "
                              f"is not in ks.data.names() {ks.data.names()}.")
@@ -181,7 +179,7 @@ def _datasets(config, seed):
 
 
 def _tensorboard(log_dir):
-    if importlib.util.find_spec("tensorboard") is None:
+    if not ks.utils.tensorboard.available():
         _LOG.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard).")
         return None
     return keras.callbacks.TensorBoard(str(log_dir), write_graph=False)
@@ -203,28 +201,13 @@ def _method_callback(method, context, seed):
     return cls(**args)
 
 
-def _report(model):
-    """Per prunable weight rows like `ks.sparsity_report` (dense: all active)."""
-    if isinstance(model, ks.SparseModel):
-        return ks.sparsity_report(model)
-    rows = []
-    for path, shape in prunable_shapes(model).items():
-        size = math.prod(shape)
-        layer, weight = path.rsplit("/", 1)
-        rows.append(dict(layer=layer, weight=weight, shape=shape, total=size,
-                         active=size, sparsity=0.0))
-    total = sum(r["total"] for r in rows)
-    rows.append(dict(layer="total", weight="", shape=(), total=total, active=total, sparsity=0.0))
-    return rows
-
-
 def train_arm(config, label, data, out, seed, verbose, csv_name):
     """Builds, trains and reports one model of the recipe; returns (model, result)."""
     info, train, test, probe, steps_per_epoch = data
     context = {"steps_per_epoch": steps_per_epoch,
                "total_steps": steps_per_epoch * config["epochs"]}
     keras.utils.set_random_seed(seed)  # same initial weights in every arm
-    model = ks.models.get(config["model"]["name"], input_shape=info["input_shape"],
+    model = ks.applications.get(config["model"]["name"], input_shape=info["input_shape"],
                           num_classes=info["num_classes"], **config["model"].get("args", {}))
     callbacks = []
     if config["method"] is not None:
@@ -254,7 +237,7 @@ def train_arm(config, label, data, out, seed, verbose, csv_name):
     history = model.fit(train, validation_data=test, epochs=config["epochs"], shuffle=False,
                         callbacks=callbacks, verbose=verbose)
     wall = time.perf_counter() - start
-    rows = _report(model)
+    rows = ks.sparsity_report(model)
     history = {k: [float(v) for v in vs] for k, vs in history.history.items()}
     result = {
         "final": {k: v[-1] for k, v in history.items()},

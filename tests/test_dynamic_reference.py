@@ -129,7 +129,7 @@ def check(model, state, new, kept, new_weights):
 
 
 def callback(kind, **kwargs):
-    common = dict(delta_t=DELTA_T, end_step=END, alpha=ALPHA, schedule="cosine", **kwargs)
+    common = dict(delta_t=DELTA_T, end_step=END, alpha=ALPHA, drop_schedule="cosine", **kwargs)
     return {
         "rigl": lambda: ks.callbacks.RigL(**common),
         "set": lambda: ks.callbacks.SET(seed=7, **common),

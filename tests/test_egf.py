@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import keras_sparse as ks
-from keras_sparse.callbacks import egf as egf_module
+from keras_sparse.utils import tensorboard as tensorboard_module
 
 N, D, H, K = 10, 4, 3, 2
 
@@ -191,11 +191,11 @@ def test_bad_data_and_p():
 
 
 def test_missing_tensorboard_is_one_warning(monkeypatch, caplog, tmp_path):
-    find_spec = egf_module.importlib.util.find_spec
-    monkeypatch.setattr(egf_module.importlib.util, "find_spec",
+    find_spec = tensorboard_module.importlib.util.find_spec
+    monkeypatch.setattr(tensorboard_module.importlib.util, "find_spec",
                         lambda name, *a: None if name == "tensorboard" else find_spec(name, *a))
     with caplog.at_level(logging.WARNING, logger="keras_sparse"):
-        assert egf_module.summary_writer(str(tmp_path), "EGFLogger") is None
+        assert tensorboard_module.summary_writer(str(tmp_path), "EGFLogger") is None
     assert len(caplog.records) == 1 and "tensorboard" in caplog.text
 
 

@@ -320,9 +320,9 @@ class _Subclassed(keras.Model):
     (dict(model=lambda: "model.keras"), TypeError, "`model` must be a keras.Model"),
     (dict(sparse_format="coo"), ValueError,
      r"unknown `sparse_format` 'coo'; allowed: \[None, 'csr'\]"),
-    (dict(version=-1), ValueError, "`version` must be None or an integer >= 0; got -1"),
-    (dict(version="2"), ValueError, "`version` must be None or an integer"),
-    (dict(min_sparsity=1.5), ValueError, r"`min_sparsity` must be a number in \[0, 1\]; got 1.5"),
+    (dict(version=-1), ValueError, "`version` must be an integer >= 0 or None; got -1"),
+    (dict(version="2"), TypeError, "`version` must be an integer >= 0 or None; got '2'"),
+    (dict(min_sparsity=1.5), ValueError, r"`min_sparsity` must be in \[0, 1\]; got 1.5"),
     (dict(overwrite="yes"), TypeError, "`overwrite` must be a bool"),
     (dict(base_dir=3), TypeError, "`base_dir` must be a path"),
 ])

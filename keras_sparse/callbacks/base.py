@@ -2,24 +2,48 @@
 
 import keras
 
+from keras_sparse.conversion import sparsity_report
 from keras_sparse.model import require_sparse_model
+from keras_sparse.utils.serialization import Configurable
+
+__all__ = ["MaskCallback", "log_sparsity"]
 
 
-class MaskCallback(keras.callbacks.Callback):
+class MaskCallback(Configurable, keras.callbacks.Callback):
     """A callback that reads or changes the masks of a `SparseModel`.
 
     `set_model` refuses any other model with a clear `TypeError`, before
-    training starts. Subclasses implement `get_config`; `from_config` is the
-    class called with it.
+    training starts. Subclasses with arguments return them from
+    `get_config`; `from_config` is the class called with them.
+
+    Example:
+
+    ```python
+    class Shuffle(ks.callbacks.MaskCallback):
+        def on_epoch_end(self, epoch, logs=None):
+            masks = [np.random.permutation(m.ravel()).reshape(m.shape)
+                     for m in self.model.get_masks().values()]
+            self.model.set_masks(masks)
+    ```
     """
 
     def set_model(self, model):
         require_sparse_model(model, type(self).__name__)
         super().set_model(model)
 
-    def get_config(self):
-        return {}
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+def log_sparsity(model, logs):
+    """Writes the model's overall sparsity to `logs["sparsity"]` (if `logs`).
+
+    What the mask-rule callbacks log at each epoch end, so it reaches
+    History, CSVLogger and the progress bar.
+
+    Example:
+
+    ```python
+    def on_epoch_end(self, epoch, logs=None):
+        log_sparsity(self.model, logs)
+    ```
+    """
+    if logs is not None:
+        logs["sparsity"] = sparsity_report(model)[-1]["sparsity"]

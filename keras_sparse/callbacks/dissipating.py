@@ -1,29 +1,23 @@
 """Dissipating gradients (Haroon 2022): prune the weights that barely move."""
 
-import numbers
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_sparse import distributions
-from keras_sparse.callbacks.base import MaskCallback
-from keras_sparse.conversion import sparsity_report
-from keras_sparse.masks import check_sparsity, num_inactive, topk_mask
+from keras_sparse.callbacks.base import MaskCallback, log_sparsity
+from keras_sparse.masks import num_inactive, topk_mask, topk_masks_global
 from keras_sparse.pruning.base import check_scope
+from keras_sparse.utils.argument_validation import check_int, check_number, check_sparsity
+
+__all__ = ["DissipatingGradients"]
 
 INITIAL = "dissipating_init"  # w_0, per weight
 
 
-def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
-    return int(value)
-
-
 @keras.saving.register_keras_serializable(package="keras_sparse")
 class DissipatingGradients(MaskCallback):
-    """Removes the least-moved weights over the first epochs (SPEC §6).
+    """Removes the least-moved weights over the first epochs.
 
     At the end of each of the epochs `start_epoch .. start_epoch + epochs - 1`
     the active weights whose relative movement `abs(w_t - w_0) / abs(w_0)`
@@ -35,7 +29,7 @@ class DissipatingGradients(MaskCallback):
     `w_0` is the weights at the start of epoch 0, kept as model variables
     (saved with the model, so a resumed run continues exactly). A weight with
     `w_0 = 0` counts as not moved until it moves, then as moved the most.
-    Targets per layer come from `distribution` (SPEC §4), or with
+    Targets per layer come from `distribution` (see `ks.distributions`), or with
     `scope="global"` one count over every weight not kept dense by
     `dense_layers` (as `ks.pruning`'s global scope).
 
@@ -59,7 +53,8 @@ class DissipatingGradients(MaskCallback):
         epochs: number of pruning epochs (>= 1, default 3).
         fraction: relative-movement threshold, in (0, 1) (default 0.1).
         start_epoch: first pruning epoch (default 0).
-        distribution, scope, dense_layers: layer budgets (SPEC §4).
+        distribution, scope, dense_layers: layer budgets, as in
+            `ks.sparsify` ("erk", "layer", none by default).
 
     Example:
 
@@ -74,12 +69,9 @@ class DissipatingGradients(MaskCallback):
                  distribution="erk", scope="layer", dense_layers=None):
         super().__init__()
         self.sparsity = check_sparsity(sparsity)
-        self.epochs = _check_int(epochs, "epochs", 1)
-        if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) \
-                or not 0.0 < fraction < 1.0:
-            raise ValueError(f"`fraction` must be a number in (0, 1); got {fraction!r}.")
-        self.fraction = float(fraction)
-        self.start_epoch = _check_int(start_epoch, "start_epoch", 0)
+        self.epochs = check_int(epochs, "epochs", minimum=1)
+        self.fraction = check_number(fraction, "fraction", 0, 1, low_open=True, high_open=True)
+        self.start_epoch = check_int(start_epoch, "start_epoch", minimum=0)
         self.distribution = distributions.check_distribution(distribution)
         self.scope = check_scope(scope)
         self.dense_layers = list(dense_layers) if dense_layers is not None else None
@@ -108,7 +100,7 @@ class DissipatingGradients(MaskCallback):
         index = epoch - self.start_epoch
         if 0 <= index < self.epochs:
             logs["dissipating_removed"] = self._prune(last=index == self.epochs - 1)
-        logs["sparsity"] = sparsity_report(self.model)[-1]["sparsity"]
+        log_sparsity(self.model, logs)
 
     def movement(self):
         """`{path: abs(w - w_0) / abs(w_0)}` of every prunable weight."""
@@ -158,12 +150,9 @@ class DissipatingGradients(MaskCallback):
             ranked_active = sum(n_active[mw.path] for mw in ranked)
             removed = min(removal(num_inactive(total, self.sparsity) - inactive,
                                   sum(slow[mw.path] for mw in ranked)), ranked_active)
-            flat = tf.concat([tf.reshape(keep_score[mw.path], [-1]) for mw in ranked], 0)
-            keep = topk_mask(flat, ranked_active - removed)
-            offset = 0
-            for mw in ranked:
-                new_masks[mw.path] = tf.reshape(keep[offset:offset + mw.size], mw.weight.shape)
-                offset += mw.size
+            keep = topk_masks_global([keep_score[mw.path] for mw in ranked],
+                                     ranked_active - removed)
+            new_masks.update({mw.path: mask for mw, mask in zip(ranked, keep)})
         if removed:
             self.model.set_masks({p: np.asarray(m) for p, m in new_masks.items()})
         return removed

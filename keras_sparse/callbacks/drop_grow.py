@@ -2,19 +2,35 @@
 
 A rule scores every position of one prunable weight. Used as the drop rule,
 the lowest-scored active weights are dropped; used as the grow rule, the
-highest-scored inactive positions are grown (SPEC §5). Rules add up:
+highest-scored inactive positions are grown. Rules add up:
 `Gradient() + Exploration(c=1e-3)` is DST-EE's grow score. A redistribution
 decides how many connections each layer regrows when layers may trade
-budget (SNFS).
+budget (SNFS). All of them are exported in `ks.callbacks`.
 """
 
 
 import keras
 import tensorflow as tf
 
-from keras_sparse.callbacks.parts import check_number as _check_number
-from keras_sparse.callbacks.parts import lookup as _lookup
 from keras_sparse.masks import stateless_uniform
+from keras_sparse.utils.argument_validation import check_int, check_number
+from keras_sparse.utils.serialization import Configurable, lookup
+
+__all__ = [
+    "REDISTRIBUTIONS",
+    "RULES",
+    "Exploration",
+    "Gradient",
+    "LayerUpdate",
+    "Magnitude",
+    "MeanScoreRedistribution",
+    "Momentum",
+    "Random",
+    "Rule",
+    "Sum",
+    "get_redistribution",
+    "get_rule",
+]
 
 
 class LayerUpdate:
@@ -37,7 +53,7 @@ class LayerUpdate:
         self.gradient, self.step, self.round, self.seed = gradient, step, round, seed
 
 
-class Rule:
+class Rule(Configurable):
     """Base class of drop and grow scores.
 
     Subclasses implement `score(update) -> tensor` (the weight's shape; any
@@ -74,13 +90,6 @@ class Rule:
 
     def __add__(self, other):
         return Sum([self, other])
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
@@ -120,7 +129,9 @@ class Random(Rule):
 class Gradient(Rule):
     """Score `abs(dL/d(W*M))` of the update step's batch: RigL's grow rule.
 
-    The gradient is all-reduced across replicas (SPEC §3.3, §3.5).
+    The gradient comes from the update step's own backward pass (no extra
+    pass) and is all-reduced across replicas, so every replica grows the
+    same connections.
 
     Example:
 
@@ -151,8 +162,8 @@ class Momentum(Rule):
     """
 
     def __init__(self, momentum=0.9):
-        _check_number(momentum, "momentum", lambda v: 0 < v < 1, "in (0, 1)")
-        self.momentum = float(momentum)
+        self.momentum = check_number(momentum, "momentum", 0, 1, low_open=True,
+                                     high_open=True)
 
     def score(self, update):
         return tf.abs(update.gradient)
@@ -170,7 +181,7 @@ class Exploration(Rule):
     `t` is the number of update rounds so far. Add it to a score:
     `Gradient() + Exploration(c)` is DST-EE's acquisition function.
 
-    interpretation (UCB1-style, SPEC §5): at round `t` (1, 2, ...) the
+    interpretation (UCB1-style): at round `t` (1, 2, ...) the
     current mask counts first (`N_i += M_i`), then the bonus is computed, so
     round 1 has no bonus (`ln 1 = 0`); `c_t = c * c_decay ** ((t - 1) //
     c_decay_every)`.
@@ -192,18 +203,13 @@ class Exploration(Rule):
     COUNT = "dstee_count"
 
     def __init__(self, c=1e-5, eps=1.0, c_decay=1.0, c_decay_every=None):
-        _check_number(c, "c", lambda v: v >= 0, ">= 0")
-        _check_number(eps, "eps", lambda v: v > 0, "> 0")
-        _check_number(c_decay, "c_decay", lambda v: v > 0, "> 0")
-        if c_decay_every is not None and (
-            not isinstance(c_decay_every, int) or isinstance(c_decay_every, bool)
-            or c_decay_every < 1
-        ):
-            raise ValueError(
-                f"`c_decay_every` must be None or an int >= 1; got {c_decay_every!r}."
-            )
-        self.c, self.eps = float(c), float(eps)
-        self.c_decay, self.c_decay_every = float(c_decay), c_decay_every
+        self.c = check_number(c, "c", low=0)
+        self.eps = check_number(eps, "eps", low=0, low_open=True)
+        self.c_decay = check_number(c_decay, "c_decay", low=0, low_open=True)
+        if c_decay_every is not None:
+            c_decay_every = check_int(c_decay_every, "c_decay_every", minimum=1,
+                                      allowed=" or None")
+        self.c_decay_every = c_decay_every
 
     def build(self, model):
         for layer in {id(mw.layer): mw.layer for mw in model.masked_weights}.values():
@@ -272,7 +278,7 @@ class Sum(Rule):
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
-class MeanScoreRedistribution:
+class MeanScoreRedistribution(Configurable):
     """Regrowth shared across layers by the mean grow score of active weights.
 
     With `grow=Momentum()` this is SNFS's momentum redistribution: layer `l`
@@ -324,21 +330,24 @@ class MeanScoreRedistribution:
         (alloc,) = tf.while_loop(lambda a: tf.reduce_sum(a) < total, grow_more, (start,))
         return alloc
 
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
 
 RULES = {"magnitude": Magnitude, "random": Random, "gradient": Gradient, "momentum": Momentum}
 REDISTRIBUTIONS = {"mean_score": MeanScoreRedistribution}
 
 
 def get_rule(rule, argument="rule"):
-    """A `Rule` from a name in `RULES`, an instance or a serialized config."""
-    return _lookup(rule, argument, RULES, Rule)
+    """A `Rule` from a name in `RULES`, an instance or a serialized config.
+
+    Raises:
+        ValueError: an unknown name.
+        TypeError: neither a name, a config nor a `Rule`.
+
+    Example:
+
+    >>> type(get_rule("gradient")).__name__
+    'Gradient'
+    """
+    return lookup(rule, argument, RULES, Rule)
 
 
 def get_redistribution(redistribution):
@@ -347,4 +356,4 @@ def get_redistribution(redistribution):
     like `MeanScoreRedistribution`."""
     if redistribution is None or hasattr(redistribution, "allocate"):
         return redistribution
-    return _lookup(redistribution, "redistribution", REDISTRIBUTIONS, MeanScoreRedistribution)
+    return lookup(redistribution, "redistribution", REDISTRIBUTIONS, MeanScoreRedistribution)

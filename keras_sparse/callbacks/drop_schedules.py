@@ -1,18 +1,23 @@
-"""Drop-fraction schedules of dynamic sparse training (SPEC §5).
+"""Drop-fraction schedules of dynamic sparse training.
 
-A schedule maps the global step `t` of a mask update to the fraction `f_t`
-of each layer's active weights that is dropped (and regrown) there:
-`schedule(t, alpha, end_step) -> float`.
+A drop schedule maps the global step `t` of a mask update to the fraction
+`f_t` of each layer's active weights that is dropped (and regrown) there:
+`drop_schedule(t, alpha, end_step) -> float`. It is the `drop_schedule=`
+argument of `ks.callbacks.DynamicSparsity` and its presets, not to be
+confused with the pruning schedules of `ks.schedules`
+(`schedule(step) -> (should_prune, sparsity)`).
 """
 
 import math
 
 import keras
 
-from keras_sparse.callbacks.parts import lookup
+from keras_sparse.utils.serialization import Configurable, lookup
+
+__all__ = ["SCHEDULES", "Constant", "CosineDecay", "DropSchedule", "LinearDecay", "get"]
 
 
-class DropSchedule:
+class DropSchedule(Configurable):
     """Base class: `__call__(step, alpha, end_step)` returns `f_t` in [0, 1].
 
     Subclass it for a custom schedule and implement `__call__` (and
@@ -24,27 +29,20 @@ class DropSchedule:
     class Halving(DropSchedule):
         def __call__(self, step, alpha, end_step):
             return alpha * 0.5 ** (step // 1000)
-    ks.callbacks.DynamicSparsity(grow="gradient", schedule=Halving())
+    ks.callbacks.DynamicSparsity(grow="gradient", drop_schedule=Halving())
     ```
     """
 
     def __call__(self, step, alpha, end_step):
         raise NotImplementedError
 
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
 class CosineDecay(DropSchedule):
     """`f_t = alpha / 2 * (1 + cos(pi * t / end_step))` (RigL's default).
 
-    `t` is the global step (not `t - begin_step`), exactly as SPEC §5 writes
-    it; past `end_step` the value stays at 0.
+    `t` is the global step (not `t - begin_step`), as in RigL's code; past
+    `end_step` the value stays at 0.
 
     Example:
 
@@ -91,6 +89,16 @@ class LinearDecay(DropSchedule):
 SCHEDULES = {"cosine": CosineDecay, "constant": Constant, "linear": LinearDecay}
 
 
-def get(schedule):
-    """A `DropSchedule` from a name in `SCHEDULES`, an instance or a config."""
-    return lookup(schedule, "schedule", SCHEDULES, DropSchedule)
+def get(drop_schedule, argument="drop_schedule"):
+    """A `DropSchedule` from a name in `SCHEDULES`, an instance or a config.
+
+    Raises:
+        ValueError: an unknown name.
+        TypeError: neither a name, a config nor a `DropSchedule`.
+
+    Example:
+
+    >>> get("cosine")(0, alpha=0.3, end_step=100)
+    0.3
+    """
+    return lookup(drop_schedule, argument, SCHEDULES, DropSchedule)

@@ -1,4 +1,4 @@
-"""`DynamicSparsity`: drop-and-grow training of a `SparseModel` (SPEC §5)."""
+"""`DynamicSparsity`: drop-and-grow training of a `SparseModel`."""
 
 import math
 import os
@@ -10,15 +10,32 @@ import tensorflow as tf
 
 from keras_sparse.callbacks import drop_grow, drop_schedules
 from keras_sparse.callbacks.base import MaskCallback
-from keras_sparse.masks import topk_mask
+from keras_sparse.masks import topk_mask, warn_non_finite
+from keras_sparse.utils import tensorboard
+from keras_sparse.utils.argument_validation import check_int, check_number
+
+__all__ = ["ITOP", "DynamicSparsity"]
 
 ITOP = "itop"  # per-weight state: 1 where the weight was ever active
 
 
-def _int_arg(value, name, low, alternative=""):
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"`{name}` must be an int >= {low}{alternative}; got {value!r}.")
-    return value
+def _take_drop_schedule(drop_schedule, schedule, default, who):
+    """Resolves `drop_schedule=` against its old name `schedule=`."""
+    if schedule is None:
+        return default if drop_schedule is None else drop_schedule
+    if drop_schedule is not None:
+        raise TypeError(
+            f"{who}: pass the drop-fraction schedule once, as `drop_schedule=`; "
+            f"got both drop_schedule={drop_schedule!r} and schedule={schedule!r}."
+        )
+    warnings.warn(
+        f"{who}(schedule=...) is deprecated; pass the drop-fraction schedule as "
+        "`drop_schedule=` (`schedule=` is the pruning schedule of "
+        "GradualMagnitudePruning).",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return schedule
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
@@ -67,8 +84,8 @@ class DynamicSparsity(MaskCallback):
             `drop_grow.Rule`; the lowest scores are dropped.
         grow: grow rule: "random" (SET), "gradient" (RigL), "momentum"
             (SNFS), or a `Rule` such as `Gradient() + Exploration(c)`.
-        schedule: drop-fraction schedule: "cosine", "constant", "linear" or
-            a `drop_schedules.DropSchedule`.
+        drop_schedule: drop-fraction schedule `f_t`: "cosine" (default),
+            "constant", "linear" or a `ks.callbacks.DropSchedule`.
         delta_t: steps between updates (int >= 1), or "epoch" for the
             number of steps per epoch given by `fit`.
         begin_step: first step at which an update may happen (>= 0).
@@ -82,44 +99,57 @@ class DynamicSparsity(MaskCallback):
             mean grow score over its active weights).
         seed: seed of the stateless RNG, keyed by (seed, step, layer).
         log_dir: directory for per-update TensorBoard summaries, or `None`.
+        schedule: deprecated name of `drop_schedule` (DeprecationWarning).
+
+    Raises:
+        TypeError, ValueError: a bad argument, naming it (before training).
 
     Example:
 
     ```python
-    from keras_sparse.callbacks.drop_grow import Gradient, Exploration
     cb = ks.callbacks.DynamicSparsity(
-        drop="magnitude", grow=Gradient() + Exploration(c=1e-4),
-        schedule="cosine", delta_t=100, alpha=0.3)
+        drop="magnitude",
+        grow=ks.callbacks.Gradient() + ks.callbacks.Exploration(c=1e-4),
+        drop_schedule="cosine", delta_t=100, alpha=0.3)
     model.fit(x, y, epochs=10, callbacks=[cb])
     ```
     """
 
-    def __init__(self, drop="magnitude", grow="gradient", schedule="cosine",
+    _default_drop_schedule = "cosine"
+
+    def __init__(self, drop="magnitude", grow="gradient", drop_schedule=None,
                  delta_t=100, begin_step=0, end_step=None, alpha=0.3,
-                 grow_init="zeros", redistribution=None, seed=0, log_dir=None):
+                 grow_init="zeros", redistribution=None, seed=0, log_dir=None,
+                 schedule=None):
         super().__init__()
+        drop_schedule = _take_drop_schedule(drop_schedule, schedule,
+                                            self._default_drop_schedule, type(self).__name__)
         self.drop = drop_grow.get_rule(drop, "drop")
         self.grow = drop_grow.get_rule(grow, "grow")
-        self.schedule = drop_schedules.get(schedule)
+        self.drop_schedule = drop_schedules.get(drop_schedule)
         self.redistribution = drop_grow.get_redistribution(redistribution)
+        if isinstance(delta_t, str) and delta_t != "epoch":
+            raise ValueError(f'`delta_t` must be an integer >= 1 or "epoch"; got {delta_t!r}.')
         if delta_t != "epoch":
-            _int_arg(delta_t, "delta_t", 1, ' or "epoch"')
+            delta_t = check_int(delta_t, "delta_t", minimum=1, allowed=' or "epoch"')
         self.delta_t = delta_t
-        self.begin_step = _int_arg(begin_step, "begin_step", 0)
-        if end_step is not None and _int_arg(end_step, "end_step", 1) <= begin_step:
-            raise ValueError(
-                f"`end_step` must be greater than `begin_step`={begin_step}; "
-                f"got {end_step!r}."
-            )
+        self.begin_step = check_int(begin_step, "begin_step", minimum=0)
+        if end_step is not None:
+            end_step = check_int(end_step, "end_step", minimum=1, allowed=" or None")
+            if end_step <= self.begin_step:
+                raise ValueError(
+                    f"`end_step` must be greater than `begin_step`={begin_step}; "
+                    f"got {end_step!r}."
+                )
         self.end_step = end_step
-        drop_grow._check_number(alpha, "alpha", lambda v: 0 <= v <= 1, "in [0, 1]")
-        self.alpha = float(alpha)
+        self.alpha = check_number(alpha, "alpha", 0, 1)
+        if isinstance(grow_init, str) and grow_init != "zeros":
+            raise ValueError(f'`grow_init` must be a number or "zeros"; got {grow_init!r}.')
         if grow_init != "zeros":
-            drop_grow._check_number(grow_init, "grow_init", lambda v: True, '(or "zeros")')
+            grow_init = check_number(grow_init, "grow_init", allowed=' (or "zeros")')
         self.grow_init = grow_init
         self._grow_value = 0.0 if grow_init == "zeros" else float(grow_init)
-        _int_arg(seed, "seed", 0)
-        self.seed = seed
+        self.seed = check_int(seed, "seed", minimum=0)
         if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
             raise TypeError(f"`log_dir` must be None or a path; got {log_dir!r}.")
         self.log_dir = log_dir
@@ -133,7 +163,7 @@ class DynamicSparsity(MaskCallback):
                 f"{sorted(momenta)}; got drop={drop!r}, grow={grow!r}."
             )
         self._momentum = momenta.pop() if momenta else 0.0
-        self._config = dict(drop=drop, grow=grow, schedule=schedule,
+        self._config = dict(drop=drop, grow=grow, drop_schedule=drop_schedule,
                             redistribution=redistribution)
         self._update_fn, self._fn_key = None, None
         self._last_step = self._batch_begin = None
@@ -158,9 +188,9 @@ class DynamicSparsity(MaskCallback):
             self.drop.build(model)
             self.grow.build(model)
         if self._reads_gradient:
-            model.request_dense_gradients(when=self._captures)
+            model.request_dense_gradients(when=self._captures, owner=self)
         elif self._momentum:
-            model.request_dense_gradients(momentum=self._momentum)
+            model.request_dense_gradients(momentum=self._momentum, owner=self)
         # Retrace: the update must see state variables added just now.
         self._update_fn = self._fn_key = self._last_step = None
 
@@ -291,17 +321,17 @@ class DynamicSparsity(MaskCallback):
         """
         if step is None:
             step = self._global_step()
-        _int_arg(step, "step", 0)
+        step = check_int(step, "step", minimum=0)
         rounds = max(self._rounds(step), 1)  # bad settings raise here, first
         self._start_union()
         return self._update(step, rounds)
 
     def _update(self, step, rounds):
         _, end = self._bounds()
-        fraction = float(self.schedule(step, self.alpha, end))
+        fraction = float(self.drop_schedule(step, self.alpha, end))
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(
-                f"`schedule` {type(self.schedule).__name__} gave drop fraction "
+                f"`drop_schedule` {type(self.drop_schedule).__name__} gave drop fraction "
                 f"{fraction} at step {step}; it must be in [0, 1]."
             )
         with self.model.distribute_strategy.scope():
@@ -316,11 +346,7 @@ class DynamicSparsity(MaskCallback):
         stats = {}
         for i, mw in enumerate(weights):
             if not out["finite"][i]:
-                warnings.warn(
-                    f"DynamicSparsity: scores of {mw.path} contain NaN or Inf "
-                    f"at step {step}; its mask is kept.",
-                    stacklevel=2,
-                )
+                warn_non_finite(type(self).__name__, mw.path, when=f" at step {step}")
             stats[mw.path] = {k: out[k][i].item() for k in out}
         changed = int(out["changed"].sum())
         self._itop = float(out["ever"].sum()) / sum(mw.size for mw in weights)
@@ -400,8 +426,8 @@ class DynamicSparsity(MaskCallback):
         kept = tf.where(finite, layer["kept"], mask)
         new = tf.where(finite, layer["kept"] + grown, mask)
         # Two steps so a weight dropped and regrown restarts from grow_init.
-        self.model._assign_mask(mw, kept)
-        self.model._assign_mask(mw, new, self._grow_value)
+        self.model.assign_mask(mw, kept)
+        self.model.assign_mask(mw, new, self._grow_value)
         union = mw.state(ITOP)
         union.assign(tf.maximum(tf.convert_to_tensor(union), tf.cast(new, union.dtype)))
         self.drop.update_state(layer["drop_up"], new)
@@ -421,13 +447,7 @@ class DynamicSparsity(MaskCallback):
         if self.log_dir is None:
             return
         if self._writer is None:
-            try:
-                import tensorboard  # noqa: F401  (tf.summary needs it)
-            except ImportError:
-                warnings.warn("DynamicSparsity: tensorboard is not installed; no TensorBoard logs.")
-                self._writer = False
-            else:
-                self._writer = tf.summary.create_file_writer(os.fspath(self.log_dir))
+            self._writer = tensorboard.summary_writer(self.log_dir, type(self).__name__) or False
         if not self._writer:
             return
         with self._writer.as_default(step=step):
@@ -442,6 +462,23 @@ class DynamicSparsity(MaskCallback):
 
     # -- config -------------------------------------------------------------------
 
+    @property
+    def schedule(self):
+        """Deprecated name of `drop_schedule`."""
+        return self.drop_schedule
+
+    @classmethod
+    def from_config(cls, config):
+        """Builds the callback from `get_config()`'s output.
+
+        Configs written before `drop_schedule` was named so (with
+        `schedule`) load too, without a warning.
+        """
+        config = dict(config)
+        if "schedule" in config and "drop_schedule" not in config:
+            config["drop_schedule"] = config.pop("schedule")
+        return cls(**config)
+
     def get_config(self):
         def spec(name, value):
             original = self._config[name]
@@ -451,7 +488,7 @@ class DynamicSparsity(MaskCallback):
 
         return dict(
             drop=spec("drop", self.drop), grow=spec("grow", self.grow),
-            schedule=spec("schedule", self.schedule), delta_t=self.delta_t,
+            drop_schedule=spec("drop_schedule", self.drop_schedule), delta_t=self.delta_t,
             begin_step=self.begin_step, end_step=self.end_step, alpha=self.alpha,
             grow_init=self.grow_init,
             redistribution=spec("redistribution", self.redistribution),

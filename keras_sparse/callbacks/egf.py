@@ -1,31 +1,13 @@
 """`EGFLogger`: logs Effective Gradient Flow and gradient norms during `fit`."""
 
-import importlib.util
-import logging
-
 import keras
 import tensorflow as tf
 
-from keras_sparse.diagnostics.gradient_flow import (
-    GradientFlow,
-    as_dataset,
-    check_norms,
-    check_positive_int,
-)
+from keras_sparse.diagnostics.gradient_flow import GradientFlow, as_dataset, check_norms
+from keras_sparse.utils.argument_validation import check_int
+from keras_sparse.utils.tensorboard import summary_writer
 
-
-def summary_writer(log_dir, who):
-    """A `tf.summary` writer for `log_dir`, or None (one-line warning) if
-    TensorBoard is not installed: `tf.summary.scalar` comes from it."""
-    if log_dir is None:
-        return None
-    if importlib.util.find_spec("tensorboard") is None:
-        logging.getLogger("keras_sparse").warning(
-            "%s: tensorboard is not installed, so nothing is written to %s "
-            "(pip install tensorboard).", who, log_dir,
-        )
-        return None
-    return tf.summary.create_file_writer(log_dir)
+__all__ = ["EGFLogger"]
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
@@ -34,7 +16,7 @@ class EGFLogger(keras.callbacks.Callback):
 
     On a fixed evaluation set (the first `num_examples` examples of `data`,
     taken once and held for the whole run) it computes the mean gradient of
-    the data loss (no regularization) and logs, per SPEC §7:
+    the data loss (no regularization) and logs:
 
     - `egf_l1`, `egf_l2`: `mean_l norm_p(g_l * M_l) / sum(M_l)` over the
       prunable weights (M = 1 for a plain Keras model);
@@ -79,11 +61,11 @@ class EGFLogger(keras.callbacks.Callback):
         if every != "epoch":
             if isinstance(every, str):
                 raise ValueError(f'`every` must be "epoch" or a positive integer; got every={every!r}.')
-            check_positive_int(every, "every")
+            every = check_int(every, "every", minimum=1, allowed=' or "epoch"')
         self.every = every
         self.p = check_norms(p)
-        self.num_examples = check_positive_int(num_examples, "num_examples")
-        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.num_examples = check_int(num_examples, "num_examples", minimum=1)
+        self.batch_size = check_int(batch_size, "batch_size", minimum=1)
         self.log_dir = log_dir
         self.loss = loss
         self.data = as_dataset(data, batch_size, num_examples)

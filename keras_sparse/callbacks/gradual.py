@@ -1,16 +1,16 @@
 """Gradual magnitude pruning (Zhu & Gupta 2017) during `fit`."""
 
-import warnings
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_sparse import distributions
-from keras_sparse.callbacks.base import MaskCallback
-from keras_sparse.conversion import sparsity_report
-from keras_sparse.masks import check_sparsity, num_inactive, topk_mask
+from keras_sparse.callbacks.base import MaskCallback, log_sparsity
+from keras_sparse.masks import num_inactive, topk_mask, warn_non_finite
 from keras_sparse.schedules import pruning_schedules
+from keras_sparse.utils.argument_validation import check_sparsity
+
+__all__ = ["GradualMagnitudePruning"]
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
@@ -21,7 +21,7 @@ class GradualMagnitudePruning(MaskCallback):
     `schedule(t)` says to prune, each layer keeps its largest `abs(w)` so
     that exactly `round(s_l * n_l)` weights are inactive, `s_l` from the
     scheduled sparsity and `distribution`; already pruned weights score 0.
-    Dropped weights and their optimizer slots are zeroed (SPEC §3.2). As in
+    Dropped weights and their optimizer slots are zeroed. As in
     tfmot, the mask for step `t` is computed from the weights after `t`
     steps; it is applied at the end of step `t - 1` (at the start of `fit`
     for the first step), so a schedule ending at the last step also prunes
@@ -96,8 +96,7 @@ class GradualMagnitudePruning(MaskCallback):
         self._step = step
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["sparsity"] = sparsity_report(self.model)[-1]["sparsity"]
+        log_sparsity(self.model, logs)
 
     def _iterations(self):
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
@@ -122,8 +121,7 @@ class GradualMagnitudePruning(MaskCallback):
         finite = self._update(tf.constant(keep, tf.int32))
         for mw, ok in zip(self._weights, np.asarray(finite)):
             if not ok:
-                warnings.warn(f"Weights of {mw.path} contain NaN or Inf; its "
-                              "mask is kept.", stacklevel=2)
+                warn_non_finite(type(self).__name__, mw.path, what="weights")
 
     def _update_masks(self, keep):
         finite = []
@@ -133,6 +131,6 @@ class GradualMagnitudePruning(MaskCallback):
             ok = tf.reduce_all(tf.math.is_finite(score))
             new = tf.cond(ok, lambda: tf.cast(topk_mask(score, keep[i]), old.dtype),
                           lambda: old)
-            self.model._assign_mask(mw, new)
+            self.model.assign_mask(mw, new)
             finite.append(ok)
         return tf.stack(finite)

@@ -1,6 +1,5 @@
 """K-starts (Haroon 2022): pick the fittest of k random masks early in training."""
 
-import numbers
 import warnings
 
 import keras
@@ -8,31 +7,22 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sparse import distributions
-from keras_sparse.callbacks.base import MaskCallback
-from keras_sparse.conversion import sparsity_report
-from keras_sparse.masks import check_sparsity, stateless_uniform
+from keras_sparse.callbacks.base import MaskCallback, log_sparsity
+from keras_sparse.layers.registry import without_masks
+from keras_sparse.masks import stateless_uniform
 from keras_sparse.pruning.base import check_scope, masks_from_scores
+from keras_sparse.utils.argument_validation import check_choice, check_int, check_sparsity
+
+__all__ = ["FITNESS", "MODES", "KStarts"]
 
 FITNESS = ("magnitude", "gradient", "both")
 MODES = ("union", "independent")
 GRAD_SUM = "kstarts_grad"  # per-weight sum of abs(g) over the selection steps
 
 
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"`{name}` must be an integer >= 1; got {value!r}.")
-    return int(value)
-
-
-def _check_choice(value, name, allowed):
-    if value not in allowed:
-        raise ValueError(f"`{name}` must be one of {allowed}; got {value!r}.")
-    return value
-
-
 @keras.saving.register_keras_serializable(package="keras_sparse")
 class KStarts(MaskCallback):
-    """Trains k random masks briefly and keeps the fittest (SPEC §6).
+    """Trains k random masks briefly and keeps the fittest.
 
     Candidate `i` is a random mask with exactly the target count of zeros
     per layer (budgets from `distribution`, or one global ranking with
@@ -67,8 +57,10 @@ class KStarts(MaskCallback):
     union mode the masks and the gradient sums are model variables, so a run
     resumed with `BackupAndRestore` during selection continues it exactly.
     `gradient` and `both` read the dense-gradient hook of the model every
-    step of the selection (do not combine with another callback that uses it,
-    such as RigL) and need `steps_per_execution=1`.
+    step of the selection and need `steps_per_execution=1`; they combine
+    with other callbacks reading the plain dense gradient (RigL: the model
+    keeps it at the steps either asks for), not with SNFS's gradient
+    momentum (ValueError).
 
     Logs at the selection epoch `kstarts_fitness_<i>` for every candidate
     and `kstarts_winner`; `sparsity` every epoch.
@@ -80,7 +72,8 @@ class KStarts(MaskCallback):
         fitness: "magnitude" (default; interpretation: the paper lets the
             criterion depend on the architecture), "gradient" or "both".
         mode: "union" or "independent".
-        distribution, scope, dense_layers: layer budgets (SPEC §4).
+        distribution, scope, dense_layers: layer budgets, as in
+            `ks.sparsify` ("erk", "layer", none by default).
         seed: seed of the candidate masks.
 
     Example:
@@ -96,14 +89,14 @@ class KStarts(MaskCallback):
                  seed=0):
         super().__init__()
         self.sparsity = check_sparsity(sparsity)
-        self.k = _check_positive_int(k, "k")
-        self.selection_epochs = _check_positive_int(selection_epochs, "selection_epochs")
-        self.fitness = _check_choice(fitness, "fitness", FITNESS)
-        self.mode = _check_choice(mode, "mode", MODES)
+        self.k = check_int(k, "k", minimum=1)
+        self.selection_epochs = check_int(selection_epochs, "selection_epochs", minimum=1)
+        self.fitness = check_choice(fitness, "fitness", FITNESS)
+        self.mode = check_choice(mode, "mode", MODES)
         self.distribution = distributions.check_distribution(distribution)
         self.scope = check_scope(scope)
         self.dense_layers = list(dense_layers) if dense_layers is not None else None
-        self.seed = int(seed)
+        self.seed = check_int(seed, "seed")
         self._selected = False
 
     def get_config(self):
@@ -129,7 +122,7 @@ class KStarts(MaskCallback):
                 self._capturing = tf.Variable(False, trainable=False)
                 for mw in model.masked_weights:
                     mw.layer.add_mask_state(GRAD_SUM, dtype=mw.weight.dtype)
-            model.request_dense_gradients(when=lambda step: self._capturing)
+            model.request_dense_gradients(when=lambda step: self._capturing, owner=self)
             self._accumulate = tf.function(self._accumulate_gradients)
 
     def candidate(self, index):
@@ -202,7 +195,7 @@ class KStarts(MaskCallback):
                     winner = self._select(self._raw, logs)
                     self._load(self.candidate(winner), self._trained[winner])
                     del self._initial, self._raw, self._trained
-        logs["sparsity"] = sparsity_report(self.model)[-1]["sparsity"]
+        log_sparsity(self.model, logs)
 
     def on_train_end(self, logs=None):
         if not self._selected:
@@ -259,8 +252,7 @@ class KStarts(MaskCallback):
 
     def _state_variables(self):
         """Model variables but masks, and every optimizer slot and counter."""
-        masks = {id(mw.mask) for mw in self.model.masked_weights}
-        model_vars = [v for v in self.model.weights if id(v) not in masks]
+        model_vars = without_masks(self.model.weights, self.model)
         optimizer = self.model.optimizer
         optimizer_vars = list(optimizer.variables) if getattr(optimizer, "built", False) else []
         return model_vars + optimizer_vars

@@ -1,13 +1,16 @@
-"""SET, RigL, SNFS and DST-EE: `DynamicSparsity` with the rules of SPEC §5.
+"""SET, RigL, SNFS and DST-EE: `DynamicSparsity` with each paper's rules.
 
 Each preset fixes the drop and grow rules and sets the paper's defaults;
-every other `DynamicSparsity` argument passes through.
+every other `DynamicSparsity` argument passes through (`schedule=`, the old
+name of `drop_schedule=`, too, with a DeprecationWarning).
 """
 
 import keras
 
 from keras_sparse.callbacks.drop_grow import Exploration, Gradient, Momentum
 from keras_sparse.callbacks.dynamic import DynamicSparsity
+
+__all__ = ["DSTEE", "RigL", "SET", "SNFS"]
 
 
 class _Preset(DynamicSparsity):
@@ -32,13 +35,15 @@ class SET(_Preset):
 
     ```python
     model.fit(x, y, epochs=10, callbacks=[ks.callbacks.SET()])
-    ks.callbacks.SET(delta_t=100, schedule="cosine")   # RigL's SET baseline
+    ks.callbacks.SET(delta_t=100, drop_schedule="cosine")   # RigL's SET baseline
     ```
     """
 
-    def __init__(self, delta_t="epoch", schedule="constant", alpha=0.3, **kwargs):
+    _default_drop_schedule = "constant"
+
+    def __init__(self, delta_t="epoch", drop_schedule=None, alpha=0.3, **kwargs):
         super().__init__(drop="magnitude", grow="random", delta_t=delta_t,
-                         schedule=schedule, alpha=alpha, **kwargs)
+                         drop_schedule=drop_schedule, alpha=alpha, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
@@ -57,9 +62,9 @@ class RigL(_Preset):
     ```
     """
 
-    def __init__(self, delta_t=100, schedule="cosine", alpha=0.3, **kwargs):
+    def __init__(self, delta_t=100, drop_schedule=None, alpha=0.3, **kwargs):
         super().__init__(drop="magnitude", grow=Gradient(), delta_t=delta_t,
-                         schedule=schedule, alpha=alpha, **kwargs)
+                         drop_schedule=drop_schedule, alpha=alpha, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
@@ -84,10 +89,11 @@ class SNFS(_Preset):
 
     _fixed = ("drop", "grow", "redistribution")
 
-    def __init__(self, momentum=0.9, delta_t="epoch", schedule="cosine", alpha=0.5, **kwargs):
+    def __init__(self, momentum=0.9, delta_t="epoch", drop_schedule=None, alpha=0.5,
+                 **kwargs):
         super().__init__(drop="magnitude", grow=Momentum(momentum),
                          redistribution="mean_score", delta_t=delta_t,
-                         schedule=schedule, alpha=alpha, **kwargs)
+                         drop_schedule=drop_schedule, alpha=alpha, **kwargs)
 
     def get_config(self):
         return {"momentum": self.grow.momentum, **super().get_config()}
@@ -117,10 +123,10 @@ class DSTEE(_Preset):
     """
 
     def __init__(self, c=1e-5, eps=1.0, c_decay=1.0, c_decay_every=None,
-                 delta_t=100, schedule="cosine", alpha=0.3, **kwargs):
+                 delta_t=100, drop_schedule=None, alpha=0.3, **kwargs):
         bonus = Exploration(c=c, eps=eps, c_decay=c_decay, c_decay_every=c_decay_every)
         super().__init__(drop="magnitude", grow=Gradient() + bonus, delta_t=delta_t,
-                         schedule=schedule, alpha=alpha, **kwargs)
+                         drop_schedule=drop_schedule, alpha=alpha, **kwargs)
         self.exploration = bonus
 
     def get_config(self):

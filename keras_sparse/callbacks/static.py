@@ -1,7 +1,10 @@
+"""`Static`: training with a fixed mask."""
+
 import keras
 
-from keras_sparse.callbacks.base import MaskCallback
-from keras_sparse.conversion import sparsity_report
+from keras_sparse.callbacks.base import MaskCallback, log_sparsity
+
+__all__ = ["Static"]
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
@@ -20,5 +23,4 @@ class Static(MaskCallback):
     """
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["sparsity"] = sparsity_report(self.model)[-1]["sparsity"]
+        log_sparsity(self.model, logs)

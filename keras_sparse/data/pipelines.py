@@ -5,9 +5,23 @@ import os
 from typing import Callable, Optional
 
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from keras_sparse.data import transforms
+from keras_sparse.utils.argument_validation import check_int
+
+__all__ = ["info", "load", "names"]
+
+
+def _tfds():
+    """`tensorflow_datasets`, imported on first use (it is slow and optional)."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as error:
+        raise ImportError(
+            "keras_sparse.data needs tensorflow-datasets: "
+            "pip install 'keras_sparse[data]'."
+        ) from error
+    return tfds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +96,7 @@ def _spec(name):
 def _builder(name, data_dir):
     # Read TFDS_DATA_DIR now: tfds reads it once, at import time.
     data_dir = data_dir or os.environ.get("TFDS_DATA_DIR")
-    return tfds.builder(name, data_dir=data_dir)
+    return _tfds().builder(name, data_dir=data_dir)
 
 
 def info(name, data_dir=None):
@@ -164,16 +178,9 @@ def load(
         >>> images, labels = next(iter(ds))  # (256, 32, 32, 3), (256,)
     """
     spec = _spec(name)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(
-            f"`batch_size` must be a positive integer; "
-            f"got batch_size={batch_size!r}."
-        )
-    if subset is not None and (not isinstance(subset, int) or subset < 1):
-        raise ValueError(
-            f"`subset` must be None or a positive integer; "
-            f"got subset={subset!r}."
-        )
+    check_int(batch_size, "batch_size", minimum=1)
+    if subset is not None:
+        check_int(subset, "subset", minimum=1, allowed=" or None")
     if shuffle is None:
         shuffle = split.startswith("train")
     if augment is None:
@@ -189,6 +196,7 @@ def load(
         builder.download_and_prepare()
     # `subset` means the first examples, so files are read in order then.
     shuffle_files = shuffle and subset is None
+    tfds = _tfds()
     try:
         ds = builder.as_dataset(
             split=split,

@@ -10,3 +10,5 @@ from keras_sparse.diagnostics.gradient_flow import (
     gradient_flow,
     gradient_norms,
 )
+
+__all__ = ["effective_gradient_flow", "gradient_flow", "gradient_norms"]

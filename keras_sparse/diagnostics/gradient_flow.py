@@ -1,18 +1,32 @@
 """Effective Gradient Flow (Tessera et al. 2021) and plain gradient norms.
 
-`EGF_p = mean_l norm_p(g_l * M_l) / sum(M_l)` over the prunable weights `l`
-(SPEC §7), where `g` is the gradient of the data loss averaged over a fixed
-evaluation set and `M` the mask (all ones in a plain Keras model). The plain
-gradient flow is `norm_1(g)` and `norm_2(g)` over all trainable weights.
+`EGF_p = mean_l norm_p(g_l * M_l) / sum(M_l)` over the prunable weights `l`,
+where `g` is the gradient of the data loss averaged over a fixed evaluation
+set and `M` the mask (all ones in a plain Keras model): the gradient norm
+per active weight, averaged over layers, so sparse and dense networks of
+different sizes compare. The plain gradient flow is `norm_1(g)` and
+`norm_2(g)` over all trainable weights.
 """
 
 import keras
 import tensorflow as tf
-from keras.src.losses.loss import unscale_loss_for_distribution  # as Keras' train step
-from keras.src.trainers.compile_utils import CompileLoss  # the compiled data loss
 
-from keras_sparse.conversion import prunable_weights_of
 from keras_sparse.layers.base import SparseLayer
+from keras_sparse.layers.registry import flatten_layers, prunable_weights_of
+from keras_sparse.model import unscale_loss_for_distribution
+from keras_sparse.utils import keras_compat
+from keras_sparse.utils.argument_validation import check_int
+
+__all__ = [
+    "NORMS",
+    "GradientFlow",
+    "as_dataset",
+    "check_norms",
+    "effective_gradient_flow",
+    "gradient_flow",
+    "gradient_norms",
+    "prunable_weights",
+]
 
 NORMS = (1, 2)
 
@@ -27,12 +41,6 @@ def check_norms(p, name="p"):
     return tuple(dict.fromkeys(values))
 
 
-def check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer; got {name}={value!r}.")
-    return value
-
-
 def as_dataset(data, batch_size=128, num_examples=None):
     """A finite dataset of `(x, y[, sample_weight])` batches from `data`.
 
@@ -45,9 +53,9 @@ def as_dataset(data, batch_size=128, num_examples=None):
             them, so every pass sees the same ones (a shuffled input is
             frozen after its first pass). `None` keeps `data` as given.
     """
-    check_positive_int(batch_size, "batch_size")
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     if num_examples is not None:
-        check_positive_int(num_examples, "num_examples")
+        num_examples = check_int(num_examples, "num_examples", minimum=1)
     if isinstance(data, tf.data.Dataset):
         if num_examples is None:
             return data
@@ -66,7 +74,7 @@ def as_dataset(data, batch_size=128, num_examples=None):
 def prunable_weights(model):
     """`(variable, mask or None)` for each weight `ks.sparsify` masks or would."""
     found = {}
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in flatten_layers(model):
         if isinstance(layer, SparseLayer):
             if layer.built:
                 for weight, mask in zip(layer.get_prunable_weights(), layer.get_masks()):
@@ -78,6 +86,25 @@ def prunable_weights(model):
     return list(found.values())
 
 
+class _FunctionLoss(keras.losses.Loss):
+    """A loss function `fn(y_true, y_pred)` with Keras' reduction and weights."""
+
+    def __init__(self, fn):
+        super().__init__(name=getattr(fn, "__name__", "loss"))
+        self.fn = fn
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred)
+
+
+def _single_output_loss(loss):
+    """`loss` (a name, function or Loss) as Keras would apply it to one output."""
+    if isinstance(loss, str) and loss.lower() in ("crossentropy", "ce"):
+        return keras_compat.compiled_loss(None, loss)  # picked from the label shapes
+    loss = keras.losses.get(loss)
+    return loss if isinstance(loss, keras.losses.Loss) else _FunctionLoss(loss)
+
+
 def _data_loss(model, loss):
     """The model's compiled loss without regularization, or `loss`.
 
@@ -85,22 +112,21 @@ def _data_loss(model, loss):
     loss trackers of multi-output models, which must not see these calls.
     """
     if loss is None:
-        compiled = getattr(model, "_compile_loss", None)
+        compiled = keras_compat.compiled_loss(model)
         if compiled is None:
             raise ValueError(
                 "Gradient flow needs a loss: compile the model with one or pass "
                 "`loss=` (e.g. loss=keras.losses.SparseCategoricalCrossentropy("
                 "from_logits=True))."
             )
-        return CompileLoss(
-            compiled._user_loss, compiled._user_loss_weights,
-            output_names=compiled.output_names,
-        )
+        return compiled
     if isinstance(loss, str):
         keras.losses.get(loss)  # unknown names fail here, not inside the trace
     elif not callable(loss):
         raise TypeError(f"`loss` must be a loss name, a callable or None; got {loss!r}.")
-    return CompileLoss(loss, output_names=getattr(model, "output_names", None))
+    if len(getattr(model, "outputs", None) or [None]) == 1:
+        return _single_output_loss(loss)
+    return keras_compat.compiled_loss(model, loss)
 
 
 class GradientFlow:
@@ -222,7 +248,11 @@ def gradient_flow(model, data, p=NORMS, loss=None, batch_size=128):
 
 
 def effective_gradient_flow(model, data, p=2, loss=None, batch_size=128):
-    """Effective Gradient Flow `mean_l norm_p(g_l * M_l) / sum(M_l)` (SPEC §7).
+    """Effective Gradient Flow `mean_l norm_p(g_l * M_l) / sum(M_l)`.
+
+    The norm of the data-loss gradient over the active weights of each
+    prunable layer, divided by its number of active weights and averaged
+    over layers (Tessera et al. 2021).
 
     Args:
         model: a Keras model, sparse or plain (a plain model has M = 1 on the

@@ -1,4 +1,7 @@
-"""Export for TF Serving (SPEC §9): versioned SavedModels, optionally CSR.
+"""Export for TF Serving: versioned SavedModels, optionally with CSR kernels.
+
+`export_for_serving` writes `base_dir/VERSION/` as TF Serving expects it
+(its `model_base_path`); `report` says what a version stores and its size.
 
 ```python
 path = ks.export.export_for_serving(model, "saved_models/mlp", sparse_format="csr")
@@ -8,3 +11,5 @@ print(ks.export.report(path)["gzip_bytes"])
 
 from keras_sparse.export.report import report
 from keras_sparse.export.serving import SPARSE_FORMATS, export_for_serving
+
+__all__ = ["SPARSE_FORMATS", "export_for_serving", "report"]

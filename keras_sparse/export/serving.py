@@ -1,6 +1,5 @@
 """`export_for_serving`: a pruned model as a versioned TF Serving SavedModel."""
 
-import numbers
 import os
 import re
 import shutil
@@ -11,7 +10,10 @@ import tensorflow as tf
 
 from keras_sparse.conversion import strip
 from keras_sparse.export import csr
-from keras_sparse.model import flatten_layers
+from keras_sparse.layers.registry import flatten_layers
+from keras_sparse.utils.argument_validation import check_int, check_number
+
+__all__ = ["SPARSE_FORMATS", "export_for_serving"]
 
 SPARSE_FORMATS = (None, "csr")
 
@@ -44,8 +46,9 @@ def export_for_serving(model, base_dir, version=None, sparse_format=None,
             sparse kernels (see `keras_sparse.export.csr`). Other layers are
             unchanged.
         min_sparsity: fraction of zeros from which a kernel is stored as
-            CSR, in [0, 1]. Interpretation: SPEC §9 says "density
-            threshold"; the issue's reading (sparsity >= 0.9) is used.
+            CSR, in [0, 1]. interpretation: the "density threshold" of
+            the export is read as a minimum sparsity (0.9 keeps kernels
+            that are at least 90% zeros).
         overwrite: replace an existing `version` directory.
 
     Returns:
@@ -64,17 +67,9 @@ def export_for_serving(model, base_dir, version=None, sparse_format=None,
             f"export_for_serving: unknown `sparse_format` {sparse_format!r}; "
             f"allowed: {list(SPARSE_FORMATS)}."
         )
-    if isinstance(min_sparsity, bool) or not isinstance(min_sparsity, numbers.Real) \
-            or not 0.0 <= min_sparsity <= 1.0:
-        raise ValueError(
-            f"export_for_serving: `min_sparsity` must be a number in [0, 1]; "
-            f"got {min_sparsity!r}."
-        )
-    if version is not None and (isinstance(version, bool)
-                                or not isinstance(version, numbers.Integral) or version < 0):
-        raise ValueError(
-            f"export_for_serving: `version` must be None or an integer >= 0; got {version!r}."
-        )
+    min_sparsity = check_number(min_sparsity, "min_sparsity", 0, 1)
+    if version is not None:
+        version = check_int(version, "version", minimum=0, allowed=" or None")
     if not isinstance(overwrite, bool):
         raise TypeError(f"export_for_serving: `overwrite` must be a bool; got {overwrite!r}.")
     if not isinstance(base_dir, (str, os.PathLike)):

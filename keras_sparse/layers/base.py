@@ -10,7 +10,7 @@ Inside `SparseModel.train_step` (the `raw_weights()` context) the attribute
 returns the variable itself: the train step keeps inactive weights at exactly
 0.0, so `W == W * M` there, the forward pass saves a multiply per kernel, and
 the gradient the variable receives is the dense gradient `dL/d(W*M)` that
-growth rules need (SPEC §3.3: nothing extra); the step then masks it.
+growth rules need, at no extra cost; the step then masks it.
 """
 
 import contextlib
@@ -18,6 +18,10 @@ import threading
 
 import keras
 from keras import ops
+
+from keras_sparse.utils import keras_compat
+
+__all__ = ["MaskedAttribute", "SparseLayer", "raw_weights"]
 
 _STATE = threading.local()
 
@@ -36,15 +40,22 @@ def raw_weights():
 class MaskedAttribute:
     """Descriptor exposing `variable * mask` under a layer's weight attribute.
 
-    The variable itself lives under `raw_attr`; assignments to the public
-    attribute (as Keras' own `build` does for some layers) land there.
-    """
+    The variable itself lives under the attribute where Keras' layer keeps
+    it (`kernel` -> `_kernel`); assignments to the public attribute (as
+    Keras' own `build` does for some layers) land there.
 
-    def __init__(self, raw_attr):
-        self.raw_attr = raw_attr
+    Example:
+
+    ```python
+    class SparseDense(SparseLayer, keras.layers.Dense):
+        prunable = ("kernel",)
+        kernel = MaskedAttribute()
+    ```
+    """
 
     def __set_name__(self, owner, name):
         self.name = name
+        self.raw_attr = keras_compat.kernel_attribute(name)
 
     def __get__(self, layer, owner=None):
         if layer is None:
@@ -63,15 +74,19 @@ class MaskedAttribute:
 class SparseLayer:
     """Mixin turning a Keras layer into one with persistent weight masks.
 
-    Subclasses declare `prunable = {"kernel": "_kernel", ...}` (public
-    attribute -> attribute holding the variable) and define each public name
-    as a `MaskedAttribute`. Masks are named `<weight>_mask`; rule state added
-    with `add_mask_state` is named `<weight>_<state>` and is re-created from
-    the layer config on load. Both are also layer attributes under those
-    names (`layer.kernel_mask`), which is how `tf.train.Checkpoint` finds them.
+    Subclasses declare `prunable = ("kernel", ...)` (the public names of the
+    masked weights) and define each of them as a `MaskedAttribute`. Masks
+    are named `<weight>_mask`; rule state added with `add_mask_state` is
+    named `<weight>_<state>` and is re-created from the layer config on
+    load. Both are also layer attributes under those names
+    (`layer.kernel_mask`), which is how `tf.train.Checkpoint` finds them.
+
+    LoRA (`enable_lora`) and quantization (`quantize`) would replace the
+    masked kernel and are refused with a TypeError; strip the model first
+    (`ks.strip`) to use them on the plain layers.
     """
 
-    prunable = {}
+    prunable = ()
 
     def __init__(self, *args, mask_states=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -82,7 +97,7 @@ class SparseLayer:
     def build(self, input_shape):
         super().build(input_shape)
         with self._unlocked():
-            for name, variable in self._prunable_items():
+            for name, variable in self.prunable_items():
                 self._masks[name] = self.add_weight(
                     name=f"{name}_mask",
                     shape=variable.shape,
@@ -95,31 +110,33 @@ class SparseLayer:
             for spec in self._mask_state_specs:
                 self._create_mask_state(**spec)
 
-    @contextlib.contextmanager
     def _unlocked(self):
         # Keras locks a layer's state after build; LoRA unlocks it the same way.
-        locked = self._tracker.locked
-        self._tracker.unlock()
-        try:
-            yield
-        finally:
-            if locked:
-                self._tracker.lock()
+        return keras_compat.unlocked(self)
 
-    def _prunable_items(self):
-        return [(name, getattr(self, raw)) for name, raw in self.prunable.items()]
+    def prunable_items(self):
+        """`[(weight name, variable)]` of the masked weights (built layer)."""
+        return [(name, getattr(self, keras_compat.kernel_attribute(name)))
+                for name in self.prunable]
 
     def get_prunable_weights(self):
         """The variables this layer masks (biases and norms never are)."""
-        return [variable for _, variable in self._prunable_items()]
+        return [variable for _, variable in self.prunable_items()]
 
     def get_masks(self):
-        return [self._masks[name] for name, _ in self._prunable_items()]
+        """The mask variables, aligned with `get_prunable_weights()`."""
+        return [self._masks[name] for name, _ in self.prunable_items()]
+
+    def mask_variables(self):
+        """Every variable this layer adds to its Keras base: masks and rule state."""
+        return self.get_masks() + list(self._mask_states.values())
 
     def mask_state(self, weight_name, state):
+        """The rule-state variable `state` of weight `weight_name`."""
         return self._mask_states[(weight_name, state)]
 
     def has_mask_state(self, state):
+        """True if rule state `state` was added (see `add_mask_state`)."""
         return any(s["name"] == state for s in self._mask_state_specs)
 
     def add_mask_state(
@@ -133,11 +150,29 @@ class SparseLayer:
         """Adds a per-weight state variable `<weight>_<name>` for a mask rule.
 
         The spec is kept in the layer config, so a saved model re-creates the
-        variable and restores its value (SPEC §3.4). Idempotent.
+        variable and restores its value: rule state survives `.keras` files,
+        checkpoints and `BackupAndRestore`. Idempotent.
+
+        Args:
+            name: suffix of the variable (`"count"` -> `kernel_count`).
+            dtype: its dtype.
+            initializer: a Keras initializer (name or object).
+            synchronization, aggregation: as for `keras.Variable` (for
+                per-replica buffers under `tf.distribute`).
+
+        Raises:
+            ValueError: `<weight>_<name>` would shadow a layer attribute.
+
+        Example:
+
+        ```python
+        layer.add_mask_state("count")
+        layer.kernel_count            # zeros of the kernel's shape
+        ```
         """
         if self.has_mask_state(name):
             return
-        weights = [w for w, _ in self._prunable_items()] if self.built else list(self.prunable)
+        weights = [w for w, _ in self.prunable_items()] if self.built else list(self.prunable)
         taken = [f"{w}_{name}" for w in weights if hasattr(self, f"{w}_{name}")]
         if taken:
             raise ValueError(
@@ -159,7 +194,7 @@ class SparseLayer:
     def _create_mask_state(
         self, name, dtype, initializer, synchronization, aggregation
     ):
-        for weight_name, weight in self._prunable_items():
+        for weight_name, weight in self.prunable_items():
             with keras.name_scope(self.name, caller=self):
                 variable = keras.Variable(
                     initializer=keras.initializers.get(initializer),
@@ -170,7 +205,7 @@ class SparseLayer:
                     synchronization=synchronization,
                     aggregation=aggregation,
                 )
-            self._track_variable(variable)
+            keras_compat.track_variable(self, variable)
             self._mask_states[(weight_name, name)] = variable
             setattr(self, f"{weight_name}_{name}", variable)  # for tf.train.Checkpoint
 
@@ -181,6 +216,21 @@ class SparseLayer:
 
     def load_own_variables(self, store):
         keras.layers.Layer.load_own_variables(self, store)
+
+    # A LoRA adapter or a quantized kernel would replace the masked kernel.
+    def enable_lora(self, *args, **kwargs):
+        raise TypeError(
+            f"{type(self).__name__} {self.name!r}: enable_lora() is not supported "
+            "on sparse layers (the adapter would bypass the mask). Strip the model "
+            "first (ks.strip(model)) and enable LoRA on the plain layers."
+        )
+
+    def quantize(self, *args, **kwargs):
+        raise TypeError(
+            f"{type(self).__name__} {self.name!r}: quantize() is not supported on "
+            "sparse layers (the quantized kernel would bypass the mask). Strip the "
+            "model first (ks.strip(model)) and quantize the plain model."
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -7,8 +7,8 @@ from keras_sparse.layers.base import MaskedAttribute, SparseLayer
 class SparseConv1D(SparseLayer, keras.layers.Conv1D):
     """`keras.layers.Conv1D` with a masked kernel (bias never masked)."""
 
-    prunable = {"kernel": "_kernel"}
-    kernel = MaskedAttribute("_kernel")
+    prunable = ("kernel",)
+    kernel = MaskedAttribute()
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
@@ -22,24 +22,24 @@ class SparseConv2D(SparseLayer, keras.layers.Conv2D):
     ```
     """
 
-    prunable = {"kernel": "_kernel"}
-    kernel = MaskedAttribute("_kernel")
+    prunable = ("kernel",)
+    kernel = MaskedAttribute()
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
 class SparseConv3D(SparseLayer, keras.layers.Conv3D):
     """`keras.layers.Conv3D` with a masked kernel (bias never masked)."""
 
-    prunable = {"kernel": "_kernel"}
-    kernel = MaskedAttribute("_kernel")
+    prunable = ("kernel",)
+    kernel = MaskedAttribute()
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
 class SparseDepthwiseConv2D(SparseLayer, keras.layers.DepthwiseConv2D):
     """`keras.layers.DepthwiseConv2D` with a masked depthwise kernel."""
 
-    prunable = {"kernel": "_kernel"}
-    kernel = MaskedAttribute("_kernel")
+    prunable = ("kernel",)
+    kernel = MaskedAttribute()
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
@@ -49,5 +49,5 @@ class SparseSeparableConv2D(SparseLayer, keras.layers.SeparableConv2D):
     The depthwise kernel is small and stays dense, as in the RigL code base.
     """
 
-    prunable = {"pointwise_kernel": "_pointwise_kernel"}
-    pointwise_kernel = MaskedAttribute("_pointwise_kernel")
+    prunable = ("pointwise_kernel",)
+    pointwise_kernel = MaskedAttribute()

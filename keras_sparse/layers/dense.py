@@ -18,5 +18,5 @@ class SparseDense(SparseLayer, keras.layers.Dense):
     ```
     """
 
-    prunable = {"kernel": "_kernel"}
-    kernel = MaskedAttribute("_kernel")
+    prunable = ("kernel",)
+    kernel = MaskedAttribute()

@@ -14,5 +14,5 @@ class SparseEinsumDense(SparseLayer, keras.layers.EinsumDense):
     ```
     """
 
-    prunable = {"kernel": "_kernel"}
-    kernel = MaskedAttribute("_kernel")
+    prunable = ("kernel",)
+    kernel = MaskedAttribute()

@@ -43,7 +43,7 @@ class SparseWrapper(SparseLayer, keras.layers.Wrapper):
             self.layer.build(input_shape)
         super().build(input_shape)
 
-    def _prunable_items(self):
+    def prunable_items(self):
         weights = self.layer.get_prunable_weights()
         return [(_weight_key(w), w) for w in weights]
 

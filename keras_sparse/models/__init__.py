@@ -1,33 +1,28 @@
-"""Plain-Keras Functional models from the sparse-training papers.
+"""Deprecated alias of `keras_sparse.applications` (the model builders).
 
-Every builder returns logits and uses only stock Keras layers, so
-`keras_sparse.sparsify` can swap `Dense`/`Conv2D` layers for sparse ones.
+`ks.models` was renamed `ks.applications`, the name Keras gives its own
+model zoo (`keras.models` means something else there). Every name still
+works here, with a DeprecationWarning; this alias will be removed.
 """
 
-from keras_sparse.models.lenet import lenet5, lenet_300_100
-from keras_sparse.models.mlp import mlp
-from keras_sparse.models.registry import get, names
-from keras_sparse.models.resnet50 import resnet50
-from keras_sparse.models.resnet_cifar import (
-    cifar_resnet,
-    resnet20,
-    resnet32,
-    resnet56,
-)
-from keras_sparse.models.vgg import vgg
-from keras_sparse.models.wide_resnet import wide_resnet
+import warnings
 
-__all__ = [
-    "cifar_resnet",
-    "get",
-    "lenet5",
-    "lenet_300_100",
-    "mlp",
-    "names",
-    "resnet20",
-    "resnet32",
-    "resnet50",
-    "resnet56",
-    "vgg",
-    "wide_resnet",
-]
+from keras_sparse import applications as _applications
+
+__all__ = list(_applications.__all__)
+
+
+def __getattr__(name):
+    if name in _applications.__all__:
+        warnings.warn(
+            f"keras_sparse.models.{name} is deprecated; use "
+            f"keras_sparse.applications.{name}.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(_applications, name)
+    raise AttributeError(f"module 'keras_sparse.models' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,21 +1,29 @@
-"""Turning per-weight scores into exact-count masks (SPEC §6)."""
+"""Turning per-weight scores into exact-count masks.
 
-import warnings
+Every pruning method scores each prunable weight and keeps the highest
+scores: per layer, `n - round(s_l * n)` entries with `s_l` from the
+distribution (`scope="layer"`), or one ranking across layers for the global
+budget (`scope="global"`). Scores with NaN or Inf leave that weight's mask
+as it was, with a warning.
+"""
 
 import numpy as np
 import tensorflow as tf
 
 from keras_sparse import distributions
-from keras_sparse.masks import check_sparsity, num_inactive, topk_mask
-from keras_sparse.model import masked_weights
+from keras_sparse.layers.registry import masked_weights
+from keras_sparse.masks import num_inactive, topk_mask, topk_masks_global, warn_non_finite
+from keras_sparse.utils.argument_validation import check_choice, check_sparsity
+
+__all__ = ["SCOPES", "check_scope", "masks_from_scores", "prune_with_scores",
+           "rank_inactive_last"]
 
 SCOPES = ("layer", "global")
 
 
 def check_scope(scope):
-    if scope not in SCOPES:
-        raise ValueError(f"`scope` must be one of {SCOPES}; got {scope!r}.")
-    return scope
+    """Returns `scope` if it is "layer" or "global" (else ValueError)."""
+    return check_choice(scope, "scope", SCOPES)
 
 
 def masks_from_scores(model, scores, sparsity, distribution="erk", scope="layer",
@@ -28,7 +36,23 @@ def masks_from_scores(model, scores, sparsity, distribution="erk", scope="layer"
     the model total is `round(s * N)` zeros. Weights whose scores are not
     finite keep their current mask (with a warning).
 
-    Returns `{path: mask tensor}`.
+    Args:
+        model: a `ks.SparseModel`.
+        scores: `{weight path: tensor}` for every masked weight.
+        sparsity: the global target, in [0, 1).
+        distribution, dense_layers, custom, erk_power_scale: layer budgets,
+            as in `ks.sparsify`.
+        scope: "layer" or "global".
+
+    Returns:
+        `{path: mask tensor}`.
+
+    Example:
+
+    ```python
+    scores = {mw.path: tf.abs(mw.weight) for mw in model.masked_weights}
+    masks = masks_from_scores(model, scores, 0.9, scope="global")
+    ```
     """
     check_sparsity(sparsity)
     check_scope(scope)
@@ -40,10 +64,7 @@ def masks_from_scores(model, scores, sparsity, distribution="erk", scope="layer"
     for mw in weights:
         ok = bool(tf.reduce_all(tf.math.is_finite(scores[mw.path])))
         if not ok:
-            warnings.warn(
-                f"Scores for {mw.path} contain NaN or Inf; its mask is kept.",
-                stacklevel=3,
-            )
+            warn_non_finite("ks.pruning", mw.path)
         finite[mw.path] = ok
     result = {mw.path: tf.convert_to_tensor(mw.mask) for mw in weights}
     if scope == "layer":
@@ -66,12 +87,9 @@ def masks_from_scores(model, scores, sparsity, distribution="erk", scope="layer"
     zeros -= sum(mw.size - int(np.count_nonzero(result[mw.path])) for mw in weights
                  if mw not in ranked)
     size = sum(mw.size for mw in ranked)
-    flat = tf.concat([tf.reshape(tf.cast(scores[mw.path], tf.float32), [-1]) for mw in ranked], 0)
-    keep = topk_mask(flat, min(max(size - zeros, 0), size))
-    offset = 0
-    for mw in ranked:
-        result[mw.path] = tf.reshape(keep[offset:offset + mw.size], mw.weight.shape)
-        offset += mw.size
+    keep = topk_masks_global([scores[mw.path] for mw in ranked],
+                             min(max(size - zeros, 0), size))
+    result.update({mw.path: mask for mw, mask in zip(ranked, keep)})
     return result
 
 
@@ -90,6 +108,13 @@ def rank_inactive_last(model, scores):
 
 
 def prune_with_scores(model, scores, sparsity, **kwargs):
-    """Sets the masks from `scores` (see `masks_from_scores`); returns model."""
+    """Sets the masks from `scores` (see `masks_from_scores`); returns model.
+
+    Example:
+
+    ```python
+    ks.pruning.prune_with_scores(model, scores, 0.9, distribution="erk")
+    ```
+    """
     model.set_masks(masks_from_scores(model, scores, sparsity, **kwargs))
     return model

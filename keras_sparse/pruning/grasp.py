@@ -3,15 +3,15 @@
 import tensorflow as tf
 
 from keras_sparse import distributions
-from keras_sparse.masks import check_sparsity
 from keras_sparse.model import require_sparse_model
-from keras_sparse.pruning import inputs
+from keras_sparse.pruning import gradients, score_data
 from keras_sparse.pruning.base import check_scope, prune_with_scores, rank_inactive_last
+from keras_sparse.utils.argument_validation import check_int, check_sparsity
 
 
 def _num_classes(model, num_classes):
     if num_classes is not None:
-        return inputs.check_count(num_classes, "num_classes")
+        return check_int(num_classes, "num_classes", minimum=1)
     try:
         return int(model.outputs[0].shape[-1])
     except (AttributeError, ValueError, TypeError, IndexError):
@@ -52,36 +52,36 @@ def grasp_scores(model, data, examples_per_class=10, num_classes=None,
     ```
     """
     require_sparse_model(model, "ks.pruning.grasp_scores")
-    inputs.check_count(examples_per_class, "examples_per_class")
-    inputs.check_count(batch_size, "batch_size")
+    check_int(examples_per_class, "examples_per_class", minimum=1)
+    check_int(batch_size, "batch_size", minimum=1)
     classes = _num_classes(model, num_classes)
-    x, y = inputs.examples_per_class(data, examples_per_class, classes, "grasp")
-    loss_fn = inputs.loss_function(model, loss)
-    variables = inputs.scored_variables(model)
-    total = inputs.size(x)
-    chunks = [(inputs.rows(x, slice(i, i + batch_size)), inputs.rows(y, slice(i, i + batch_size)))
+    x, y = score_data.examples_per_class(data, examples_per_class, classes, "grasp")
+    loss_fn = gradients.loss_function(model, loss)
+    variables = gradients.scored_variables(model)
+    total = score_data.size(x)
+    chunks = [(score_data.rows(x, slice(i, i + batch_size)), score_data.rows(y, slice(i, i + batch_size)))
               for i in range(0, total, batch_size)]
 
-    def gradients(xc, yc):
+    def chunk_gradients(xc, yc):
         with tf.GradientTape() as tape:
             tape.watch(variables)
             logits = tf.nest.map_structure(lambda o: o / temperature, model(xc, training=True))
             value = loss_fn(xc, yc, logits)
-        return inputs.dense_grads(tape.gradient(value, variables), model)
+        return gradients.dense_grads(tape.gradient(value, variables), model)
 
     def mean_over_chunks(per_chunk):
         """The example-weighted mean of `per_chunk(xc, yc)` (a list of tensors)."""
-        terms = [[inputs.size(xc) / total * t for t in per_chunk(xc, yc)] for xc, yc in chunks]
+        terms = [[score_data.size(xc) / total * t for t in per_chunk(xc, yc)] for xc, yc in chunks]
         return [tf.add_n(parts) for parts in zip(*terms)]
 
     def hessian_times_g(xc, yc):
         with tf.GradientTape() as tape:
             tape.watch(variables)
-            dot = tf.add_n([tf.reduce_sum(a * b) for a, b in zip(gradients(xc, yc), g)])
-        return inputs.dense_grads(tape.gradient(dot, variables), model)
+            dot = tf.add_n([tf.reduce_sum(a * b) for a, b in zip(chunk_gradients(xc, yc), g)])
+        return gradients.dense_grads(tape.gradient(dot, variables), model)
 
-    with inputs.state_restored(model):
-        g = [tf.stop_gradient(t) for t in mean_over_chunks(gradients)]
+    with gradients.state_restored(model):
+        g = [tf.stop_gradient(t) for t in mean_over_chunks(chunk_gradients)]
         hg = mean_over_chunks(hessian_times_g)
     return {
         mw.path: -tf.convert_to_tensor(mw.weight) * h
@@ -94,7 +94,7 @@ def grasp(model, sparsity, distribution="erk", scope="layer", data=None, seed=0,
           num_classes=None, temperature=200.0, loss=None, batch_size=128):
     """Prunes at initialization by GraSP: the largest `-w * (H g)` go.
 
-    Layer budgets come from `distribution` (SPEC §4) unless `scope="global"`
+    Layer budgets come from `distribution` (see `ks.distributions`) unless `scope="global"`
     (the paper ranks globally). On a model that already has masks, inactive
     weights rank last, so they stay pruned unless the budget needs more
     active weights than there are. `seed` is unused.
@@ -123,7 +123,7 @@ def grasp(model, sparsity, distribution="erk", scope="layer", data=None, seed=0,
     check_sparsity(sparsity)
     check_scope(scope)
     distributions.check_distribution(distribution)
-    inputs.check_data(data, "ks.pruning.grasp")
+    score_data.check_data(data, "ks.pruning.grasp")
     scores = grasp_scores(model, data, examples_per_class, num_classes, temperature,
                           loss, batch_size)
     keep = {path: -score for path, score in scores.items()}

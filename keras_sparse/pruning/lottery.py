@@ -2,7 +2,11 @@
 
 import numpy as np
 
-from keras_sparse.model import pair_by_path, require_sparse_model
+from keras_sparse.layers.registry import without_masks
+from keras_sparse.model import require_sparse_model
+from keras_sparse.utils.argument_validation import pair_by_path
+
+__all__ = ["lottery_reset"]
 
 
 def lottery_reset(model, initial_weights):
@@ -25,6 +29,11 @@ def lottery_reset(model, initial_weights):
     Returns:
         `model`.
 
+    Raises:
+        TypeError: `model` is not a `ks.SparseModel`.
+        ValueError: unknown paths, a list of the wrong length or a wrong
+            shape; nothing changes then.
+
     Example:
 
     ```python
@@ -39,8 +48,8 @@ def lottery_reset(model, initial_weights):
         [(v.path, v) for v in model.weights], initial_weights,
         "lottery_reset", "initial_weights arrays", "variable",
     )
-    masks = {id(mw.mask) for mw in model.masked_weights}
-    pairs = [(v, np.asarray(value)) for v, value in pairs if id(v) not in masks]
+    kept = {id(v) for v in without_masks(model.weights, model)}
+    pairs = [(v, np.asarray(value)) for v, value in pairs if id(v) in kept]
     for variable, value in pairs:
         if tuple(value.shape) != tuple(variable.shape):
             raise ValueError(

@@ -2,9 +2,12 @@
 
 import tensorflow as tf
 
+from keras_sparse.layers.registry import masked_weights
 from keras_sparse.masks import stateless_uniform
-from keras_sparse.model import masked_weights, require_sparse_model
+from keras_sparse.model import require_sparse_model
 from keras_sparse.pruning.base import prune_with_scores
+
+__all__ = ["magnitude", "random"]
 
 
 def random(model, sparsity, distribution="erk", scope="layer", data=None, seed=0,
@@ -13,6 +16,20 @@ def random(model, sparsity, distribution="erk", scope="layer", data=None, seed=0
 
     Random numbers are stateless, keyed by (seed, layer index), so every
     replica draws the same mask. `data` is ignored.
+
+    Args:
+        model: a `ks.SparseModel`.
+        sparsity: target fraction of zeros, in [0, 1).
+        distribution, scope, dense_layers, custom, erk_power_scale: layer
+            budgets, as in `ks.sparsify`.
+        seed: seed of the stateless random numbers.
+
+    Returns:
+        `model`, with its masks set.
+
+    Raises:
+        TypeError: `model` is not a `ks.SparseModel`.
+        ValueError: a bad `sparsity`, `distribution`, `scope` or layer name.
 
     Example:
 
@@ -33,6 +50,20 @@ def random(model, sparsity, distribution="erk", scope="layer", data=None, seed=0
 def magnitude(model, sparsity, distribution="erk", scope="layer", data=None, seed=0,
               dense_layers=None, custom=None, erk_power_scale=1.0):
     """Keeps the largest `abs(w)`; the smallest are dropped.
+
+    Args:
+        model: a `ks.SparseModel`.
+        sparsity: target fraction of zeros, in [0, 1).
+        distribution, scope, dense_layers, custom, erk_power_scale: layer
+            budgets, as in `ks.sparsify`.
+        data, seed: unused (the common signature of `ks.pruning` methods).
+
+    Returns:
+        `model`, with its masks set.
+
+    Raises:
+        TypeError: `model` is not a `ks.SparseModel`.
+        ValueError: a bad `sparsity`, `distribution`, `scope` or layer name.
 
     Example:
 

@@ -3,10 +3,10 @@
 import tensorflow as tf
 
 from keras_sparse import distributions
-from keras_sparse.masks import check_sparsity
 from keras_sparse.model import require_sparse_model
-from keras_sparse.pruning import inputs
+from keras_sparse.pruning import gradients, score_data
 from keras_sparse.pruning.base import check_scope, prune_with_scores, rank_inactive_last
+from keras_sparse.utils.argument_validation import check_int, check_sparsity
 
 
 def snip_scores(model, data, examples=100, loss=None):
@@ -34,15 +34,15 @@ def snip_scores(model, data, examples=100, loss=None):
     ```
     """
     require_sparse_model(model, "ks.pruning.snip_scores")
-    inputs.check_count(examples, "examples")
-    x, y = inputs.first_examples(data, examples, "snip")
-    loss_fn = inputs.loss_function(model, loss)
-    variables = inputs.scored_variables(model)
-    with inputs.state_restored(model):
+    check_int(examples, "examples", minimum=1)
+    x, y = score_data.first_examples(data, examples, "snip")
+    loss_fn = gradients.loss_function(model, loss)
+    variables = gradients.scored_variables(model)
+    with gradients.state_restored(model):
         with tf.GradientTape() as tape:
             tape.watch(variables)
             value = loss_fn(x, y, model(x, training=True))
-        grads = inputs.dense_grads(tape.gradient(value, variables), model)
+        grads = gradients.dense_grads(tape.gradient(value, variables), model)
     return {
         mw.path: tf.abs(g * tf.convert_to_tensor(mw.weight))
         for mw, g in zip(model.masked_weights, grads)
@@ -53,7 +53,7 @@ def snip(model, sparsity, distribution="erk", scope="layer", data=None, seed=0,
          dense_layers=None, custom=None, erk_power_scale=1.0, examples=100, loss=None):
     """Prunes at initialization by SNIP: the smallest `abs(g * w)` go.
 
-    Layer budgets come from `distribution` (SPEC §4) unless `scope="global"`
+    Layer budgets come from `distribution` (see `ks.distributions`) unless `scope="global"`
     ranks all weights together. On a model that already has masks, inactive
     weights rank last, so they stay pruned unless the budget needs more
     active weights than there are. `seed` is unused (SNIP is deterministic
@@ -83,8 +83,8 @@ def snip(model, sparsity, distribution="erk", scope="layer", data=None, seed=0,
     check_sparsity(sparsity)
     check_scope(scope)
     distributions.check_distribution(distribution)
-    inputs.check_data(data, "ks.pruning.snip")
-    inputs.check_count(examples, "examples")
+    score_data.check_data(data, "ks.pruning.snip")
+    check_int(examples, "examples", minimum=1)
     scores = rank_inactive_last(model, snip_scores(model, data, examples, loss))
     return prune_with_scores(model, scores, sparsity, distribution=distribution,
                              scope=scope, dense_layers=dense_layers, custom=custom,

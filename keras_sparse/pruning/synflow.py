@@ -7,10 +7,11 @@ import keras
 import tensorflow as tf
 
 from keras_sparse import distributions
-from keras_sparse.masks import check_sparsity
 from keras_sparse.model import require_sparse_model
-from keras_sparse.pruning import inputs
+from keras_sparse.layers.registry import without_masks
+from keras_sparse.pruning import gradients
 from keras_sparse.pruning.base import check_scope, prune_with_scores, rank_inactive_last
+from keras_sparse.utils.argument_validation import check_int, check_sparsity
 
 
 def _ones_input(model, input_shape):
@@ -43,9 +44,8 @@ def _linearized(model):
     As the paper's code, which takes `abs` of the whole state dict (BatchNorm
     statistics included) and puts the signs back at the end.
     """
-    masks = {id(mw.mask) for mw in model.masked_weights}
-    variables = [v for v in model.weights
-                 if id(v) not in masks and keras.backend.is_float_dtype(v.dtype)]
+    variables = [v for v in without_masks(model.weights, model)
+                 if keras.backend.is_float_dtype(v.dtype)]
     saved = [tf.identity(v.value) for v in variables]
     for variable, value in zip(variables, saved):
         variable.assign(tf.abs(value))
@@ -59,12 +59,12 @@ def _linearized(model):
 
 def _flow_scores(model, ones):
     """`abs(W * dR/dW)` with `R = sum(model(ones))`, eval mode."""
-    variables = inputs.scored_variables(model)
+    variables = gradients.scored_variables(model)
     with tf.GradientTape() as tape:
         tape.watch(variables)
         outputs = model(ones, training=False)
         flow = tf.add_n([tf.reduce_sum(tf.cast(o, tf.float32)) for o in tf.nest.flatten(outputs)])
-    grads = inputs.dense_grads(tape.gradient(flow, variables), model)
+    grads = gradients.dense_grads(tape.gradient(flow, variables), model)
     return {
         mw.path: tf.abs(tf.convert_to_tensor(mw.weight) * tf.cast(g, mw.weight.dtype))
         for mw, g in zip(model.masked_weights, grads)
@@ -104,7 +104,7 @@ def synflow(model, sparsity, distribution="erk", scope="layer", data=None, seed=
     Round `k = 1..rounds` scores the current masked network (see
     `synflow_scores`) and prunes it to density `d**(k / rounds)`, `d` the
     final density, so the last round reaches `sparsity` exactly. Layer
-    budgets come from `distribution` (SPEC §4) at every round unless
+    budgets come from `distribution` (see `ks.distributions`) at every round unless
     `scope="global"` (the paper ranks globally). Pruned weights score 0 and
     rank last, so masks only shrink. The original weights are restored at
     the end, masked. `data` and `seed` are unused.
@@ -131,11 +131,12 @@ def synflow(model, sparsity, distribution="erk", scope="layer", data=None, seed=
     check_sparsity(sparsity)
     check_scope(scope)
     distributions.check_distribution(distribution)
-    inputs.check_count(rounds, "rounds")
+    check_int(rounds, "rounds", minimum=1)
     ones = _ones_input(model, input_shape)
     density = 1.0 - sparsity
     if dense_layers is None:
-        # §4's default from the final target, so it cannot flip between rounds.
+        # The usual default (first layer dense from 99% sparsity on), taken
+        # from the final target, so it cannot flip between rounds.
         dense_layers = [model.masked_weights[0].path] if sparsity >= 0.99 else []
     with _linearized(model):
         for k in range(1, rounds + 1):

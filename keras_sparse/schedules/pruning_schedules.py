@@ -2,27 +2,28 @@
 
 A schedule is called with the training step and returns two tensors,
 `(should_prune, sparsity)`. The classes here have tfmot's signatures and
-semantics (SPEC §6); any object following the protocol, a tfmot schedule
-instance included, can be used wherever a schedule is taken.
+semantics (`ConstantSparsity`, `PolynomialDecay`, the same names and
+arguments); any object following the protocol, a tfmot schedule instance
+included, can be used wherever a schedule is taken.
 """
-
-import numbers
 
 import keras
 import tensorflow as tf
 
-from keras_sparse.masks import check_sparsity
+from keras_sparse.utils.argument_validation import check_int, check_sparsity
+from keras_sparse.utils.serialization import Configurable
+
+__all__ = [
+    "ConstantSparsity",
+    "PolynomialDecay",
+    "PruningSchedule",
+    "check_schedule",
+    "deserialize",
+    "serialize",
+]
 
 
-def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
-    return int(value)
-
-
-class PruningSchedule:
+class PruningSchedule(Configurable):
     """Base of the schedules: `schedule(step) -> (should_prune, sparsity)`.
 
     Pruning happens at steps `begin_step, begin_step + frequency, ...` up to
@@ -38,15 +39,11 @@ class PruningSchedule:
     _allow_no_end = False
 
     def __init__(self, begin_step, end_step, frequency):
-        _check_int(begin_step, "begin_step", 0)
-        _check_int(frequency, "frequency", 1)
+        check_int(begin_step, "begin_step", minimum=0)
+        check_int(frequency, "frequency", minimum=1)
         if not (self._allow_no_end and end_step == -1):
-            allowed = f"an integer >= begin_step ({begin_step})" + (
-                " or -1 (no end)" if self._allow_no_end else "")
-            if isinstance(end_step, bool) or not isinstance(end_step, numbers.Integral):
-                raise TypeError(f"`end_step` must be {allowed}; got {end_step!r}.")
-            if end_step < begin_step:
-                raise ValueError(f"`end_step` must be {allowed}; got {end_step!r}.")
+            check_int(end_step, "end_step", minimum=begin_step,
+                      allowed=" (the begin_step)" + (" or -1 (no end)" if self._allow_no_end else ""))
         self.begin_step = int(begin_step)
         self.end_step = int(end_step)
         self.frequency = int(frequency)
@@ -71,10 +68,6 @@ class PruningSchedule:
     def get_config(self):
         return {"begin_step": self.begin_step, "end_step": self.end_step,
                 "frequency": self.frequency}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")

@@ -3,7 +3,7 @@
 A recipe holds:
 
 - `name`, `title`, `paper`: identification (the paper as a citation);
-- `model`: `{"name": <ks.models name>, "args": {...}}` (`input_shape` and
+- `model`: `{"name": <ks.applications name>, "args": {...}}` (`input_shape` and
   `num_classes` come from the dataset);
 - `data`: `{"name": <ks.data name>, "train_split", "eval_split", "subset",
   "eval_subset", "augment"}` (`subset`/`eval_subset`: first N examples, or

@@ -16,7 +16,7 @@ RECIPES = [{
     "optimizer": sgd(piecewise([0.5, 0.75], [0.1, 0.01, 0.001]), nesterov=False,
                      weight_decay=5e-4),
     "method": {"name": "SNFS", "args": {"momentum": 0.9, "alpha": 0.5,
-                                        "schedule": "cosine", "delta_t": "epoch"}},
+                                        "drop_schedule": "cosine", "delta_t": "epoch"}},
     "sparsity": 0.95,
     "distribution": "uniform",
     "published": [{"setting": "SNFS WRN-16-8 CIFAR-10, 5% weights", "metric": "test error",

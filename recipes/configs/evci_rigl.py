@@ -19,7 +19,7 @@ WRN = {
     # 100 steps until step 75k.
     "optimizer": sgd(piecewise([0.3072, 0.6144, 0.9216], [0.1, 0.02, 0.004, 0.0008]),
                      weight_decay=5e-4),
-    "method": {"name": "RigL", "args": {"delta_t": 100, "alpha": 0.3, "schedule": "cosine",
+    "method": {"name": "RigL", "args": {"delta_t": 100, "alpha": 0.3, "drop_schedule": "cosine",
                                         "end_step": steps(0.768)}},
     "sparsity": 0.9,
     "distribution": "erk",
@@ -43,7 +43,7 @@ def _resnet50_imagenet(sparsity, accuracy):
         title=f"RigL ResNet-50 / ImageNet at {tag}% sparsity (ERK, 1x training)",
         paper=PAPER,
         method={"name": "RigL", "args": {"delta_t": 100, "alpha": 0.3,
-                                         "schedule": "cosine"}},
+                                         "drop_schedule": "cosine"}},
         sparsity=sparsity,
         published=[
             {"setting": f"RigL (ERK) {tag}%, 1x", "metric": "top-1 accuracy (%)",

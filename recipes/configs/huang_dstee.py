@@ -6,7 +6,7 @@ PAPER = ("Huang, Lei, Xu, Peng, Sun, Xie, Ding 2023, Dynamic Sparse Training via
          "Balancing the Exploration-Exploitation Trade-off, DAC")
 # SPEC §5: the paper preset drops 50% (cosine) every 1000 steps.
 METHOD = {"name": "DSTEE", "args": {"c": 1e-5, "alpha": 0.5, "delta_t": 1000,
-                                    "schedule": "cosine"}}
+                                    "drop_schedule": "cosine"}}
 NOTES = ("DST-EE rule and paper preset (alpha 0.5 cosine, delta_t 1000) per SPEC §5; "
          "c = 1e-5 (the paper sweeps 1e-5 to 1e-2). interpretation: the optimizer, "
          "LR schedule and epochs follow the usual CIFAR dynamic-sparse-training "

@@ -23,7 +23,7 @@ RECIPES = [{
                    "value": None, "source": PAPER, "note": UNCHECKED}],
     "notes": "SNIP scores |g * w| on one batch of 100 training examples at "
              "initialization, ranked globally (as in the paper). interpretation: "
-             "the CIFAR VGG-16 with batch norm of ks.models and a standard SGD "
+             "the CIFAR VGG-16 with batch norm of ks.applications and a standard SGD "
              "schedule, not the paper's exact VGG-D training setup.",
     "presets": {"paper": {}, "cpu": cpu()},
 }]

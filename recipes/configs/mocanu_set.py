@@ -16,7 +16,7 @@ RECIPES = [{
     "epochs": 100,
     "optimizer": sgd(0.01, nesterov=False, weight_decay=2e-4),
     "method": {"name": "SET", "args": {"delta_t": "epoch", "alpha": 0.3,
-                                       "schedule": "constant"}},
+                                       "drop_schedule": "constant"}},
     # SET's Erdos-Renyi density eps*(n_in+n_out)/(n_in*n_out) with eps=20
     # keeps 30,680 of LeNet-300-100's 266,200 weights (the last layer dense).
     "sparsity": 0.885,

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_sparse import models
+from keras_sparse import applications as models
 
 # (registry name, builder kwargs, input shape); small inputs keep it fast.
 CASES = [

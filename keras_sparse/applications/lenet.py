@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_sparse.models.mlp import mlp
+from keras_sparse.applications.mlp import mlp
 
 
 def lenet_300_100(input_shape=(28, 28, 1), num_classes=10, activation="relu"):
@@ -11,7 +11,7 @@ def lenet_300_100(input_shape=(28, 28, 1), num_classes=10, activation="relu"):
     Args:
         input_shape: shape of one example.
         num_classes: number of output logits.
-        activation: hidden activation, as in `keras_sparse.models.mlp`.
+        activation: hidden activation, as in `keras_sparse.applications.mlp`.
 
     Returns:
         A Functional `keras.Model` (266,610 parameters for MNIST) with layers

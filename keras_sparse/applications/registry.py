@@ -2,12 +2,12 @@
 
 import functools
 
-from keras_sparse.models.lenet import lenet5, lenet_300_100
-from keras_sparse.models.mlp import mlp
-from keras_sparse.models.resnet50 import resnet50
-from keras_sparse.models.resnet_cifar import resnet20, resnet32, resnet56
-from keras_sparse.models.vgg import vgg
-from keras_sparse.models.wide_resnet import wide_resnet
+from keras_sparse.applications.lenet import lenet5, lenet_300_100
+from keras_sparse.applications.mlp import mlp
+from keras_sparse.applications.resnet50 import resnet50
+from keras_sparse.applications.resnet_cifar import resnet20, resnet32, resnet56
+from keras_sparse.applications.vgg import vgg
+from keras_sparse.applications.wide_resnet import wide_resnet
 
 _BUILDERS = {
     "lenet_300_100": lenet_300_100,

@@ -1,26 +1,25 @@
-"""The examples, loss and model state that data-driven pruning scores use."""
+"""The examples data-driven pruning scores are computed on.
 
-import contextlib
-import numbers
+`data` arguments of `ks.pruning` take a batched `tf.data.Dataset` of
+`(x, y)` or an `(x, y)` tuple of arrays; these helpers take the examples a
+score needs from either.
+"""
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+__all__ = ["check_data", "examples_per_class", "first_examples", "labels_of", "rows", "size"]
+
 
 def check_data(data, who):
+    """Raises a ValueError if `data` is None (a data-driven method needs it)."""
     if data is None:
         raise ValueError(
             f"{who}: `data` must be a batched tf.data.Dataset of (x, y) or an "
             "(x, y) tuple of arrays; got None."
         )
     return data
-
-
-def check_count(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"`{name}` must be an integer >= 1; got {value!r}.")
-    return int(value)
 
 
 def _batches(data, who):
@@ -102,48 +101,3 @@ def examples_per_class(data, per_class, num_classes, who):
         if counts.min() >= per_class or seen >= 100 * per_class * num_classes:
             break
     return _concat(xs, who), _concat(ys, who)
-
-
-def loss_function(model, loss):
-    """`fn(x, y, y_pred) -> scalar`: `loss`, else the compiled loss, else SCCE.
-
-    The compiled loss is `model.compute_loss` (regularization losses
-    included); the default is sparse categorical cross-entropy from logits.
-    """
-    if loss is not None:
-        loss = keras.losses.get(loss)
-        return lambda x, y, y_pred: tf.reduce_mean(loss(y, y_pred))
-    if getattr(model, "compiled", False) and getattr(model, "loss", None) is not None:
-        return lambda x, y, y_pred: model.compute_loss(x=x, y=y, y_pred=y_pred)
-    default = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    return lambda x, y, y_pred: default(y, y_pred)
-
-
-def scored_variables(model):
-    """The raw prunable variables (tf.Variables) of `model`, watched by tapes."""
-    return [mw.weight.value for mw in model.masked_weights]
-
-
-def dense_grads(grads, model):
-    """Gradients with `None` (weights the output does not use) as zeros."""
-    return [
-        tf.zeros(mw.weight.shape, mw.weight.dtype) if g is None else g
-        for g, mw in zip(grads, model.masked_weights)
-    ]
-
-
-@contextlib.contextmanager
-def state_restored(model):
-    """Restores non-trainable state (BatchNorm statistics, RNG seeds) on exit.
-
-    Scores are computed with `training=True`, which moves BatchNorm moving
-    statistics; masks are excluded, the caller changes them.
-    """
-    masks = {id(mw.mask) for mw in model.masked_weights}
-    saved = [(v, tf.identity(v.value)) for v in model.non_trainable_variables
-             if id(v) not in masks]
-    try:
-        yield
-    finally:
-        for variable, value in saved:
-            variable.assign(value)
