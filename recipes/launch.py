@@ -71,7 +71,7 @@ def check_available(strategy):
     """Raises ValueError unless this machine can provide `strategy`.
 
     Looks only at the environment (nothing is contacted or started):
-    "multiworker" needs `TF_CONFIG`; "tpu" needs `TPU_NAME`/`COLAB_TPU_ADDR`
+    "multiworker" needs `TF_CONFIG` (one task: see `make_strategy`); "tpu" needs `TPU_NAME`/`COLAB_TPU_ADDR`
     or a local TPU (`/dev/accel*`, a TPU VM). "none" and "mirrored" are
     always available (mirrored on one device is one replica).
 
@@ -97,7 +97,10 @@ def make_strategy(strategy):
     - "mirrored": `MirroredStrategy` over every local GPU, else the CPU;
     - "multiworker": `MultiWorkerMirroredStrategy`; needs the `TF_CONFIG`
       environment variable describing the cluster (`{"cluster": {"worker":
-      [...]}, "task": {"type": "worker", "index": i}}`);
+      [...]}, "task": {"type": "worker", "index": i}}`). Keras 3's `fit`
+      does not yet train across several workers (keras-team/keras#20585), so
+      a cluster of more than one task is refused; the data pipeline is set up
+      for per-worker sharding (`shard_per_worker`) for when it does;
     - "tpu": `TPUStrategy` on the TPU named by `TPU_NAME` (or
       `COLAB_TPU_ADDR`), or the local TPU of a TPU VM.
 
@@ -150,6 +153,14 @@ def _check_tf_config():
                          f"description with cluster.worker and task.index ({error}).") from None
     if not workers:
         raise ValueError(f"strategy='multiworker': TF_CONFIG={raw!r} lists no workers.")
+    if len(workers) + len(config["cluster"].get("chief", [])) > 1:
+        # Measured here (Keras 3.15, TF 2.21, two workers on localhost): `fit`
+        # fails in its first step while reducing the per-replica input batch;
+        # upstream: keras-team/keras#20585, tensorflow/tensorflow#72388.
+        raise ValueError(
+            f"strategy='multiworker' with TF_CONFIG={raw!r}: Keras 3's `fit` cannot train "
+            f"across several workers yet (keras-team/keras#20585); use "
+            f"strategy='mirrored' on each machine's devices, or one worker.")
 
 
 def _tpu_name():

@@ -54,6 +54,12 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
     assert len(arm["history"]["loss"]) == 1 and arm["final"]["val_accuracy"] > 0
 
 
+def test_multiworker_with_one_worker_is_available(tmp_path, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", json.dumps(
+        {"cluster": {"worker": ["localhost:0"]}, "task": {"type": "worker", "index": 0}}))
+    assert launch.check_available("multiworker") is None
+
+
 def test_mixed_precision_and_jit_compile(tmp_path):
     before = keras.config.dtype_policy().name
     summary = runner.run("quickstart", epochs=1, out=tmp_path / "run",
@@ -119,6 +125,8 @@ def test_tpu_without_a_tpu_is_an_error(tmp_path, monkeypatch):
     (None, "needs the TF_CONFIG"),
     ("not json", "is not a cluster description"),
     ('{"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}', "lists no workers"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}',
+     "keras-team/keras#20585"),
 ])
 def test_multiworker_needs_a_cluster(tmp_path, monkeypatch, tf_config, match):
     if tf_config is None:
