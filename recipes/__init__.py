@@ -4,7 +4,12 @@
 python -m recipes list
 python -m recipes run quickstart
 python -m recipes run rigl_wrn22_2_cifar10 --preset paper --seed 1
+python -m recipes run rigl_wrn22_2_cifar10 --preset paper --strategy mirrored \
+    --mixed-precision --data-dir ~/tensorflow_datasets --download
 ```
+
+`recipes.launch` holds how a recipe trains (tf.distribute strategy, mixed
+precision, XLA, TFDS data preparation); `recipes.listing` renders `list`.
 
 A recipe is data (`recipes/configs/`, format described there); the runner
 (`recipes.runner`) builds the model, data, optimizer and callbacks from it and

@@ -3,22 +3,23 @@
 import argparse
 import sys
 
-from recipes import configs
+from recipes import configs, launch
 
 
-def _list():
-    width = max(len(n) for n in configs.names())
-    for name in configs.names():
-        recipe = configs.get(name)
-        presets = ", ".join(sorted(recipe.get("presets", {}))) or "-"
-        print(f"{name:<{width}}  {recipe['title']}  [presets: {presets}]")
+def _list(data_dir=None):
+    from recipes import listing  # reads the TFDS data directory: only for `list`
+
+    print(listing.render(data_dir))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m recipes",
                                      description="Run the papers' experiments.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="list the recipes")
+    listed = commands.add_parser("list", help="list the recipes: dataset (prepared here?), "
+                                              "cpu preset time here, paper budget")
+    listed.add_argument("--data-dir", help="TFDS data directory to check (default: "
+                                           "$TFDS_DATA_DIR, else ~/tensorflow_datasets)")
     run = commands.add_parser("run", help="run one recipe")
     run.add_argument("name", help="recipe name (see `list`)")
     run.add_argument("--preset", choices=("cpu", "paper"), default="cpu",
@@ -27,25 +28,26 @@ def main(argv=None):
     run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     run.add_argument("--out", help="output directory (default runs/NAME)")
     run.add_argument("--export-root", help="TF Serving export root (default saved_models/)")
+    launch.add_run_options(run)
     args = parser.parse_args(argv)
 
     if args.command == "list":
-        _list()
+        _list(args.data_dir)
         return 0
     if args.name not in configs.RECIPES:
         parser.error(f"unknown recipe {args.name!r}; choose one of: {', '.join(configs.names())} "
                      "(see `python -m recipes list`)")
     from recipes import runner  # imports TensorFlow: only when running
 
-    try:  # configuration errors: a message, not a traceback
-        runner.resolve(args.name, args.preset, args.epochs)
-    except ValueError as error:
-        parser.error(str(error))
-    try:
-        runner.run(args.name, preset=args.preset, epochs=args.epochs, seed=args.seed,
-                   out=args.out, export_root=args.export_root)
-    except FileNotFoundError as error:  # a dataset that is not prepared
+    options = launch.run_options(args)
+    try:  # errors found before anything is written: a message, not a traceback
+        runner.preflight(args.name, args.preset, args.epochs, strategy=options["strategy"],
+                         jit_compile=options["jit_compile"], data_dir=options["data_dir"],
+                         download=options["download"])
+    except (ValueError, FileNotFoundError) as error:
         parser.exit(2, f"python -m recipes run: error: {error}\n")
+    runner.run(args.name, preset=args.preset, epochs=args.epochs, seed=args.seed,
+               out=args.out, export_root=args.export_root, **options)
     return 0
 
 

@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 
 import keras_sparse as ks
-from recipes import configs, plots
+from recipes import configs, launch, plots
 
 PRESETS = ("cpu", "paper")
 _REPO = Path(__file__).resolve().parent.parent
@@ -37,6 +37,7 @@ DEFAULTS = {
     "egf": {"num_examples": 1000, "every": "epoch"},
     "baseline": None,
     "published": [],
+    "budget": None,
     "notes": "",
     "presets": {},
 }
@@ -115,12 +116,25 @@ def _specs(value):
     return []
 
 
+def baseline_config(config):
+    """The config of the baseline arm: `config` updated by `config["baseline"]`.
+
+    The baseline's `method` replaces the recipe's (a different method, e.g.
+    `Static` against `KStarts`, must not inherit the other method's args);
+    everything else merges as in `merge`.
+    """
+    baseline = merge(config, config["baseline"])
+    if "method" in config["baseline"]:
+        baseline["method"] = copy.deepcopy(config["baseline"]["method"])
+    return baseline
+
+
 def check(config):
     """Raises ValueError if a name in `config` does not resolve."""
     if config["baseline"] and config["baseline"]["label"] == config["label"]:
         raise ValueError(f"Recipe {config['name']!r}: the baseline needs a label other "
                          f"than {config['label']!r}.")
-    for arm in [config] + ([merge(config, config["baseline"])] if config["baseline"] else []):
+    for arm in [config] + ([baseline_config(config)] if config["baseline"] else []):
         if arm["model"]["name"] not in ks.applications.names():
             raise ValueError(f"Recipe {config['name']!r}: model {arm['model']['name']!r} "
                              f"is not in ks.applications.names() {ks.applications.names()}.")
@@ -152,10 +166,11 @@ def _build(value, context):
 # -- data ------------------------------------------------------------------------
 
 
-def _datasets(config, seed):
+def _datasets(config, seed, data_dir=None, strategy=None):
+    """(info, train, test, probe, steps_per_epoch); `batch_size` is the global batch."""
     data, batch = config["data"], config["batch_size"]
-    info = ks.data.info(data["name"])
-    load = dict(name=data["name"], batch_size=batch, seed=seed)
+    info = ks.data.info(data["name"], data_dir=data_dir)
+    load = dict(name=data["name"], batch_size=batch, seed=seed, data_dir=data_dir)
     train = ks.data.load(split=data["train_split"], shuffle=True, augment=data["augment"],
                          subset=data["subset"], **load)
     test = ks.data.load(split=data["eval_split"], shuffle=False, subset=data["eval_subset"], **load)
@@ -168,6 +183,8 @@ def _datasets(config, seed):
         classes = info["num_classes"]
         one_hot = lambda x, y: (x, tf.one_hot(y, classes))  # noqa: E731
         train, test, probe = (d.map(one_hot) for d in (train, test, probe))
+    # Under a strategy, Keras' fit splits each batch over the replicas.
+    train, test = (launch.shard_per_worker(d, strategy) for d in (train, test))
     steps_per_epoch = int(train.cardinality())
     if steps_per_epoch < 1:
         raise ValueError(f"Dataset {data['name']!r} split {data['train_split']!r} has "
@@ -201,28 +218,37 @@ def _method_callback(method, context, seed):
     return cls(**args)
 
 
-def train_arm(config, label, data, out, seed, verbose, csv_name):
-    """Builds, trains and reports one model of the recipe; returns (model, result)."""
+def train_arm(config, label, data, out, seed, verbose, csv_name, strategy=None,
+              jit_compile=None):
+    """Builds, trains and reports one model of the recipe; returns (model, result).
+
+    The model, its masks, the mask-rule callbacks and the optimizer are made
+    under `strategy.scope()` (`strategy` None: the default device);
+    `jit_compile` None leaves Keras' "auto".
+    """
     info, train, test, probe, steps_per_epoch = data
     context = {"steps_per_epoch": steps_per_epoch,
                "total_steps": steps_per_epoch * config["epochs"]}
     keras.utils.set_random_seed(seed)  # same initial weights in every arm
-    model = ks.applications.get(config["model"]["name"], input_shape=info["input_shape"],
-                          num_classes=info["num_classes"], **config["model"].get("args", {}))
     callbacks = []
-    if config["method"] is not None:
-        extra = dict(config["sparsify"])
-        start = extra.pop("start_sparsity", config["sparsity"])
-        model = ks.sparsify(model, start, distribution=config["distribution"],
-                            mask_init=config["mask_init"], data=probe, seed=seed, **extra)
-        callbacks.extend(_method_callback(m, context, seed) for m in _methods(config))
-    if config["label_smoothing"]:
-        loss = keras.losses.CategoricalCrossentropy(
-            from_logits=True, label_smoothing=config["label_smoothing"])
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model.compile(optimizer=_build(config["optimizer"], context), loss=loss,
-                  metrics=["accuracy"])
+    with launch.scope(strategy):
+        model = ks.applications.get(config["model"]["name"], input_shape=info["input_shape"],
+                              num_classes=info["num_classes"],
+                              **config["model"].get("args", {}))
+        if config["method"] is not None:
+            extra = dict(config["sparsify"])
+            start = extra.pop("start_sparsity", config["sparsity"])
+            model = ks.sparsify(model, start, distribution=config["distribution"],
+                                mask_init=config["mask_init"], data=probe, seed=seed, **extra)
+            callbacks.extend(_method_callback(m, context, seed) for m in _methods(config))
+        if config["label_smoothing"]:
+            loss = keras.losses.CategoricalCrossentropy(
+                from_logits=True, label_smoothing=config["label_smoothing"])
+        else:
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        model.compile(optimizer=_build(config["optimizer"], context), loss=loss,
+                      metrics=["accuracy"],
+                      jit_compile="auto" if jit_compile is None else jit_compile)
     egf = config["egf"]
     callbacks.append(ks.callbacks.EGFLogger(probe, every=egf["every"],
                                             num_examples=egf["num_examples"],
@@ -247,6 +273,10 @@ def train_arm(config, label, data, out, seed, verbose, csv_name):
         "prunable": rows[-1]["total"],
         "layers": [dict(r, shape=list(r["shape"])) for r in rows[:-1]],
         "train_seconds": wall,
+        # The strategy the model's variables live in (Keras records it at creation).
+        "replicas": model.distribute_strategy.num_replicas_in_sync,
+        "compute_dtype": model.dtype_policy.compute_dtype,
+        "jit_compile": bool(model.jit_compile),
     }
     return model, result
 
@@ -254,8 +284,32 @@ def train_arm(config, label, data, out, seed, verbose, csv_name):
 # -- the run -----------------------------------------------------------------------
 
 
+def preflight(name, preset="cpu", epochs=None, overrides=None, strategy="none",
+              jit_compile=None, data_dir=None, download=False):
+    """Checks a run before anything is written; returns the resolved config.
+
+    Checks the config (`resolve`), that this machine can provide `strategy`
+    (`recipes.launch.check_available`), `jit_compile`, and that the dataset
+    is prepared (with `download=True` it is downloaded and prepared here).
+    Arguments as in `run`.
+
+    Raises:
+        ValueError: a bad argument or config, or an unavailable strategy.
+        FileNotFoundError: the dataset is not prepared and `download` is False.
+    """
+    launch.check_available(strategy)
+    if jit_compile is not None and not isinstance(jit_compile, bool):
+        raise ValueError(f"`jit_compile` must be True, False or None; got "
+                         f"jit_compile={jit_compile!r}.")
+    config = resolve(name, preset, epochs, overrides)
+    # One pipeline feeds every arm, so the recipe's dataset is the only one.
+    launch.ensure_prepared(config["data"]["name"], data_dir, download)
+    return config
+
+
 def run(name, preset="cpu", epochs=None, seed=0, out=None, export_root=None,
-        overrides=None, verbose=1):
+        overrides=None, verbose=1, strategy="none", mixed_precision=False,
+        jit_compile=None, data_dir=None, download=False):
     """Runs recipe `name` and writes its outputs.
 
     Writes into `out` (default `runs/NAME`): `metrics.csv` (and
@@ -263,6 +317,10 @@ def run(name, preset="cpu", epochs=None, seed=0, out=None, export_root=None,
     plots `curves.png`, `egf.png`, `sparsity.png`; exports the trained model
     with `ks.export.export_for_serving` to `<export_root>/NAME/<version>/`
     (default root: the repository's `saved_models/`). Prints a final table.
+
+    Everything that can be checked is checked before anything is written:
+    the config, the strategy (a TPU that is not there is an error), and the
+    dataset (prepared, or downloaded with `download=True`).
 
     Args:
         name: recipe name (see `python -m recipes list`).
@@ -273,25 +331,47 @@ def run(name, preset="cpu", epochs=None, seed=0, out=None, export_root=None,
         export_root: root of the TF Serving export.
         overrides: dict merged into the config last (for reduced runs/tests).
         verbose: Keras `fit` verbosity (1: progress bar).
+        strategy: "none", "mirrored", "multiworker" or "tpu" (see
+            `recipes.launch.make_strategy`). The recipe's `batch_size` is the
+            global batch, split over the replicas.
+        mixed_precision: train under the Keras `mixed_float16` policy (the
+            previous policy is restored afterwards).
+        jit_compile: True compiles with XLA, False never; None: Keras' "auto".
+        data_dir: TFDS data directory (default `$TFDS_DATA_DIR`).
+        download: let tensorflow-datasets download and prepare a missing
+            dataset; otherwise a missing one raises `FileNotFoundError` whose
+            message says how to prepare it.
 
     Returns:
         The summary dict also written to `summary.json`.
+
+    Raises:
+        ValueError: a bad argument or config, or a strategy this machine
+            cannot provide.
+        FileNotFoundError: the dataset is not prepared and `download` is False.
+
+    Example:
+        >>> summary = run("quickstart", epochs=1, strategy="mirrored")  # doctest: +SKIP
     """
     start = time.perf_counter()
-    config = resolve(name, preset, epochs, overrides)
-    data = _datasets(config, seed)
-    out = Path(out or Path("runs") / name)
-    out.mkdir(parents=True, exist_ok=True)
-    export_root = Path(export_root or DEFAULT_EXPORT_ROOT)
-    arms = {}
-    model, arms[config["label"]] = train_arm(config, config["label"], data, out, seed, verbose,
-                                             "metrics.csv")
-    export = ks.export.export_for_serving(model, str(export_root / name))
-    if config["baseline"]:
-        baseline = merge(config, config["baseline"])
-        label = baseline["label"]
-        _, arms[label] = train_arm(baseline, label, data, out, seed, verbose,
-                                   f"metrics_{label}.csv")
+    config = preflight(name, preset, epochs, overrides, strategy=strategy,
+                       jit_compile=jit_compile, data_dir=data_dir, download=download)
+    distribute = launch.make_strategy(strategy)
+    with launch.precision(mixed_precision):
+        data = _datasets(config, seed, data_dir, distribute)
+        out = Path(out or Path("runs") / name)
+        out.mkdir(parents=True, exist_ok=True)
+        export_root = Path(export_root or DEFAULT_EXPORT_ROOT)
+        arms = {}
+        train = dict(strategy=distribute, jit_compile=jit_compile)
+        model, arms[config["label"]] = train_arm(config, config["label"], data, out, seed,
+                                                 verbose, "metrics.csv", **train)
+        export = ks.export.export_for_serving(model, str(export_root / name))
+        if config["baseline"]:
+            baseline = baseline_config(config)
+            label = baseline["label"]
+            _, arms[label] = train_arm(baseline, label, data, out, seed, verbose,
+                                       f"metrics_{label}.csv", **train)
 
     plots.curves({k: a["history"] for k, a in arms.items()}, out / "curves.png", name)
     plots.gradient_flow({k: a["history"] for k, a in arms.items()}, out / "egf.png", name)
@@ -303,6 +383,11 @@ def run(name, preset="cpu", epochs=None, seed=0, out=None, export_root=None,
         "seed": seed,
         "epochs": config["epochs"],
         "config": config,
+        "launch": {"strategy": strategy,
+                   "replicas": distribute.num_replicas_in_sync if distribute else 1,
+                   "mixed_precision": bool(mixed_precision), "jit_compile": jit_compile,
+                   "data_dir": launch.data_dir_of(data_dir), "global_batch_size":
+                   config["batch_size"]},
         "arms": arms,
         "published": config["published"],
         "export": str(export),

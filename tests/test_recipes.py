@@ -26,7 +26,7 @@ def _cli(*args):
 def test_list():
     result = _cli("list")
     assert result.returncode == 0, result.stderr
-    listed = [line.split()[0] for line in result.stdout.splitlines()]
+    listed = [line.split()[0] for line in result.stdout.splitlines() if not line.startswith("#")]
     assert listed == configs.names()
     assert "quickstart" in listed
 
@@ -59,6 +59,15 @@ def test_every_recipe_resolves(preset):
         assert config["epochs"] >= 1 and config["batch_size"] >= 1
         for ref in config["published"]:
             assert ref["source"] and (ref["value"] is not None or ref.get("note")), name
+
+
+def test_baseline_method_replaces_the_recipe_method():
+    # K-starts against a random mask: the baseline's Static gets none of KStarts' args.
+    config = runner.resolve("kstarts_lenet300_fashion_mnist")
+    baseline = runner.baseline_config(config)
+    assert baseline["method"] == {"name": "Static", "args": {}}
+    assert baseline["sparsify"]["start_sparsity"] == 0.9 and baseline["label"] == "random"
+    assert config["method"]["name"] == "KStarts"
 
 
 def test_presets_merge_and_steps_resolve():

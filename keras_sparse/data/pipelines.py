@@ -211,9 +211,10 @@ def load(
     except AssertionError as error:  # how tfds reports a missing data set
         raise FileNotFoundError(
             f"Dataset {name!r} is not prepared in {builder.data_dir_root} and "
-            f"download=False. Point the TFDS_DATA_DIR environment variable "
-            f"(or data_dir=) at a directory holding a prepared copy "
-            f"({name}/<version>/), or pass download=True."
+            f"download=False. Prepare it with `tfds build {name} --data_dir "
+            f"{builder.data_dir_root}`, pass download=True, or point the "
+            f"TFDS_DATA_DIR environment variable (or data_dir=) at a directory "
+            f"holding a prepared copy ({name}/<version>/)."
         ) from error
 
     if subset is not None:

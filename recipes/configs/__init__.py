@@ -25,6 +25,10 @@ A recipe holds:
   same budget (e.g. `{"label": "dense", "method": None}`);
 - `published`: a list of `{"setting", "metric", "value", "source"}`;
   `value` is None where the number could not be checked (see `note`);
+  `source` names the paper or repository and the table or file;
+- `budget`: None, or `{"value", "source", "note"}`: the accelerator (or
+  compute) budget of the paper preset where the paper or its code states
+  one (shown by `python -m recipes list`);
 - `notes`: what is taken from the paper and what is an interpretation;
 - `presets`: `{"paper": {...}, "cpu": {...}}`, overrides merged into the
   recipe (dicts merge key by key, anything else replaces).
