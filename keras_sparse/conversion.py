@@ -75,6 +75,9 @@ def _clone(model, convert):
     """Clones `model` (nested models too), swapping layers with `convert`.
 
     Returns the clone and the `(old, new)` layer pairs to copy weights over.
+    Operation nodes of a Functional graph (`x + y`, `keras.ops.*` calls) are
+    `keras.Operation`s, not layers: they hold no weights, so they are cloned
+    but not paired.
     """
     pairs = []
 
@@ -82,7 +85,8 @@ def _clone(model, convert):
         new = convert(layer)
         if new is None:
             new = layer.__class__.from_config(layer.get_config())
-        pairs.append((layer, new))
+        if isinstance(layer, keras.layers.Layer):
+            pairs.append((layer, new))
         return new
 
     clone = keras.models.clone_model(model, clone_function=clone_layer, recursive=True)

@@ -255,6 +255,11 @@ class SparseModel(keras.Model):
             )
         # Optimizer slots may not exist yet; fresh slots start clean anyway.
         self.apply_masks()
+        # A ks.data.load training pipeline follows Keras' epochs (exact resume).
+        x = args[0] if args else kwargs.get("x")
+        position = getattr(x, "ks_epoch_position", None)
+        if position is not None and len(args) < 6:  # callbacks not positional
+            kwargs["callbacks"] = position.with_sync(x, kwargs.get("callbacks"))
         return super().fit(*args, **kwargs)
 
     # The train step reads raw kernels, so weights written from outside are

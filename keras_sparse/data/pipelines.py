@@ -6,7 +6,7 @@ from typing import Callable, Optional
 
 import tensorflow as tf
 
-from keras_sparse.data import transforms
+from keras_sparse.data import epochs, transforms
 from keras_sparse.utils.argument_validation import check_int
 
 __all__ = ["info", "load", "names"]
@@ -147,9 +147,16 @@ def load(
     are int32. Augmentation: CIFAR pads 4 pixels, crops 32x32 at random and
     flips horizontally; ImageNet takes a random-resized 224x224 crop and
     flips (evaluation: shorter side resized to 256, central 224x224 crop);
-    MNIST and Fashion-MNIST have none. Shuffling and augmentation are seeded
-    and stateless, so equal arguments give equal batches; both change from
-    epoch to epoch.
+    MNIST and Fashion-MNIST have none. Shuffling and augmentation are
+    stateless functions of `(seed, epoch)`, so equal arguments give equal
+    batches and both change from epoch to epoch. Under `fit`, `EpochSync`
+    (added by `SparseModel.fit` itself) sets the epoch to Keras' epoch, so a
+    run resumed with `BackupAndRestore` sees epoch k's batches, also when
+    resumed in the middle of an epoch. Iterated by hand, each pass draws a
+    fresh order (interpretation: the same as reshuffling each iteration).
+    MNIST and CIFAR are shuffled as a whole; ImageNet reads its files in
+    one seeded order and shuffles blocks of 10,000 examples (interpretation:
+    a block shuffle in place of a 10,000-example shuffle buffer).
 
     Args:
         name: one of `names()`: `"cifar10"`, `"cifar100"`, `"mnist"`,
@@ -204,8 +211,12 @@ def load(
             shuffle_files=shuffle_files,
             # Images stay encoded until after the shuffle and cache: smaller.
             decoders={"image": tfds.decode.SkipDecoding()},
+            # One file order per seed, read again on every pass: a resumed
+            # process reads the files in the order the first one did.
             read_config=tfds.ReadConfig(
-                shuffle_seed=seed, try_autocache=False
+                shuffle_seed=seed,
+                shuffle_reshuffle_each_iteration=False,
+                try_autocache=False,
             ),
         )
     except AssertionError as error:  # how tfds reports a missing data set
@@ -221,10 +232,6 @@ def load(
         ds = ds.take(subset)
     if spec.small:
         ds = ds.cache()
-    if shuffle:
-        buffer = _SMALL_SHUFFLE_BUFFER if spec.small else _LARGE_SHUFFLE_BUFFER
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-
     channels = spec.stored_shape[-1]
 
     def preprocess(encoded, label, image_seed=None):
@@ -240,16 +247,34 @@ def load(
         image = tf.ensure_shape(image, spec.input_shape)
         return image, tf.cast(label, tf.int32)
 
-    if augment:
-        # One [2] seed per example, different each epoch, fixed by `seed`.
-        seeds = tf.data.Dataset.random(
-            seed=seed, rerandomize_each_iteration=True
-        ).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds)
-        ds = ds.map(
-            lambda example, s: preprocess(*example, image_seed=s),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    else:
+    if not (shuffle or augment):
         ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    # Each pass is a function of (seed, epoch): the epoch comes from
+    # EpochSync (Keras' epoch, exact after a resume) or, undriven, from a
+    # fresh per-pass draw. Read when an iterator starts, inside flat_map.
+    num_examples = int(ds.cardinality())
+    position = epochs.EpochPosition(-(-num_examples // batch_size), batch_size)
+    buffer = _SMALL_SHUFFLE_BUFFER if spec.small else _LARGE_SHUFFLE_BUFFER
+
+    def one_epoch(random_key):
+        key = tf.stack([tf.constant(seed, tf.int64), position.epoch_key(random_key)])
+        examples = ds
+        if shuffle:
+            examples = epochs.stateless_shuffle(examples, key, buffer)
+        # One [2] augmentation seed per example: (key, position in epoch).
+        examples = examples.enumerate().map(
+            lambda i, example: (tf.random.experimental.stateless_fold_in(key, i), example)
+        )
+        return examples.skip(position.examples_to_skip())
+
+    passes = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    ds = epochs.known_length(passes.flat_map(one_epoch), num_examples)
+    ds = ds.map(
+        lambda image_seed, example: preprocess(*example, image_seed=image_seed),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds.ks_epoch_position = position  # for EpochSync
+    return ds

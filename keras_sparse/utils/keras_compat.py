@@ -41,6 +41,7 @@ __all__ = [
     "functional_init_arguments",
     "kernel_attribute",
     "loss_tracker",
+    "restored_epoch",
     "sublayers",
     "track_variable",
     "unlocked",
@@ -137,3 +138,13 @@ def unlocked(layer):
 def track_variable(layer, variable):
     """Makes `layer` own `variable` (saved with it, listed in `weights`)."""
     layer._track_variable(variable)
+
+
+def restored_epoch(model):
+    """The epoch `BackupAndRestore` restored `model` to, or None.
+
+    Keras 3 (checked up to 3.15) stores it in the private `_initial_epoch`
+    when a backup is loaded in `on_train_begin`, and `fit` starts there; it
+    is None when nothing was restored in this process.
+    """
+    return getattr(model, "_initial_epoch", None)
