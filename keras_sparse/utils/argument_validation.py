@@ -72,9 +72,9 @@ def check_int(value, name, minimum=None, maximum=None, allowed=""):
     """
     what = f"an integer {_interval(minimum, maximum, False, False)}".rstrip() + allowed
     if not _is_int(value):
-        raise TypeError(f"`{name}` must be {what}; got {name}={value!r} of type {type(value).__name__}.")
+        raise TypeError(f"`{name}` must be {what}; got {value!r} of type {type(value).__name__}.")
     if not _inside(value, minimum, maximum, False, False):
-        raise ValueError(f"`{name}` must be {what}; got {name}={value!r}.")
+        raise ValueError(f"`{name}` must be {what}; got {value!r}.")
     return int(value)
 
 
@@ -105,11 +105,11 @@ def check_number(value, name, low=None, high=None, low_open=False, high_open=Fal
     if not _is_real(value):
         raise TypeError(
             f"`{name}` must be a number {interval}".rstrip() + allowed
-            + f"; got {name}={value!r} of type {type(value).__name__}."
+            + f"; got {value!r} of type {type(value).__name__}."
         )
     if not math.isfinite(value) or not _inside(value, low, high, low_open, high_open):
         what = (interval or "a finite number") + allowed
-        raise ValueError(f"`{name}` must be {what}; got {name}={value!r}.")
+        raise ValueError(f"`{name}` must be {what}; got {value!r}.")
     return float(value)
 
 
@@ -144,7 +144,7 @@ def check_choice(value, name, choices):
     except TypeError:  # unhashable value against a dict or set
         ok = False
     if not ok:
-        raise ValueError(f"`{name}` must be one of {tuple(choices)}; got {name}={value!r}.")
+        raise ValueError(f"`{name}` must be one of {tuple(choices)}; got {value!r}.")
     return value
 
 
