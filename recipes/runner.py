@@ -32,6 +32,7 @@ DEFAULTS = {
     "data": {"train_split": "train", "eval_split": "test", "subset": None,
              "eval_subset": None, "augment": None},
     "label_smoothing": 0.0,
+    "validation_freq": 1,
     "method": None,
     "sparsity": 0.0,
     "distribution": "erk",
@@ -266,7 +267,8 @@ def train_arm(config, label, data, out, seed, verbose, csv_name, callbacks=(),
     start = time.perf_counter()
     # The pipeline shuffles (seeded); fit's own shuffle does not apply to it.
     history = model.fit(train, validation_data=test, epochs=config["epochs"], shuffle=False,
-                        callbacks=callbacks, verbose=verbose)
+                        validation_freq=config["validation_freq"], callbacks=callbacks,
+                        verbose=verbose)
     wall = time.perf_counter() - start
     rows = _report(model)
     history = {k: [float(v) for v in vs] for k, vs in history.history.items()}

@@ -16,6 +16,7 @@ runs. `aggregate` writes `table.csv`, `table.md`, `comparisons.csv`,
 import copy
 import csv
 import math
+import time
 from pathlib import Path
 
 import keras
@@ -137,6 +138,14 @@ class DensityTrace(keras.callbacks.Callback):
         active = sum(m * float(keras.ops.sum(mw.mask)) for mw, m in self._macs)
         return active / sum(m * mw.size for mw, m in self._macs)
 
+    def sparsity(self):
+        size = sum(mw.size for mw, _ in self._macs)
+        active = sum(float(keras.ops.sum(mw.mask)) for mw, _ in self._macs)
+        return 1.0 - active / size if size else 0.0
+
+    def on_train_begin(self, logs=None):
+        self.start_sparsity = self.sparsity()
+
     def on_epoch_begin(self, epoch, logs=None):
         self._sum, self._count = 0.0, 0
 
@@ -147,9 +156,7 @@ class DensityTrace(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.per_epoch.append(self._sum / max(self._count, 1))
         self.steps += self._sum
-        size = sum(mw.size for mw, _ in self._macs)
-        active = sum(float(keras.ops.sum(mw.mask)) for mw, _ in self._macs)
-        self.end_sparsity.append(1.0 - active / size if size else 0.0)
+        self.end_sparsity.append(self.sparsity())
 
 
 def _macs_per_weight(mw):
@@ -164,6 +171,7 @@ def _macs_per_weight(mw):
 
 def run_cell(study, cell, config, seed, out, verbose, data_cache):
     """Trains one cell with one seed in `out/runs/<cell>/seed_<seed>/`; returns its result."""
+    cpu = time.process_time()
     run_dir = sweep.run_dir(Path(out) / "runs", cell["name"], seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     key = (repr(sorted(config["data"].items())), config["batch_size"],
@@ -185,10 +193,13 @@ def run_cell(study, cell, config, seed, out, verbose, data_cache):
         epochs=config["epochs"],
         sparsity_per_epoch=trace.end_sparsity,
         density_per_epoch=trace.per_epoch,
-        epochs_to_sparsity=(0 if target == 0.0 or (trace.per_epoch and trace.per_epoch[0]
-                                                   <= 1 - target + 1e-6)
+        # 0: sparse from the first step; None: never reached.
+        epochs_to_sparsity=(0 if trace.start_sparsity >= target - 1e-6
                             else (reached[0] if reached else None)),
         dense_equivalent_epochs=trace.steps / steps_per_epoch,
+        # CPU time of this process for the run (both cores count): a measure
+        # of its cost that depends less on other load than wall time does.
+        cpu_seconds=time.process_time() - cpu,
         config=config,
     )
     return result

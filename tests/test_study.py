@@ -1,6 +1,7 @@
 """The study runner: a micro-study end to end, resume, aggregation vs scipy, bad input."""
 
 import csv
+import math
 import json
 
 import pytest
@@ -154,3 +155,23 @@ def test_registered_studies_resolve():
 
 def test_fit_logs_one_line_per_epoch_off_a_terminal():
     assert runner.default_verbose() == 2  # pytest captures stdout: not a terminal
+
+
+def test_small_dense_weight_counts_are_the_models():
+    import keras_sparse as ks
+    from recipes.studies import common
+
+    def kernels(name, **args):
+        model = ks.models.get(name, input_shape=(28, 28, 1), num_classes=10, **args)
+        return sum(math.prod(w.shape) for w in model.weights if "kernel" in w.path)
+
+    assert kernels("lenet_300_100") == common.LENET300_WEIGHTS
+    assert kernels("lenet5") == common.lenet5_weights()
+    for group, full in (("lenet300", common.LENET300_WEIGHTS),
+                        ("lenet5", common.lenet5_weights())):
+        for s in (0.9, 0.98):
+            spec, count = common.small_dense(group, s)
+            assert kernels(spec["name"], **spec["args"]) == count
+            assert abs(count - (1 - s) * full) < 0.12 * count
+    with pytest.raises(ValueError, match="width"):
+        ks.models.get("lenet5", width=0)

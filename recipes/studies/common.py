@@ -52,3 +52,18 @@ def cell(name, method, group, sparsity, overrides, **extra):
     """One grid cell (see `recipes.studies`)."""
     return {"name": name, "method": method, "group": group, "sparsity": sparsity,
             "overrides": overrides, **extra}
+
+
+def preset(epochs, subset, eval_subset=None, optimizer=None, egf_examples=256, **extra):
+    """Study preset overrides: the test split is evaluated once, after the last epoch.
+
+    `subset`/`eval_subset`: first N training/test examples (None: all);
+    `egf_examples`: examples of the fixed EGF set (also the data of SNIP and
+    GraSP); `optimizer`: None keeps the recipe's.
+    """
+    out = {"epochs": epochs, "validation_freq": epochs,
+           "data": {"subset": subset, "eval_subset": eval_subset},
+           "egf": {"num_examples": egf_examples}, "baseline": None, **extra}
+    if optimizer is not None:
+        out["optimizer"] = optimizer
+    return out

@@ -10,7 +10,7 @@ Everything else (model, data, optimizer, batch, epochs) is the same for all
 methods of a study.
 """
 
-from recipes.studies.common import MODELS, adam, cell, small_dense, tag
+from recipes.studies.common import MODELS, adam, cell, preset, small_dense, tag
 
 DELTA_T = "0.02*total_steps"
 
@@ -109,11 +109,8 @@ DST_FASHION_MNIST = {
     "comparisons": FMNIST_COMPARISONS,
     "seeds": 3,
     "presets": {
-        # Measured here (2 shared cores): see STUDY_TIMES in recipes/studies/times.py.
-        "cpu": {"optimizer": adam(1e-3), "batch_size": 128, "epochs": 3,
-                "data": {"subset": 10000, "eval_subset": 5000}, "baseline": None},
-        "paper": {"optimizer": adam(1e-3), "batch_size": 128, "epochs": 30,
-                  "data": {"subset": None, "eval_subset": None}, "baseline": None},
+        "cpu": preset(5, 10000, optimizer=adam(1e-3), batch_size=128),
+        "paper": preset(30, None, optimizer=adam(1e-3), batch_size=128, egf_examples=1000),
     },
     "claims": [
         {"id": "D1", "claim": "DST-EE beats SET and RigL at the same sparsity, up to 98%.",
@@ -156,10 +153,8 @@ DST_CIFAR10 = {
     "presets": {
         # SGD momentum 0.9, LR 0.1 divided by 10 at 50% and 75%, weight decay
         # 1e-4 (the recipe's He et al. schedule) for every method.
-        "cpu": {"epochs": 4, "data": {"subset": 5000, "eval_subset": 2000, "augment": False},
-                "baseline": None},
-        "paper": {"epochs": 164, "data": {"subset": None, "eval_subset": None},
-                  "baseline": None},
+        "cpu": preset(4, 5000),
+        "paper": preset(164, None, egf_examples=1000),
     },
     "claims": [
         {"id": "D1", "claim": "DST-EE beats SET and RigL at the same sparsity.",
@@ -201,10 +196,8 @@ DSTEE_EXPLORATION = {
     "comparisons": [],
     "seeds": 3,
     "presets": {
-        "cpu": {"optimizer": adam(1e-3), "batch_size": 128, "epochs": 3,
-                "data": {"subset": 10000, "eval_subset": 5000}, "baseline": None},
-        "paper": {"optimizer": adam(1e-3), "batch_size": 128, "epochs": 30,
-                  "data": {"subset": None, "eval_subset": None}, "baseline": None},
+        "cpu": preset(5, None, optimizer=adam(1e-3), batch_size=128),
+        "paper": preset(30, None, optimizer=adam(1e-3), batch_size=128, egf_examples=1000),
     },
     "claims": [
         {"id": "D1", "claim": "DST-EE beats RigL at 98% sparsity (for some c in the "

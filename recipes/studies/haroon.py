@@ -12,7 +12,7 @@ epochs it needs to reach its sparsity and its training cost in
 dense-equivalent epochs (compute-weighted density summed over steps).
 """
 
-from recipes.studies.common import MODELS, adam, cell, tag
+from recipes.studies.common import MODELS, adam, cell, preset, tag
 
 SPARSITIES = (0.9, 0.95, 0.98)
 DENSE_EPOCHS = 3  # the controls' dense epochs: dissipating gradients' schedule
@@ -100,10 +100,8 @@ HAROON_INIT = {
     "comparisons": COMPARISONS,
     "seeds": 3,
     "presets": {
-        "cpu": {"optimizer": adam(1e-3), "batch_size": 128, "epochs": 8,
-                "data": {"subset": 5000, "eval_subset": 5000}, "baseline": None},
-        "paper": {"optimizer": adam(1e-3), "batch_size": 128, "epochs": 20,
-                  "data": {"subset": None, "eval_subset": None}, "baseline": None},
+        "cpu": preset(8, 6000, optimizer=adam(1e-3), batch_size=128),
+        "paper": preset(20, None, optimizer=adam(1e-3), batch_size=128, egf_examples=1000),
     },
     "claims": [
         {"id": "H1", "claim": "K-starts' fittest mask beats a random mask of the same sparsity.",
