@@ -111,37 +111,48 @@ def plan(name, preset="cpu", seeds=None, cells=None):
 
 
 class DensityTrace(keras.callbacks.Callback):
-    """Records the compute-weighted density of the prunable layers each step.
+    """Records the compute-weighted density of the kernels each step, and FLOPs.
 
     The density of a step is `sum_l macs_l * active_l / sum_l macs_l *
-    size_l`, `macs_l` the multiply-adds per weight and example of layer `l`
-    (1 for a Dense kernel, the output's spatial size for a convolution),
-    read from the masks before the step. Summed over steps it gives the
-    training cost in dense-equivalent epochs (forward and backward cost both
-    scale with it; interpretation: the dense gradients some methods read at
-    update steps are not counted). Also records the sparsity at each epoch end.
+    size_l` over the kernels (the prunable weights of a sparse model, every
+    `kernel` of a dense one), `macs_l` the multiply-adds per weight and
+    example of layer `l` (1 for a Dense kernel, the output's spatial size
+    for a convolution), read from the masks before the step. Summed over
+    steps it gives the training cost in dense-equivalent epochs of the
+    model trained; `flops` estimates the training FLOPs of the kernels as
+    `6 * sum_steps sum_l macs_l * active_l * batch_size` (2 FLOPs per
+    multiply-add, backward twice the forward; interpretation: biases,
+    normalisation, the dense gradients some methods read at update steps and
+    a smaller last batch are not counted). Also records the sparsity at the
+    start and at each epoch end.
     """
 
-    def __init__(self):
+    def __init__(self, batch_size):
         super().__init__()
-        self.steps, self.per_epoch, self.end_sparsity = 0.0, [], []
-        self._macs = []
+        self.batch_size = batch_size
+        self.steps, self.flops, self.per_epoch, self.end_sparsity = 0.0, 0.0, [], []
+        self.start_sparsity = 0.0
+        self._kernels = []
 
     def set_model(self, model):
         super().set_model(model)
-        self._macs = [(mw, _macs_per_weight(mw)) for mw in
-                      getattr(model, "masked_weights", None) or []]
+        masked = getattr(model, "masked_weights", None) or []
+        if masked:
+            self._kernels = [(mw.weight, mw.mask, _macs_per_weight(mw.layer, mw.weight))
+                             for mw in masked]
+        else:
+            self._kernels = [(w, None, _macs_per_weight(layer, w)) for layer in model.layers
+                             for w in layer.weights if w.path.endswith("kernel")]
+        self._full = sum(m * math.prod(w.shape) for w, _, m in self._kernels)
 
-    def _density(self):
-        if not self._macs:
-            return 1.0
-        active = sum(m * float(keras.ops.sum(mw.mask)) for mw, m in self._macs)
-        return active / sum(m * mw.size for mw, m in self._macs)
+    def _active(self, weighted):
+        return sum((m if weighted else 1) * (math.prod(w.shape) if mask is None
+                                             else float(keras.ops.sum(mask)))
+                   for w, mask, m in self._kernels)
 
     def sparsity(self):
-        size = sum(mw.size for mw, _ in self._macs)
-        active = sum(float(keras.ops.sum(mw.mask)) for mw, _ in self._macs)
-        return 1.0 - active / size if size else 0.0
+        size = sum(math.prod(w.shape) for w, _, _ in self._kernels)
+        return 1.0 - self._active(False) / size if size else 0.0
 
     def on_train_begin(self, logs=None):
         self.start_sparsity = self.sparsity()
@@ -150,7 +161,9 @@ class DensityTrace(keras.callbacks.Callback):
         self._sum, self._count = 0.0, 0
 
     def on_train_batch_begin(self, batch, logs=None):
-        self._sum += self._density()
+        macs = self._active(True)
+        self._sum += macs / self._full if self._full else 1.0
+        self.flops += 6.0 * macs * self.batch_size
         self._count += 1
 
     def on_epoch_end(self, epoch, logs=None):
@@ -159,12 +172,12 @@ class DensityTrace(keras.callbacks.Callback):
         self.end_sparsity.append(self.sparsity())
 
 
-def _macs_per_weight(mw):
+def _macs_per_weight(layer, weight):
     """Multiply-adds per weight and example: the output's spatial size for a conv."""
-    if len(mw.weight.shape) <= 2:
+    if len(weight.shape) <= 2:
         return 1
     try:
-        return max(1, math.prod(mw.layer.output.shape[1:-1]))
+        return max(1, math.prod(layer.output.shape[1:-1]))
     except (AttributeError, ValueError, TypeError):
         return 1
 
@@ -180,7 +193,7 @@ def run_cell(study, cell, config, seed, out, verbose, data_cache):
         data_cache.clear()  # one dataset at a time in memory
         data_cache[key] = runner._datasets(config, seed)
     data = data_cache[key]
-    trace = DensityTrace()
+    trace = DensityTrace(config["batch_size"])
     _, result = runner.train_arm(config, cell["name"], data, run_dir, seed, verbose,
                                  "metrics.csv", callbacks=[trace], tensorboard=False)
     target = config["sparsity"] if config["method"] is not None else 0.0
@@ -197,6 +210,7 @@ def run_cell(study, cell, config, seed, out, verbose, data_cache):
         epochs_to_sparsity=(0 if trace.start_sparsity >= target - 1e-6
                             else (reached[0] if reached else None)),
         dense_equivalent_epochs=trace.steps / steps_per_epoch,
+        train_flops=trace.flops,
         # CPU time of this process for the run (both cores count): a measure
         # of its cost that depends less on other load than wall time does.
         cpu_seconds=time.process_time() - cpu,
@@ -293,6 +307,7 @@ def aggregate(name, out=None, preset="cpu"):
             itop=_mean(itop), epochs_to_sparsity=_mean([r.get("epochs_to_sparsity")
                                                         for r in results]),
             dense_equivalent_epochs=_mean([r.get("dense_equivalent_epochs") for r in results]),
+            train_flops=_mean([r.get("train_flops") for r in results]),
             train_seconds=_mean([r["train_seconds"] for r in results]),
             baseline=base, test=test(cell["name"], base) if base in found else None))
     tested = [r for r in rows if r["test"]]
@@ -346,13 +361,14 @@ def _write_tables(study, out, rows, comparisons, ranking, preset):
     out.mkdir(parents=True, exist_ok=True)
     columns = ["cell", "method", "group", "sparsity", "n", "mean", "std", "ci95_lo", "ci95_hi",
                "final_sparsity", "itop", "epochs_to_sparsity", "dense_equivalent_epochs",
-               "train_seconds", "baseline", "test", "mean_diff", "p_value", "p_holm"]
+               "train_flops", "train_seconds", "baseline", "test", "mean_diff", "p_value",
+               "p_holm"]
     with open(out / "table.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         for r in rows:
             t = r["test"] or {}
-            writer.writerow([r[c] for c in columns[:15]]
+            writer.writerow([r[c] for c in columns[:16]]
                             + [t.get("test"), t.get("mean_diff"), t.get("p_value"),
                                t.get("p_holm")])
     with open(out / "comparisons.csv", "w", newline="") as f:
@@ -371,17 +387,25 @@ def _write_tables(study, out, rows, comparisons, ranking, preset):
              f"Metric: final test accuracy ({METRIC}), mean ± std over seeds, t-based 95% CI. "
              "Paired tests (two-sided) on the seeds both cells have: "
              + (", ".join(names[t] for t in tests) or "none")
-             + "; p_holm is Holm-adjusted over the tests of the table.", "",
+             + "; p_holm is Holm-adjusted over the tests of the table. ITOP: final "
+             "in-time over-parameterization rate (DST methods). Epochs to sparsity: first "
+             "epoch at whose end the target sparsity holds (0: sparse from the start). "
+             "Dense-eq. epochs: training cost in epochs of the same model trained dense "
+             "(compute-weighted density of the kernels summed over steps); train GFLOPs: "
+             "6 x multiply-adds of the active kernels x examples (an estimate that "
+             "compares models of different size).", "",
              "| cell | method | group | sparsity | n | accuracy | 95% CI | ITOP | "
-             "epochs to sparsity | dense-eq. epochs | vs | diff | p | p_holm |",
-             "|" + "---|" * 14]
+             "epochs to sparsity | dense-eq. epochs | train GFLOPs | vs | diff | p | p_holm |",
+             "|" + "---|" * 15]
     for r in rows:
         t = r["test"] or {}
         lines.append(
             f"| {r['cell']} | {r['method']} | {r['group']} | {_fmt(r['sparsity'], 3)} | {r['n']} "
             f"| {_fmt(r['mean'])} ± {_fmt(r['std'])} | [{_fmt(r['ci95_lo'])}, "
             f"{_fmt(r['ci95_hi'])}] | {_fmt(r['itop'], 3)} | {_fmt(r['epochs_to_sparsity'], 1)} "
-            f"| {_fmt(r['dense_equivalent_epochs'], 2)} | {r['baseline'] if t else '-'} "
+            f"| {_fmt(r['dense_equivalent_epochs'], 2)} "
+            f"| {_fmt(r['train_flops'] / 1e9 if r['train_flops'] else None, 1)} "
+            f"| {r['baseline'] if t else '-'} "
             f"| {_fmt(t.get('mean_diff'))} | {_fmt(t.get('p_value'), 3)} "
             f"| {_fmt(t.get('p_holm'), 3)} |")
     if comparisons:
