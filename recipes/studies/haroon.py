@@ -10,6 +10,16 @@ dissipating schedule) and then prune once at random or by magnitude, so the
 extra dense training is not mistaken for the method. Every run records the
 epochs it needs to reach its sparsity and its training cost in
 dense-equivalent epochs (compute-weighted density summed over steps).
+
+Measured time per cell (the cpu preset):
+
+- `haroon_init`: measured here (1 seed per cell, 2 cores shared, load
+  average 13-14), cpu preset with 6,000 training examples x 8 epochs:
+  lenet300_grasp_s90 9.4 CPU-s / 28 s wall, lenet300_synflow_s95 10.6 / 46
+  s, lenet5_dense_then_random_s90 10.7 / 22 s,
+  lenet5_kstarts_dissipating_s98 10.5 / 35 s. The preset uses 5,000
+  examples: about 9 CPU-s per cell, 66 cells x 3 seeds = 198 runs, about 30
+  min of CPU time (not measured alone; over 90 min at that load).
 """
 
 from recipes.studies.common import MODELS, adam, cell, preset, tag
@@ -100,7 +110,7 @@ HAROON_INIT = {
     "comparisons": COMPARISONS,
     "seeds": 3,
     "presets": {
-        "cpu": preset(8, 6000, optimizer=adam(1e-3), batch_size=128),
+        "cpu": preset(8, 5000, optimizer=adam(1e-3), batch_size=128),
         "paper": preset(20, None, optimizer=adam(1e-3), batch_size=128, egf_examples=1000),
     },
     "claims": [
