@@ -149,7 +149,9 @@ def _build(value, context):
         return [_build(v, context) for v in value]
     if isinstance(value, str) and _STEPS.match(value):
         factor, unit = _STEPS.match(value).groups()
-        return int(round(float(factor or 1.0) * context[unit]))
+        steps = int(round(float(factor or 1.0) * context[unit]))
+        # A positive fraction is at least one step (a tiny run's delta_t).
+        return max(steps, 1) if float(factor or 1.0) > 0 else steps
     return value
 
 

@@ -175,3 +175,9 @@ def test_small_dense_weight_counts_are_the_models():
             assert abs(count - (1 - s) * full) < 0.12 * count
     with pytest.raises(ValueError, match="width"):
         ks.models.get("lenet5", width=0)
+
+
+def test_step_fractions_are_at_least_one_step():
+    assert runner._build("0.02*total_steps", {"total_steps": 10}) == 1
+    assert runner._build("0.02*total_steps", {"total_steps": 1000}) == 20
+    assert runner._build("0.0*total_steps", {"total_steps": 1000}) == 0
