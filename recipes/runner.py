@@ -12,6 +12,7 @@ import inspect
 import json
 import logging
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ DEFAULTS = {
     "data": {"train_split": "train", "eval_split": "test", "subset": None,
              "eval_subset": None, "augment": None},
     "label_smoothing": 0.0,
+    "validation_freq": 1,
     "method": None,
     "sparsity": 0.0,
     "distribution": "erk",
@@ -159,7 +161,9 @@ def _build(value, context):
         return [_build(v, context) for v in value]
     if isinstance(value, str) and _STEPS.match(value):
         factor, unit = _STEPS.match(value).groups()
-        return int(round(float(factor or 1.0) * context[unit]))
+        steps = int(round(float(factor or 1.0) * context[unit]))
+        # A positive fraction is at least one step (a tiny run's delta_t).
+        return max(steps, 1) if float(factor or 1.0) > 0 else steps
     return value
 
 
@@ -218,19 +222,25 @@ def _method_callback(method, context, seed):
     return cls(**args)
 
 
+def default_verbose():
+    """Keras `fit` verbosity: a progress bar (1) on a terminal, else one line per epoch (2)."""
+    return 1 if sys.stdout.isatty() else 2
+
+
 def train_arm(config, label, data, out, seed, verbose, csv_name, strategy=None,
-              jit_compile=None):
+              jit_compile=None, callbacks=(), tensorboard=True):
     """Builds, trains and reports one model of the recipe; returns (model, result).
 
     The model, its masks, the mask-rule callbacks and the optimizer are made
     under `strategy.scope()` (`strategy` None: the default device);
-    `jit_compile` None leaves Keras' "auto".
+    `jit_compile` None leaves Keras' "auto". `callbacks` are added after the
+    method's (they see its logs); `tensorboard=False` skips the TensorBoard logs.
     """
     info, train, test, probe, steps_per_epoch = data
     context = {"steps_per_epoch": steps_per_epoch,
                "total_steps": steps_per_epoch * config["epochs"]}
     keras.utils.set_random_seed(seed)  # same initial weights in every arm
-    callbacks = []
+    extra_callbacks, callbacks = list(callbacks), []
     with launch.scope(strategy):
         model = ks.applications.get(config["model"]["name"], input_shape=info["input_shape"],
                               num_classes=info["num_classes"],
@@ -253,15 +263,19 @@ def train_arm(config, label, data, out, seed, verbose, csv_name, strategy=None,
     callbacks.append(ks.callbacks.EGFLogger(probe, every=egf["every"],
                                             num_examples=egf["num_examples"],
                                             batch_size=min(config["batch_size"], 256)))
-    board = _tensorboard(out / "tensorboard" / label)
+    callbacks.extend(extra_callbacks)
+    board = _tensorboard(out / "tensorboard" / label) if tensorboard else None
     if board is not None:
         callbacks.append(board)
     callbacks.append(keras.callbacks.CSVLogger(str(out / csv_name)))
 
+    print(f"-- {config['name']}: training {label} ({config['epochs']} epochs, seed {seed})",
+          flush=True)
     start = time.perf_counter()
     # The pipeline shuffles (seeded); fit's own shuffle does not apply to it.
     history = model.fit(train, validation_data=test, epochs=config["epochs"], shuffle=False,
-                        callbacks=callbacks, verbose=verbose)
+                        validation_freq=config["validation_freq"], callbacks=callbacks,
+                        verbose=verbose)
     wall = time.perf_counter() - start
     rows = ks.sparsity_report(model)
     history = {k: [float(v) for v in vs] for k, vs in history.history.items()}
@@ -308,7 +322,7 @@ def preflight(name, preset="cpu", epochs=None, overrides=None, strategy="none",
 
 
 def run(name, preset="cpu", epochs=None, seed=0, out=None, export_root=None,
-        overrides=None, verbose=1, strategy="none", mixed_precision=False,
+        overrides=None, verbose=None, strategy="none", mixed_precision=False,
         jit_compile=None, data_dir=None, download=False):
     """Runs recipe `name` and writes its outputs.
 
@@ -330,7 +344,8 @@ def run(name, preset="cpu", epochs=None, seed=0, out=None, export_root=None,
         out: output directory.
         export_root: root of the TF Serving export.
         overrides: dict merged into the config last (for reduced runs/tests).
-        verbose: Keras `fit` verbosity (1: progress bar).
+        verbose: Keras `fit` verbosity; default 1 (progress bar) when stdout
+            is a terminal, else 2 (one line per epoch, readable in logs).
         strategy: "none", "mirrored", "multiworker" or "tpu" (see
             `recipes.launch.make_strategy`). The recipe's `batch_size` is the
             global batch, split over the replicas.
@@ -354,6 +369,8 @@ def run(name, preset="cpu", epochs=None, seed=0, out=None, export_root=None,
         >>> summary = run("quickstart", epochs=1, strategy="mirrored")  # doctest: +SKIP
     """
     start = time.perf_counter()
+    if verbose is None:
+        verbose = default_verbose()
     config = preflight(name, preset, epochs, overrides, strategy=strategy,
                        jit_compile=jit_compile, data_dir=data_dir, download=download)
     distribute = launch.make_strategy(strategy)

@@ -33,6 +33,7 @@ from keras_sparse.callbacks.egf import EGFLogger
 from keras_sparse.callbacks.gradual import GradualMagnitudePruning
 from keras_sparse.callbacks.kstarts import KStarts
 from keras_sparse.callbacks.presets import DSTEE, SET, SNFS, RigL
+from keras_sparse.callbacks.oneshot import OneShotPruning
 from keras_sparse.callbacks.static import Static
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "MaskCallback",
     "MeanScoreRedistribution",
     "Momentum",
+    "OneShotPruning",
     "Random",
     "RigL",
     "Rule",

@@ -1,0 +1,171 @@
+"""Statistics of repeated runs: summaries, paired tests, Holm, Kendall's tau.
+
+Small wrappers over scipy (imported when first needed, so importing
+`keras_sparse` does not import scipy) that return plain dicts ready for JSON.
+
+```python
+from keras_sparse.analysis import stats
+stats.summarize([0.91, 0.92, 0.90])        # mean, std, n, 95% CI
+stats.paired_test([0.91, 0.92, 0.90], [0.89, 0.90, 0.90])
+stats.holm([0.01, 0.04, 0.03])
+```
+"""
+
+import math
+
+# Below this many pairs the Wilcoxon signed-rank test cannot reach p < 0.05
+# (two-sided, exact: the smallest p is 2 / 2**n = 0.0625 at n = 5), so "auto"
+# uses the paired t-test there.
+WILCOXON_MIN_N = 6
+TESTS = ("auto", "wilcoxon", "ttest")
+
+
+def _scipy_stats():
+    import scipy.stats  # lazy: only analysis code needs scipy
+
+    return scipy.stats
+
+
+def _floats(values, name):
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` must be a sequence of numbers; got {values!r}.") from None
+    return out
+
+
+def summarize(values):
+    """Mean, sample standard deviation and t-based 95% confidence interval.
+
+    Args:
+        values: a sequence of numbers (e.g. one metric over seeds), at least one.
+
+    Returns:
+        `{"mean", "std", "n", "ci95": [lo, hi]}`; `std` uses ddof=1 and the
+        interval is `mean -/+ t(0.975, n-1) * std / sqrt(n)`. With one value,
+        `std` is NaN and the interval is `[NaN, NaN]`.
+
+    Raises:
+        ValueError: if `values` is empty.
+
+    Example:
+
+    >>> summarize([1.0, 2.0, 3.0])["std"]
+    1.0
+    """
+    x = _floats(values, "values")
+    if not x:
+        raise ValueError("`values` must hold at least one number; got an empty sequence.")
+    n = len(x)
+    mean = sum(x) / n
+    if n < 2:
+        return {"mean": mean, "std": math.nan, "n": n, "ci95": [math.nan, math.nan]}
+    std = math.sqrt(sum((v - mean) ** 2 for v in x) / (n - 1))
+    half = _scipy_stats().t.ppf(0.975, n - 1) * std / math.sqrt(n)
+    return {"mean": mean, "std": std, "n": n, "ci95": [mean - half, mean + half]}
+
+
+def paired_test(a, b, test="auto"):
+    """Two-sided paired test of `a` against `b` (same seeds, same order).
+
+    Args:
+        a: values of one method, one per seed.
+        b: values of the other method on the same seeds.
+        test: "wilcoxon" (signed-rank, `scipy.stats.wilcoxon`), "ttest"
+            (`scipy.stats.ttest_rel`) or "auto": Wilcoxon from 6 pairs on,
+            the paired t-test below (Wilcoxon cannot reach p < 0.05 with
+            fewer than 6 pairs).
+
+    Returns:
+        `{"test": "wilcoxon"|"ttest", "statistic", "p_value", "n",
+        "mean_diff"}` with `mean_diff = mean(a - b)`. When all differences
+        are 0, `p_value` is 1.0 and `statistic` 0.0 (scipy gives NaN or
+        raises there).
+
+    Raises:
+        ValueError: if the lengths differ, fewer than 2 pairs are given, or
+            `test` is not one of "auto", "wilcoxon", "ttest".
+
+    Example:
+
+    >>> paired_test([0.9, 0.8, 0.7], [0.8, 0.8, 0.6])["test"]
+    'ttest'
+    """
+    if test not in TESTS:
+        raise ValueError(f"`test` must be one of {TESTS}; got test={test!r}.")
+    x, y = _floats(a, "a"), _floats(b, "b")
+    if len(x) != len(y):
+        raise ValueError(f"`a` and `b` must pair up (same length); got {len(x)} and {len(y)}.")
+    n = len(x)
+    if n < 2:
+        raise ValueError(f"A paired test needs at least 2 pairs; got {n}.")
+    if test == "auto":
+        test = "wilcoxon" if n >= WILCOXON_MIN_N else "ttest"
+    diffs = [u - v for u, v in zip(x, y)]
+    result = {"test": test, "n": n, "mean_diff": sum(diffs) / n}
+    if all(d == 0 for d in diffs):
+        return dict(result, statistic=0.0, p_value=1.0)
+    st = _scipy_stats()
+    out = st.wilcoxon(x, y) if test == "wilcoxon" else st.ttest_rel(x, y)
+    p = float(out.pvalue)
+    return dict(result, statistic=float(out.statistic), p_value=1.0 if math.isnan(p) else p)
+
+
+def holm(p_values):
+    """Holm-Bonferroni adjusted p-values, in the input order.
+
+    The i-th smallest of m p-values becomes `max_{j<=i} min(1, (m - j + 1) *
+    p_(j))`; reject where the adjusted value is below the level.
+
+    Args:
+        p_values: a sequence of p-values in [0, 1].
+
+    Returns:
+        A list of adjusted p-values, same order and length.
+
+    Raises:
+        ValueError: if a p-value is outside [0, 1] or NaN.
+
+    Example:
+
+    >>> holm([0.01, 0.04, 0.03])
+    [0.03, 0.06, 0.06]
+    """
+    p = _floats(p_values, "p_values")
+    bad = [v for v in p if not 0.0 <= v <= 1.0]
+    if bad:
+        raise ValueError(f"`p_values` must lie in [0, 1]; got {bad[0]!r}.")
+    m = len(p)
+    order = sorted(range(m), key=lambda i: p[i])
+    adjusted, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def kendall(x, y):
+    """Kendall's tau-b between two paired sequences (`scipy.stats.kendalltau`).
+
+    Args:
+        x: a sequence of numbers.
+        y: a sequence of numbers, same length.
+
+    Returns:
+        `{"tau", "p_value", "n"}` (NaN tau and p when a sequence is constant).
+
+    Raises:
+        ValueError: if the lengths differ or fewer than 2 pairs are given.
+
+    Example:
+
+    >>> round(kendall([1, 2, 3], [1, 3, 2])["tau"], 3)
+    0.333
+    """
+    u, v = _floats(x, "x"), _floats(y, "y")
+    if len(u) != len(v):
+        raise ValueError(f"`x` and `y` must pair up (same length); got {len(u)} and {len(v)}.")
+    if len(u) < 2:
+        raise ValueError(f"Kendall's tau needs at least 2 pairs; got {len(u)}.")
+    out = _scipy_stats().kendalltau(u, v)
+    return {"tau": float(out.statistic), "p_value": float(out.pvalue), "n": len(u)}
