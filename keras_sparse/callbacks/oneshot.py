@@ -3,9 +3,11 @@
 import keras
 
 from keras_sparse import pruning
-from keras_sparse.callbacks.base import MaskCallback
-from keras_sparse.callbacks.parts import check_number
-from keras_sparse.conversion import sparsity_report
+from keras_sparse.callbacks.base import MaskCallback, log_sparsity
+from keras_sparse.distributions import check_distribution
+from keras_sparse.utils.argument_validation import check_choice, check_int, check_sparsity
+
+__all__ = ["OneShotPruning"]
 
 CRITERIA = ("magnitude", "random")
 
@@ -41,25 +43,17 @@ class OneShotPruning(MaskCallback):
 
     def __init__(self, sparsity, epoch, criterion="magnitude", distribution="erk", seed=0):
         super().__init__()
-        check_number(sparsity, "sparsity", lambda v: 0 <= v < 1, "in [0, 1)")
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
-            raise ValueError(f"`epoch` must be an int >= 1; got epoch={epoch!r}.")
-        if criterion not in CRITERIA:
-            raise ValueError(f"`criterion` must be one of {CRITERIA}; got criterion={criterion!r}.")
-        if distribution not in ("erk", "er", "uniform"):
-            raise ValueError("`distribution` must be one of ('erk', 'er', 'uniform'); "
-                             f"got distribution={distribution!r}.")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"`seed` must be an int >= 0; got seed={seed!r}.")
-        self.sparsity, self.epoch, self.criterion = float(sparsity), epoch, criterion
-        self.distribution, self.seed = distribution, seed
+        self.sparsity = check_sparsity(sparsity)
+        self.epoch = check_int(epoch, "epoch", minimum=1)
+        self.criterion = check_choice(criterion, "criterion", CRITERIA)
+        self.distribution = check_distribution(distribution)
+        self.seed = check_int(seed, "seed", minimum=0)
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 == self.epoch:
             pruning.get(self.criterion)(self.model, self.sparsity,
                                         distribution=self.distribution, seed=self.seed)
-        if logs is not None:
-            logs["sparsity"] = sparsity_report(self.model)[-1]["sparsity"]
+        log_sparsity(self.model, logs)
 
     def get_config(self):
         return dict(sparsity=self.sparsity, epoch=self.epoch, criterion=self.criterion,
