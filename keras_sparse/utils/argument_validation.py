@@ -119,6 +119,10 @@ def check_number(value, name, low=None, high=None, low_open=False, high_open=Fal
 def check_sparsity(value, name="sparsity"):
     """Returns `value` as a float if `0 <= value < 1` (a sparsity).
 
+    Args:
+        value: the argument's value.
+        name: the argument's name, for the message.
+
     Raises:
         TypeError: `value` is not a number.
         ValueError: `value` is outside [0, 1) or NaN.
@@ -133,6 +137,11 @@ def check_sparsity(value, name="sparsity"):
 
 def check_choice(value, name, choices):
     """Returns `value` if it is one of `choices`.
+
+    Args:
+        value: the argument's value.
+        name: the argument's name, for the message.
+        choices: the allowed values.
 
     Raises:
         ValueError: `value` is not in `choices` (whatever its type).
@@ -156,6 +165,10 @@ def check_built_model(model, who):
 
     What `ks.sparsify`, `ks.strip` and `export_for_serving` need: they clone
     or trace the model's graph, which subclassed models do not have.
+
+    Args:
+        model: the model argument.
+        who: the caller's name, for the message.
 
     Raises:
         TypeError: `model` is not a `keras.Model`.
