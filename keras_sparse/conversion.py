@@ -14,7 +14,7 @@ from keras_sparse.layers.registry import (
     prunable_weights_of,
 )
 from keras_sparse.model import SparseModel
-from keras_sparse.utils.argument_validation import check_sparsity
+from keras_sparse.utils.argument_validation import check_built_model, check_sparsity
 
 __all__ = ["is_sparse", "sparsify", "sparsity_report", "strip"]
 
@@ -51,23 +51,6 @@ def _check_names(model, names, argument):
         raise ValueError(
             f"`{argument}` names {name!r}, which is not a layer of model "
             f"{model.name!r}; prunable layers: {sorted(shapes)}."
-        )
-
-
-def _check_model(model, who):
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"{who}: `model` must be a keras.Model; got {type(model).__name__}.")
-    try:
-        model.inputs
-    except (AttributeError, ValueError):
-        inputs = None
-    else:
-        inputs = model.inputs
-    if not inputs:
-        raise ValueError(
-            f"{who}: `model` must be a built Sequential or Functional model with "
-            "defined inputs (e.g. start a Sequential with keras.Input(shape)); "
-            "subclassed models use ks.layers directly."
         )
 
 
@@ -185,7 +168,7 @@ def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
     check_sparsity(sparsity)
     distributions.check_distribution(distribution)
     method = pruning.get(mask_init)
-    _check_model(model, "sparsify")
+    check_built_model(model, "sparsify")
     if is_sparse(model):
         raise ValueError(
             f"sparsify: model {model.name!r} is already sparse; use "
@@ -249,7 +232,7 @@ def strip(model):
     plain.save("model.keras")
     ```
     """
-    _check_model(model, "strip")
+    check_built_model(model, "strip")
     sparse_to_base = {v: k for k, v in SPARSE_CLASSES.items()}
 
     def convert(layer):

@@ -29,7 +29,19 @@ DISTRIBUTIONS = ("uniform", "er", "erk")
 
 
 def check_distribution(distribution):
-    """Returns `distribution` if it is one of `DISTRIBUTIONS` (else ValueError)."""
+    """Returns `distribution` if it is one of `DISTRIBUTIONS`.
+
+    Args:
+        distribution: "uniform", "er" or "erk".
+
+    Raises:
+        ValueError: any other value.
+
+    Example:
+
+    >>> check_distribution("erk")
+    'erk'
+    """
     return check_choice(distribution, "distribution", DISTRIBUTIONS)
 
 
@@ -39,13 +51,33 @@ def matches(path, names):
     A name matches the full path, a leading part of it, or any layer on it:
     "dense" matches "sequential/dense/kernel" (a nested model's layer) and
     "sequential" matches every weight of that nested model.
+
+    Args:
+        path: a weight path.
+        names: layer names or weight paths.
+
+    Example:
+
+    >>> matches("sequential/dense/kernel", ["dense"])
+    True
     """
     layers = path.split("/")[:-1]
     return any(n == path or n in layers or path.startswith(n + "/") for n in names)
 
 
 def raw_score(shape, distribution, erk_power_scale=1.0):
-    """The unnormalised density score of one weight shape (see module doc)."""
+    """The unnormalised density score of one weight shape (see module doc).
+
+    Args:
+        shape: the weight's shape.
+        distribution: "er" or "erk".
+        erk_power_scale: exponent of the ERK score.
+
+    Example:
+
+    >>> raw_score((10, 20), "er")
+    0.15
+    """
     if distribution == "erk":
         return (np.sum(shape) / np.prod(shape)) ** erk_power_scale
     n_in, n_out = shape[-2], shape[-1]  # er: fan-in and fan-out only
@@ -57,6 +89,17 @@ def pinned(paths, sparsity, dense_layers=None, custom=None):
 
     `dense_layers=None` means the first path when `sparsity >= 0.99`;
     `custom` wins over `dense_layers`.
+
+    Args:
+        paths: the weight paths, in model order.
+        sparsity: the global target (decides the default `dense_layers`).
+        dense_layers: names kept dense, or None.
+        custom: `{name: sparsity}`, or None.
+
+    Example:
+
+    >>> pinned(["a/kernel", "b/kernel"], 0.9, dense_layers=["a"])
+    {'a/kernel': 0.0}
     """
     paths = list(paths)
     if dense_layers is None:
@@ -85,6 +128,18 @@ def solve(shapes, sparsity, distribution="erk", dense_layers=None, custom=None,
     prunable weights; any layer with `eps * raw > 1` becomes dense and `eps`
     is solved again. interpretation: unlike RigL's code, layers in `custom`
     count towards the total, so the global sparsity stays exact.
+
+    Returns:
+        `{path: sparsity}` in the order of `shapes`.
+
+    Raises:
+        ValueError: a bad `sparsity` or `distribution`, or dense and custom
+            layers that already exceed the budget.
+
+    Example:
+
+    >>> solve({"a/kernel": (10, 10), "b/kernel": (10, 10)}, 0.5, "uniform")
+    {'a/kernel': 0.5, 'b/kernel': 0.5}
     """
     sparsity = check_sparsity(sparsity)
     check_distribution(distribution)
@@ -119,8 +174,14 @@ def layer_sparsities(model, sparsity, distribution="erk", dense_layers=None,
                      custom=None, erk_power_scale=1.0):
     """Per-weight target sparsities of a (sparse or plain) Keras model.
 
-    Returns `{weight path: sparsity}` for every weight `ks.sparsify` would
-    mask, with the rules of `solve`.
+    Args:
+        model: a Keras model, plain or sparse.
+        sparsity: the global target, in [0, 1).
+        distribution, dense_layers, custom, erk_power_scale: as in `solve`.
+
+    Returns:
+        `{weight path: sparsity}` for every weight `ks.sparsify` would
+        mask, with the rules of `solve`.
 
     Example:
 

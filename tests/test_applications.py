@@ -158,8 +158,8 @@ def test_unknown_name_names_argument_value_and_choices():
     [
         (lambda: models.cifar_resnet(21), "depth=21"),
         (lambda: models.wide_resnet(depth=23), "depth=23"),
-        (lambda: models.wide_resnet(width=0), "width=0"),
-        (lambda: models.wide_resnet(dropout=1.0), "dropout=1.0"),
+        (lambda: models.wide_resnet(width=0), "`width` must be an integer >= 1; got 0"),
+        (lambda: models.wide_resnet(dropout=1.0), "`dropout` must be in [0, 1); got 1.0"),
         (lambda: models.vgg(13), "depth=13"),
         (lambda: models.mlp((), (4,), 2), "widths=()"),
         (

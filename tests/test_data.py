@@ -206,8 +206,8 @@ def test_missing_dataset_error_from_environment(tmp_path, monkeypatch):
     [
         (dict(name="svhn"), "name='svhn'"),
         (dict(name="mnist", augment=True), "augment=True"),
-        (dict(name="cifar10", batch_size=0), "`batch_size`.*got 0"),
-        (dict(name="cifar10", subset=-1), "`subset`.*got -1"),
+        (dict(name="cifar10", batch_size=0), "`batch_size` must be an integer >= 1; got 0"),
+        (dict(name="cifar10", subset=-1), "`subset` must be an integer >= 1 or None; got -1"),
     ],
 )
 def test_bad_arguments_raise_before_reading(kwargs, match, tmp_path):

@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_sparse.utils.argument_validation import check_int
+
 
 def _conv_bn(x, filters, kernel_size, strides, name):
     x = keras.layers.Conv2D(
@@ -53,7 +55,8 @@ def cifar_resnet(depth, input_shape=(32, 32, 3), num_classes=10):
         >>> model.output_shape
         (None, 100)
     """
-    if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+    depth = check_int(depth, "depth", minimum=8, allowed=" of the form 6n + 2")
+    if (depth - 2) % 6:
         raise ValueError(
             f"`depth` must be 6n + 2 for an integer n >= 1 (20, 32, 56, ...); "
             f"got depth={depth!r}."

@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_sparse.utils.argument_validation import check_int, check_number
+
 
 def _conv(x, filters, kernel_size, strides, name):
     return keras.layers.Conv2D(
@@ -66,19 +68,14 @@ def wide_resnet(
         >>> model.output_shape
         (None, 10)
     """
-    if not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
+    depth = check_int(depth, "depth", minimum=10, allowed=" of the form 6n + 4")
+    if (depth - 4) % 6:
         raise ValueError(
             f"`depth` must be 6n + 4 for an integer n >= 1 (16, 22, 28, ...); "
             f"got depth={depth!r}."
         )
-    if not isinstance(width, int) or width < 1:
-        raise ValueError(
-            f"`width` must be a positive integer; got width={width!r}."
-        )
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(
-            f"`dropout` must be in [0, 1); got dropout={dropout!r}."
-        )
+    width = check_int(width, "width", minimum=1)
+    dropout = check_number(dropout, "dropout", 0, 1, high_open=True)
     blocks = (depth - 4) // 6
     inputs = keras.Input(shape=input_shape, name="image")
     x = _conv(inputs, 16, 3, 1, name="stem_conv")

@@ -38,6 +38,10 @@ def log_sparsity(model, logs):
     What the mask-rule callbacks log at each epoch end, so it reaches
     History, CSVLogger and the progress bar.
 
+    Args:
+        model: the model.
+        logs: the callback's `logs` dict, or None (then nothing happens).
+
     Example:
 
     ```python

@@ -46,6 +46,18 @@ class LayerUpdate:
         round: `t`, update rounds so far including this one (float64 tensor).
         seed: RNG seed of this role (the callback's `seed` for growth,
             `-(seed + 1)` for dropping, so the two draws differ).
+
+    Args:
+        weight, index, mask, gradient, step, round, seed: see Attributes.
+
+    Example:
+
+    ```python
+    class Saliency(Rule):      # a rule reads what it needs from the update
+        needs_gradient = True
+        def score(self, update):
+            return tf.abs(update.gradient * update.weight.weight)
+    ```
     """
 
     def __init__(self, weight, index, mask, gradient, step, round, seed):
@@ -264,6 +276,9 @@ class Exploration(Rule):
 class Sum(Rule):
     """The sum of several rules' scores (what `rule_a + rule_b` builds).
 
+    Args:
+        rules: a list of rules (instances, names in `RULES` or configs).
+
     Example:
 
     ```python
@@ -361,6 +376,10 @@ REDISTRIBUTIONS = {"mean_score": MeanScoreRedistribution}
 def get_rule(rule, argument="rule"):
     """A `Rule` from a name in `RULES`, an instance or a serialized config.
 
+    Args:
+        rule: a name, a `Rule` or a config from `serialize_keras_object`.
+        argument: the argument's name, for messages.
+
     Raises:
         ValueError: an unknown name.
         TypeError: neither a name, a config nor a `Rule`.
@@ -374,9 +393,22 @@ def get_rule(rule, argument="rule"):
 
 
 def get_redistribution(redistribution):
-    """`None`, a name in `REDISTRIBUTIONS`, a config, or an object with
-    `layer_weight(update, grow_score)` and `allocate(total, weights, capacity)`
-    like `MeanScoreRedistribution`."""
+    """The redistribution of regrowth across layers, or None.
+
+    Args:
+        redistribution: `None`, a name in `REDISTRIBUTIONS`, a config, or an
+            object with `layer_weight(update, grow_score)` and
+            `allocate(total, weights, capacity)` like `MeanScoreRedistribution`.
+
+    Raises:
+        ValueError: an unknown name.
+        TypeError: any other kind of value.
+
+    Example:
+
+    >>> type(get_redistribution("mean_score")).__name__
+    'MeanScoreRedistribution'
+    """
     if redistribution is None or hasattr(redistribution, "allocate"):
         return redistribution
     return lookup(redistribution, "redistribution", REDISTRIBUTIONS, MeanScoreRedistribution)

@@ -92,6 +92,10 @@ SCHEDULES = {"cosine": CosineDecay, "constant": Constant, "linear": LinearDecay}
 def get(drop_schedule, argument="drop_schedule"):
     """A `DropSchedule` from a name in `SCHEDULES`, an instance or a config.
 
+    Args:
+        drop_schedule: a name, a `DropSchedule` or a config.
+        argument: the argument's name, for messages.
+
     Raises:
         ValueError: an unknown name.
         TypeError: neither a name, a config nor a `DropSchedule`.

@@ -31,6 +31,12 @@ class SET(_Preset):
     Defaults are the original's: once per epoch, constant drop fraction 0.3.
     Random numbers come from a stateless RNG keyed by (seed, step, layer).
 
+    Args:
+        delta_t: steps between updates, or "epoch" (default).
+        drop_schedule: drop-fraction schedule ("constant").
+        alpha: drop fraction (0.3).
+        **kwargs: other `DynamicSparsity` arguments (`end_step`, `seed`, ...).
+
     Example:
 
     ```python
@@ -54,6 +60,12 @@ class RigL(_Preset):
     captured by the train step only at update steps (no extra pass) and
     all-reduced across replicas. Defaults: every 100 steps, cosine decay of
     0.3, up to 75% of training.
+
+    Args:
+        delta_t: steps between updates (100).
+        drop_schedule: drop-fraction schedule ("cosine").
+        alpha: initial drop fraction (0.3).
+        **kwargs: other `DynamicSparsity` arguments (`end_step`, `seed`, ...).
 
     Example:
 
@@ -79,6 +91,10 @@ class SNFS(_Preset):
 
     Args:
         momentum: decay of the gradient momentum (0.9).
+        delta_t: steps between updates, or "epoch" (default).
+        drop_schedule: drop-fraction schedule ("cosine").
+        alpha: initial prune rate (0.5).
+        **kwargs: other `DynamicSparsity` arguments.
 
     Example:
 
@@ -117,6 +133,8 @@ class DSTEE(_Preset):
         t: what `t` counts: "rounds" (update rounds, default) or "steps".
         c_scale: "absolute" (the paper's bonus, default) or "relative" (`c`
             times the layer's mean `abs(g)`, free of the gradient's scale).
+        delta_t, drop_schedule, alpha: as for `RigL` (100, "cosine", 0.3).
+        **kwargs: other `DynamicSparsity` arguments.
 
     Example:
 

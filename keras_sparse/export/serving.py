@@ -11,7 +11,7 @@ import tensorflow as tf
 from keras_sparse.conversion import strip
 from keras_sparse.export import csr
 from keras_sparse.layers.registry import flatten_layers
-from keras_sparse.utils.argument_validation import check_int, check_number
+from keras_sparse.utils.argument_validation import check_built_model, check_int, check_number
 
 __all__ = ["SPARSE_FORMATS", "export_for_serving"]
 
@@ -61,7 +61,7 @@ def export_for_serving(model, base_dir, version=None, sparse_format=None,
     # saved_models/lenet/1; serve with the tensorflow/serving image
     ```
     """
-    inputs = _check_model(model)
+    inputs = check_built_model(model, "export_for_serving")
     if sparse_format not in SPARSE_FORMATS:
         raise ValueError(
             f"export_for_serving: unknown `sparse_format` {sparse_format!r}; "
@@ -107,25 +107,6 @@ def export_for_serving(model, base_dir, version=None, sparse_format=None,
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
-
-
-def _check_model(model):
-    """The model's input `KerasTensor`s; raises if it has none."""
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"export_for_serving: `model` must be a keras.Model; got {type(model).__name__}."
-        )
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        inputs = None
-    if not inputs:
-        raise ValueError(
-            f"export_for_serving: `model` {model.name!r} has no inputs defined; export "
-            "needs a Sequential or Functional model built on keras.Input(...) "
-            "(e.g. keras.Sequential([keras.Input((784,)), ...]))."
-        )
-    return inputs
 
 
 def _check_base_dir(base_dir):

@@ -84,6 +84,18 @@ class SparseLayer:
     LoRA (`enable_lora`) and quantization (`quantize`) would replace the
     masked kernel and are refused with a TypeError; strip the model first
     (`ks.strip`) to use them on the plain layers.
+
+    Args:
+        mask_states: specs of rule state to re-create at build (what
+            `get_config` writes); other arguments go to the Keras layer.
+
+    Example:
+
+    ```python
+    class SparseConv2DTranspose(SparseLayer, keras.layers.Conv2DTranspose):
+        prunable = ("kernel",)
+        kernel = MaskedAttribute()
+    ```
     """
 
     prunable = ()

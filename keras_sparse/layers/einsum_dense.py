@@ -1,11 +1,20 @@
+"""`SparseEinsumDense`: `keras.layers.EinsumDense` with a masked kernel."""
+
 import keras
 
 from keras_sparse.layers.base import MaskedAttribute, SparseLayer
+
+__all__ = ["SparseEinsumDense"]
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
 class SparseEinsumDense(SparseLayer, keras.layers.EinsumDense):
     """`keras.layers.EinsumDense` with a masked kernel.
+
+    Args:
+        *args, **kwargs: the arguments of `keras.layers.EinsumDense`.
+        mask_states: rule state to re-create at build (written by
+            `get_config`; mask rules add it with `add_mask_state`).
 
     Example:
 

@@ -55,6 +55,9 @@ def is_opt_in(layer):
 
     Models and layers that are already sparse do not count.
 
+    Args:
+        layer: any Keras layer.
+
     Example:
 
     >>> is_opt_in(keras.layers.Dense(3))
@@ -103,6 +106,12 @@ def flatten_layers(model):
     in reverse, the first prunable layer found is the one nearest the input,
     which is what "keep the first layer dense" defaults rely on.
 
+    Args:
+        model: a Keras model or layer.
+
+    Returns:
+        A list of layers (`model` itself not included).
+
     Example:
 
     ```python
@@ -127,6 +136,9 @@ def prunable_shapes(model):
 
     Works on plain and sparse models, in model order.
 
+    Args:
+        model: a Keras model.
+
     Example:
 
     ```python
@@ -143,12 +155,22 @@ def prunable_shapes(model):
 class MaskedWeight:
     """One masked variable of a sparse model, with its mask and rule state.
 
+    Args:
+        layer, name, weight, mask: see Attributes.
+
     Attributes:
         layer: the sparse layer holding it.
         name: the weight's name in the layer (`"kernel"`).
         weight: the variable.
         mask: the mask variable (same shape and dtype).
         path: the variable's path (`"dense/kernel"`), unique in the model.
+
+    Example:
+
+    ```python
+    mw = model.masked_weights[0]
+    density = float(keras.ops.mean(mw.mask))
+    ```
     """
 
     def __init__(self, layer, name, weight, mask):
@@ -173,6 +195,12 @@ def masked_weights(model):
 
     Only built sparse layers count; a plain model has none.
 
+    Args:
+        model: a Keras model.
+
+    Returns:
+        A list of `MaskedWeight`.
+
     Example:
 
     ```python
@@ -193,6 +221,10 @@ def without_masks(variables, model):
 
     Rule state such as dense-gradient buffers is kept: only the mask
     variables themselves are left out.
+
+    Args:
+        variables: a list of variables.
+        model: the model whose masks are left out.
 
     Example:
 

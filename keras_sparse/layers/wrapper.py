@@ -1,6 +1,10 @@
+"""`SparseWrapper`: masks the weights a user layer opts in."""
+
 import keras
 
 from keras_sparse.layers.base import SparseLayer
+
+__all__ = ["SparseWrapper"]
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")

@@ -48,6 +48,10 @@ METHODS = {"random": random, "magnitude": magnitude, "snip": snip, "grasp": gras
 def get(name):
     """The pruning method called `name`.
 
+    Args:
+        name: one of `METHODS` ("random", "magnitude", "snip", "grasp",
+            "synflow").
+
     Raises:
         ValueError: `name` is not one of `METHODS`.
 

@@ -22,7 +22,19 @@ SCOPES = ("layer", "global")
 
 
 def check_scope(scope):
-    """Returns `scope` if it is "layer" or "global" (else ValueError)."""
+    """Returns `scope` if it is one of `SCOPES`.
+
+    Args:
+        scope: "layer" (per-layer budgets) or "global" (one ranking).
+
+    Raises:
+        ValueError: any other value.
+
+    Example:
+
+    >>> check_scope("global")
+    'global'
+    """
     return check_choice(scope, "scope", SCOPES)
 
 
@@ -98,6 +110,19 @@ def rank_inactive_last(model, scores):
 
     Scoring a masked network: its inactive weights are exactly 0 and not
     parameters, so they stay pruned unless the budget needs them.
+
+    Args:
+        model: a `ks.SparseModel`.
+        scores: `{weight path: tensor}`.
+
+    Returns:
+        `{weight path: float32 tensor}`.
+
+    Example:
+
+    ```python
+    scores = rank_inactive_last(model, ks.pruning.snip_scores(model, data))
+    ```
     """
     lowest = tf.float32.min  # finite: the NaN/Inf check must not fire
     return {
@@ -109,6 +134,16 @@ def rank_inactive_last(model, scores):
 
 def prune_with_scores(model, scores, sparsity, **kwargs):
     """Sets the masks from `scores` (see `masks_from_scores`); returns model.
+
+    Args:
+        model: a `ks.SparseModel`.
+        scores: `{weight path: tensor}`; the highest are kept.
+        sparsity: the global target, in [0, 1).
+        **kwargs: `distribution`, `scope`, `dense_layers`, `custom`,
+            `erk_power_scale` of `masks_from_scores`.
+
+    Returns:
+        `model`.
 
     Example:
 

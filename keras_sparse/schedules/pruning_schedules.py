@@ -34,6 +34,15 @@ class PruningSchedule(Configurable):
         end_step: last step at which they may be updated (>= begin_step),
             or -1 for no end where the schedule allows it.
         frequency: steps between updates (>= 1).
+
+    Example:
+
+    ```python
+    class Step(PruningSchedule):          # 0.5 until step 1000, then 0.9
+        def __call__(self, step):
+            sparsity = tf.where(step < 1000, 0.5, 0.9)
+            return self._should_prune(step), sparsity
+    ```
     """
 
     _allow_no_end = False
@@ -155,7 +164,21 @@ _TFMOT_NAMES = {"ConstantSparsity": ConstantSparsity, "PolynomialDecay": Polynom
 
 
 def check_schedule(schedule, name="schedule"):
-    """Raises a TypeError unless `schedule` follows the protocol."""
+    """Returns `schedule` if it is callable as `schedule(step) -> (bool, sparsity)`.
+
+    Args:
+        schedule: a pruning schedule (this package's or tfmot's).
+        name: the argument's name, for the message.
+
+    Raises:
+        TypeError: `schedule` is not callable.
+
+    Example:
+
+    ```python
+    check_schedule(ks.schedules.ConstantSparsity(0.5, begin_step=0))
+    ```
+    """
     if not callable(schedule):
         raise TypeError(
             f"`{name}` must be a pruning schedule, callable as schedule(step) -> "
@@ -166,7 +189,20 @@ def check_schedule(schedule, name="schedule"):
 
 
 def serialize(schedule):
-    """Config of any schedule; tfmot's two classes map to the ones here."""
+    """Config of any schedule; tfmot's two classes map to the ones here.
+
+    Args:
+        schedule: a pruning schedule with `get_config`.
+
+    Returns:
+        A dict for `deserialize` (and `keras.saving.deserialize_keras_object`).
+
+    Example:
+
+    ```python
+    config = serialize(ks.schedules.PolynomialDecay(0.0, 0.9, 0, 1000))
+    ```
+    """
     config = schedule.get_config()
     if (not isinstance(schedule, PruningSchedule)
             and type(schedule).__name__ in _TFMOT_NAMES
@@ -177,5 +213,15 @@ def serialize(schedule):
 
 
 def deserialize(config):
-    """Inverse of `serialize`."""
+    """Inverse of `serialize`.
+
+    Args:
+        config: what `serialize` returned.
+
+    Example:
+
+    ```python
+    schedule = deserialize(serialize(schedule))
+    ```
+    """
     return keras.saving.deserialize_keras_object(config)

@@ -5,6 +5,7 @@
 
 from keras_sparse.utils import tensorboard
 from keras_sparse.utils.argument_validation import (
+    check_built_model,
     check_choice,
     check_int,
     check_number,
@@ -16,6 +17,7 @@ from keras_sparse.utils.serialization import Configurable
 
 __all__ = [
     "Configurable",
+    "check_built_model",
     "check_choice",
     "check_int",
     "check_number",

@@ -11,7 +11,10 @@ pass), never as `bool`.
 import math
 import numbers
 
+import keras
+
 __all__ = [
+    "check_built_model",
     "check_choice",
     "check_int",
     "check_number",
@@ -116,6 +119,10 @@ def check_number(value, name, low=None, high=None, low_open=False, high_open=Fal
 def check_sparsity(value, name="sparsity"):
     """Returns `value` as a float if `0 <= value < 1` (a sparsity).
 
+    Args:
+        value: the argument's value.
+        name: the argument's name, for the message.
+
     Raises:
         TypeError: `value` is not a number.
         ValueError: `value` is outside [0, 1) or NaN.
@@ -130,6 +137,11 @@ def check_sparsity(value, name="sparsity"):
 
 def check_choice(value, name, choices):
     """Returns `value` if it is one of `choices`.
+
+    Args:
+        value: the argument's value.
+        name: the argument's name, for the message.
+        choices: the allowed values.
 
     Raises:
         ValueError: `value` is not in `choices` (whatever its type).
@@ -146,6 +158,42 @@ def check_choice(value, name, choices):
     if not ok:
         raise ValueError(f"`{name}` must be one of {tuple(choices)}; got {value!r}.")
     return value
+
+
+def check_built_model(model, who):
+    """Returns `model.inputs` if `model` is a Sequential/Functional model with inputs.
+
+    What `ks.sparsify`, `ks.strip` and `export_for_serving` need: they clone
+    or trace the model's graph, which subclassed models do not have.
+
+    Args:
+        model: the model argument.
+        who: the caller's name, for the message.
+
+    Raises:
+        TypeError: `model` is not a `keras.Model`.
+        ValueError: it has no defined inputs.
+
+    Example:
+
+    ```python
+    inputs = check_built_model(model, "export_for_serving")
+    ```
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"{who}: `model` must be a keras.Model; got {type(model).__name__}.")
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if not inputs:
+        raise ValueError(
+            f"{who}: `model` {model.name!r} has no inputs defined; it must be a built "
+            "Sequential or Functional model with defined inputs (e.g. start a "
+            "Sequential with keras.Input(shape)); subclassed models use ks.layers "
+            "directly."
+        )
+    return inputs
 
 
 def pair_by_path(items, values, who, what, noun):
