@@ -123,8 +123,9 @@ def _copy_weights(old, new, fold_masks=False):
         masks = {id(w): m for w, m in zip(old.get_prunable_weights(), old.get_masks())}
     for source, target in zip(sources, targets):
         value = ops.convert_to_numpy(source)
-        if id(source) in masks:
-            value = value * ops.convert_to_numpy(masks[id(source)])
+        if id(source) in masks:  # selection: NaN at an inactive position becomes 0
+            value = np.where(ops.convert_to_numpy(masks[id(source)]) != 0, value,
+                             np.zeros_like(value))
         target.assign(value)
 
 

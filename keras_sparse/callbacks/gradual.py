@@ -127,7 +127,9 @@ class GradualMagnitudePruning(MaskCallback):
         finite = []
         for i, mw in enumerate(self._weights):
             old = tf.convert_to_tensor(mw.mask)
-            score = tf.abs(tf.cast(tf.convert_to_tensor(mw.weight) * old, tf.float32))
+            weight = tf.cast(tf.convert_to_tensor(mw.weight), tf.float32)
+            # Pruned weights score 0, selected (never `w * mask`: NaN * 0 is NaN).
+            score = tf.where(old > 0, tf.abs(weight), tf.zeros_like(weight))
             ok = tf.reduce_all(tf.math.is_finite(score))
             new = tf.cond(ok, lambda: tf.cast(topk_mask(score, keep[i]), old.dtype),
                           lambda: old)
