@@ -2,7 +2,6 @@
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_sparse import distributions, layers, pruning
 from keras_sparse.layers.registry import (
@@ -14,6 +13,7 @@ from keras_sparse.layers.registry import (
     prunable_weights_of,
 )
 from keras_sparse.model import SparseModel
+from keras_sparse.utils import keras_compat
 from keras_sparse.utils.argument_validation import check_sparsity
 
 __all__ = ["is_sparse", "sparsify", "sparsity_report", "strip"]
@@ -122,9 +122,9 @@ def _copy_weights(old, new, fold_masks=False):
     if fold_masks and isinstance(old, layers.SparseLayer):
         masks = {id(w): m for w, m in zip(old.get_prunable_weights(), old.get_masks())}
     for source, target in zip(sources, targets):
-        value = ops.convert_to_numpy(source)
+        value = keras_compat.to_numpy(source)
         if id(source) in masks:  # selection: NaN at an inactive position becomes 0
-            value = np.where(ops.convert_to_numpy(masks[id(source)]) != 0, value,
+            value = np.where(keras_compat.to_numpy(masks[id(source)]) != 0, value,
                              np.zeros_like(value))
         target.assign(value)
 
@@ -216,7 +216,7 @@ def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
         # After the masks are chosen, so each layer's real density is known
         # (also with scope="global").
         for mw in masked_weights(sparse):
-            density = float(np.mean(ops.convert_to_numpy(mw.mask)))
+            density = float(np.mean(keras_compat.to_numpy(mw.mask)))
             if density > 0:
                 mw.weight.assign(mw.weight * (1.0 / np.sqrt(density)))
     return sparse
@@ -305,7 +305,7 @@ def sparsity_report(model):
         if isinstance(layer, layers.SparseLayer):
             for weight in prunable_weights_of(layer):
                 mw = masked[id(weight)]
-                add(layer, mw.name, weight, int(np.count_nonzero(ops.convert_to_numpy(mw.mask))))
+                add(layer, mw.name, weight, int(np.count_nonzero(keras_compat.to_numpy(mw.mask))))
             continue
         for weight in prunable_weights_of(layer):
             if id(weight) not in seen:  # a layer inside a SparseWrapper

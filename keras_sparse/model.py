@@ -150,7 +150,7 @@ class SparseModel(keras.Model):
         masks = model.get_masks()     # {"dense/kernel": array([[1., 0., ...]])}
         ```
         """
-        return {mw.path: ops.convert_to_numpy(mw.mask) for mw in self.masked_weights}
+        return {mw.path: keras_compat.to_numpy(mw.mask) for mw in self.masked_weights}
 
     def set_masks(self, new_masks, grow_init=0.0):
         """Replaces masks, keeping weights and optimizer slots consistent.

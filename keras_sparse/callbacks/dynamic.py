@@ -11,6 +11,7 @@ import tensorflow as tf
 from keras_sparse.callbacks import drop_grow, drop_schedules
 from keras_sparse.callbacks.base import MaskCallback
 from keras_sparse.masks import topk_mask, warn_non_finite
+from keras_sparse.utils import keras_compat
 from keras_sparse.utils import tensorboard
 from keras_sparse.utils.argument_validation import check_int, check_number
 
@@ -289,7 +290,7 @@ class DynamicSparsity(MaskCallback):
         self._last_step = None
 
     def _global_step(self):
-        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        return int(keras_compat.to_numpy(self.model.optimizer.iterations))
 
     @staticmethod
     def _empty_epoch():

@@ -8,6 +8,7 @@ from keras_sparse import distributions
 from keras_sparse.callbacks.base import MaskCallback, log_sparsity
 from keras_sparse.masks import num_inactive, topk_mask, warn_non_finite
 from keras_sparse.schedules import pruning_schedules
+from keras_sparse.utils import keras_compat
 from keras_sparse.utils.argument_validation import check_sparsity
 
 __all__ = ["GradualMagnitudePruning"]
@@ -99,7 +100,7 @@ class GradualMagnitudePruning(MaskCallback):
         log_sparsity(self.model, logs)
 
     def _iterations(self):
-        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        return int(keras_compat.to_numpy(self.model.optimizer.iterations))
 
     def _prune_if_scheduled(self, steps):
         """Prunes for the latest step of `steps` the schedule selects."""

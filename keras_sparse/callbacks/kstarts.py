@@ -11,6 +11,7 @@ from keras_sparse.callbacks.base import MaskCallback, log_sparsity
 from keras_sparse.layers.registry import without_masks
 from keras_sparse.masks import stateless_uniform
 from keras_sparse.pruning.base import check_scope, masks_from_scores
+from keras_sparse.utils import keras_compat
 from keras_sparse.utils.argument_validation import check_choice, check_int, check_sparsity
 
 __all__ = ["FITNESS", "MODES", "KStarts"]
@@ -258,7 +259,7 @@ class KStarts(MaskCallback):
         return model_vars + optimizer_vars
 
     def _snapshot(self):
-        return [keras.ops.convert_to_numpy(v) for v in self._state_variables()]
+        return [keras_compat.to_numpy(v) for v in self._state_variables()]
 
     def _load(self, masks, snapshot):
         """Sets `masks`, then every other variable from `snapshot`, masked."""
