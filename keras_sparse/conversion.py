@@ -140,17 +140,22 @@ def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
     `get_prunable_weights()` is wrapped in `SparseWrapper`. Biases and
     normalization weights stay dense.
 
+    Each layer gets exactly `round(s_l * n_l)` inactive weights, halves
+    rounded up (rigl and Synaptic-Flow take the floor: at most one weight
+    per layer differs).
+
     Args:
         model: a built Sequential or Functional `keras.Model` (not sparse).
         sparsity: global fraction of prunable weights set to zero, in [0, 1).
-        distribution: per-layer split, "erk" (default), "er" or "uniform".
+        distribution: per-layer split, "erk" (default), "er" or "uniform"
+            (any case).
         mask_init: "random", "magnitude", or a `ks.pruning` method name
             ("snip", "grasp", "synflow") which then needs `data`.
         data: a `tf.data.Dataset` of `(x, y)` or an `(x, y)` tuple, for
             data-driven `mask_init`.
         seed: seed of the random mask (stateless, per layer).
-        dense_layers: layer names kept dense (default: the first prunable
-            layer when `sparsity >= 0.99`, none below).
+        dense_layers: layer names kept dense (default: none, at every
+            sparsity; a paper's "first layer dense" is `dense_layers=[name]`).
         custom: `{layer name: sparsity}` fixed per layer.
         erk_power_scale: exponent of the ERK score.
         scale_init: once the masks are set, scale each kernel by
@@ -180,7 +185,7 @@ def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
     ```
     """
     check_sparsity(sparsity)
-    distributions.check_distribution(distribution)
+    distribution = distributions.check_distribution(distribution)
     method = pruning.get(mask_init)
     _check_model(model, "sparsify")
     if is_sparse(model):

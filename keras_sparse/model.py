@@ -256,6 +256,11 @@ class SparseModel(keras.Model):
             reset_slots(self._optimizer_or_none(), mw.weight, active, self.trainable_variables)
 
     def fit(self, *args, **kwargs):
+        try:
+            arguments = inspect.signature(keras.Model.fit).bind(self, *args, **kwargs).arguments
+        except TypeError:  # a bad call: Keras' own fit says what is wrong
+            arguments = {}
+        _check_exclusive_callbacks(arguments.get("callbacks"))
         inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
         if isinstance(inner, getattr(keras.optimizers, "Muon", ())):  # absent in older Keras
             raise TypeError(
@@ -442,6 +447,29 @@ def _make_functional(cls):
     if issubclass(cls, SparseModel) and not issubclass(cls, keras_compat.Functional):
         cls.__bases__ = tuple(_make_functional(base) for base in cls.__bases__)
     return cls
+
+
+def _check_exclusive_callbacks(callbacks):
+    """Refuses two callbacks of one `exclusive_group` in the same `fit`.
+
+    Two dynamic-sparse-training callbacks would each rewrite the masks on
+    their own schedule, and History would show only one set of `dst/*` logs.
+    Checked before anything changes (callbacks declare the group as a class
+    attribute; see `ks.callbacks.MaskCallback`).
+    """
+    groups = {}
+    for callback in tf.nest.flatten(callbacks or []):
+        group = getattr(callback, "exclusive_group", None)
+        if group is None:
+            continue
+        if group in groups:
+            first = type(groups[group]).__name__
+            raise ValueError(
+                f"fit: `callbacks` holds two {group} callbacks, {first} and "
+                f"{type(callback).__name__}; they would both rewrite the masks. "
+                "Pass one (DynamicSparsity(drop=..., grow=...) combines rules)."
+            )
+        groups[group] = callback
 
 
 def unscale_loss_for_distribution(loss):

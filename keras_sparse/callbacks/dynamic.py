@@ -118,6 +118,9 @@ class DynamicSparsity(MaskCallback):
 
     _default_drop_schedule = "cosine"
 
+    # One per fit: two would both rewrite the masks (SparseModel.fit refuses).
+    exclusive_group = "dynamic sparse training"
+
     def __init__(self, drop="magnitude", grow="gradient", drop_schedule=None,
                  delta_t=100, begin_step=0, end_step=None, alpha=0.3,
                  grow_init="zeros", redistribution=None, seed=0, log_dir=None,

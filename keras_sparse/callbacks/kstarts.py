@@ -96,7 +96,8 @@ class KStarts(MaskCallback):
         self.mode = check_choice(mode, "mode", MODES)
         self.distribution = distributions.check_distribution(distribution)
         self.scope = check_scope(scope)
-        self.dense_layers = list(dense_layers) if dense_layers is not None else None
+        self.dense_layers = (None if dense_layers is None else
+                             distributions.check_names(None, dense_layers, "dense_layers"))
         self.seed = check_int(seed, "seed")
         self._selected = False
 
