@@ -21,12 +21,14 @@ from keras_sparse import (
     export,
     layers,
     models,
+    parameters,
     pruning,
     schedules,
     utils,
 )
 from keras_sparse.conversion import sparsify, sparsity_report, strip
 from keras_sparse.model import SparseModel
+from keras_sparse.parameters import count_params, summary
 
 __version__ = "0.1.0"
 
@@ -34,15 +36,18 @@ __all__ = [
     "SparseModel",
     "applications",
     "callbacks",
+    "count_params",
     "data",
     "diagnostics",
     "distributions",
     "export",
     "layers",
+    "parameters",
     "pruning",
     "schedules",
     "sparsify",
     "sparsity_report",
     "strip",
+    "summary",
     "utils",
 ]

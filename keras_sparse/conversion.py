@@ -2,7 +2,6 @@
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_sparse import distributions, layers, pruning
 from keras_sparse.layers.registry import (
@@ -14,6 +13,7 @@ from keras_sparse.layers.registry import (
     prunable_weights_of,
 )
 from keras_sparse.model import SparseModel
+from keras_sparse.utils import keras_compat
 from keras_sparse.utils.argument_validation import check_built_model, check_sparsity
 
 __all__ = ["is_sparse", "sparsify", "sparsity_report", "strip"]
@@ -109,9 +109,10 @@ def _copy_weights(old, new, fold_masks=False):
     if fold_masks and isinstance(old, layers.SparseLayer):
         masks = {id(w): m for w, m in zip(old.get_prunable_weights(), old.get_masks())}
     for source, target in zip(sources, targets):
-        value = ops.convert_to_numpy(source)
-        if id(source) in masks:
-            value = value * ops.convert_to_numpy(masks[id(source)])
+        value = keras_compat.to_numpy(source)
+        if id(source) in masks:  # selection: NaN at an inactive position becomes 0
+            value = np.where(keras_compat.to_numpy(masks[id(source)]) != 0, value,
+                             np.zeros_like(value))
         target.assign(value)
 
 
@@ -126,17 +127,22 @@ def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
     `get_prunable_weights()` is wrapped in `SparseWrapper`. Biases and
     normalization weights stay dense.
 
+    Each layer gets exactly `round(s_l * n_l)` inactive weights, halves
+    rounded up (rigl and Synaptic-Flow take the floor: at most one weight
+    per layer differs).
+
     Args:
         model: a built Sequential or Functional `keras.Model` (not sparse).
         sparsity: global fraction of prunable weights set to zero, in [0, 1).
-        distribution: per-layer split, "erk" (default), "er" or "uniform".
+        distribution: per-layer split, "erk" (default), "er" or "uniform"
+            (any case).
         mask_init: "random", "magnitude", or a `ks.pruning` method name
             ("snip", "grasp", "synflow") which then needs `data`.
         data: a `tf.data.Dataset` of `(x, y)` or an `(x, y)` tuple, for
             data-driven `mask_init`.
         seed: seed of the random mask (stateless, per layer).
-        dense_layers: layer names kept dense (default: the first prunable
-            layer when `sparsity >= 0.99`, none below).
+        dense_layers: layer names kept dense (default: none, at every
+            sparsity; a paper's "first layer dense" is `dense_layers=[name]`).
         custom: `{layer name: sparsity}` fixed per layer.
         erk_power_scale: exponent of the ERK score.
         scale_init: once the masks are set, scale each kernel by
@@ -166,7 +172,7 @@ def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
     ```
     """
     check_sparsity(sparsity)
-    distributions.check_distribution(distribution)
+    distribution = distributions.check_distribution(distribution)
     method = pruning.get(mask_init)
     check_built_model(model, "sparsify")
     if is_sparse(model):
@@ -202,7 +208,7 @@ def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
         # After the masks are chosen, so each layer's real density is known
         # (also with scope="global").
         for mw in masked_weights(sparse):
-            density = float(np.mean(ops.convert_to_numpy(mw.mask)))
+            density = float(np.mean(keras_compat.to_numpy(mw.mask)))
             if density > 0:
                 mw.weight.assign(mw.weight * (1.0 / np.sqrt(density)))
     return sparse
@@ -291,7 +297,7 @@ def sparsity_report(model):
         if isinstance(layer, layers.SparseLayer):
             for weight in prunable_weights_of(layer):
                 mw = masked[id(weight)]
-                add(layer, mw.name, weight, int(np.count_nonzero(ops.convert_to_numpy(mw.mask))))
+                add(layer, mw.name, weight, int(np.count_nonzero(keras_compat.to_numpy(mw.mask))))
             continue
         for weight in prunable_weights_of(layer):
             if id(weight) not in seen:  # a layer inside a SparseWrapper

@@ -8,6 +8,15 @@
 For `er`/`erk`, `eps` is solved so that `sum_l eps * raw_l * N_l = (1 - s) *
 sum_l N_l`; a layer with `eps * raw_l > 1` becomes dense and `eps` is solved
 again over the rest.
+
+No layer is kept dense unless named in `dense_layers`, at every sparsity
+(recipes that follow a paper's "first layer dense" name it). Names in
+`dense_layers` and `custom` that match no prunable weight are an error.
+
+Per-layer counts: a layer of `n` weights with target `s_l` gets exactly
+`round(s_l * n)` inactive weights, halves rounded up. rigl and Synaptic-Flow
+take the floor, so a layer here can hold one inactive weight more than there
+(never more than one per layer).
 """
 
 import numpy as np
@@ -18,6 +27,7 @@ from keras_sparse.utils.argument_validation import check_choice, check_sparsity
 __all__ = [
     "DISTRIBUTIONS",
     "check_distribution",
+    "check_names",
     "layer_sparsities",
     "matches",
     "pinned",
@@ -29,20 +39,65 @@ DISTRIBUTIONS = ("uniform", "er", "erk")
 
 
 def check_distribution(distribution):
-    """Returns `distribution` if it is one of `DISTRIBUTIONS`.
+    """Returns `distribution`, lower-cased, if it names one of `DISTRIBUTIONS`.
+
+    Names are case-insensitive: "ERK" and "erk" are the same.
 
     Args:
-        distribution: "uniform", "er" or "erk".
+        distribution: "uniform", "er" or "erk" (any case).
 
     Raises:
         ValueError: any other value.
 
     Example:
 
-    >>> check_distribution("erk")
+    >>> check_distribution("ERK")
     'erk'
     """
+    if isinstance(distribution, str):
+        distribution = distribution.lower()
     return check_choice(distribution, "distribution", DISTRIBUTIONS)
+
+
+def check_names(paths, names, argument, who=""):
+    """Returns `names` as a list if each matches a prunable weight path.
+
+    Args:
+        paths: the prunable weight paths of the model, or `None` to check
+            only that `names` is a list of names (before a model is known).
+        names: layer names or weight paths (see `matches`); `None` is none.
+        argument: the argument's name, for the message (`"dense_layers"`).
+        who: the caller, prefixed to the message (`"GradualMagnitudePruning"`).
+
+    Raises:
+        TypeError: `names` is a single string (not a list of names).
+        ValueError: a name matches no path.
+
+    Example:
+
+    >>> check_names(["net/fc1/kernel"], ["fc1"], "dense_layers")
+    ['fc1']
+    """
+    prefix = f"{who}: " if who else ""
+    if names is None:
+        return []
+    if isinstance(names, str):
+        raise TypeError(
+            f"{prefix}`{argument}` must be a list of layer names; got the string {names!r} "
+            f"(write [{names!r}])."
+        )
+    names = list(names)
+    if paths is None:
+        return names
+    paths = list(paths)
+    for name in names:
+        if not any(matches(p, [name]) for p in paths):
+            raise ValueError(
+                f"{prefix}`{argument}` names {name!r}, which matches no prunable weight of "
+                f"the model (give a layer name or weight path); prunable weights: "
+                f"{paths}."
+            )
+    return names
 
 
 def matches(path, names):
@@ -87,14 +142,19 @@ def raw_score(shape, distribution, erk_power_scale=1.0):
 def pinned(paths, sparsity, dense_layers=None, custom=None):
     """`{path: sparsity}` fixed by `dense_layers` (0.0) and `custom`.
 
-    `dense_layers=None` means the first path when `sparsity >= 0.99`;
-    `custom` wins over `dense_layers`.
+    `dense_layers=None` pins nothing, at every sparsity; `custom` wins over
+    `dense_layers`.
 
     Args:
         paths: the weight paths, in model order.
-        sparsity: the global target (decides the default `dense_layers`).
+        sparsity: the global target.
         dense_layers: names kept dense, or None.
         custom: `{name: sparsity}`, or None.
+
+    Raises:
+        TypeError: `dense_layers` is a string, or `custom` is not a dict.
+        ValueError: a name matches no path, or a `custom` value is not a
+            sparsity.
 
     Example:
 
@@ -102,8 +162,12 @@ def pinned(paths, sparsity, dense_layers=None, custom=None):
     {'a/kernel': 0.0}
     """
     paths = list(paths)
-    if dense_layers is None:
-        dense_layers = paths[:1] if sparsity >= 0.99 else []
+    dense_layers = check_names(paths, dense_layers, "dense_layers")
+    if custom is not None and not isinstance(custom, dict):
+        raise TypeError(
+            f"`custom` must be a dict {{layer name: sparsity}}; got {custom!r}."
+        )
+    check_names(paths, list(custom or {}), "custom")
     result = {p: 0.0 for p in paths if matches(p, dense_layers)}
     for name, value in (custom or {}).items():
         value = check_sparsity(value, f"custom[{name!r}]")
@@ -119,10 +183,20 @@ def solve(shapes, sparsity, distribution="erk", dense_layers=None, custom=None,
         shapes: `{weight path: shape}` of the prunable weights.
         sparsity: global target in [0, 1).
         distribution: "uniform", "er" or "erk" (see the module doc).
-        dense_layers: layer names (or weight paths) kept dense. Default: none,
-            except the first prunable layer when `sparsity >= 0.99`.
+        dense_layers: layer names (or weight paths) kept dense. Default:
+            none, at every sparsity.
         custom: `{layer name or path: sparsity}` fixed per layer.
         erk_power_scale: exponent on the ERK raw score (1.0).
+
+    Returns:
+        `{path: sparsity}` in the order of `shapes`.
+
+    Raises:
+        TypeError: a bad type of `sparsity`, `dense_layers` or `custom`.
+        ValueError: a bad `sparsity` or `distribution`, a name matching no
+            weight, or (for "er"/"erk") layers pinned by `dense_layers` and
+            `custom` that alone keep more active weights than `sparsity`
+            allows; the message names them.
 
     `eps` is solved so that the active count equals `(1 - s) * N` over all
     prunable weights; any layer with `eps * raw > 1` becomes dense and `eps`
@@ -142,23 +216,20 @@ def solve(shapes, sparsity, distribution="erk", dense_layers=None, custom=None,
     {'a/kernel': 0.5, 'b/kernel': 0.5}
     """
     sparsity = check_sparsity(sparsity)
-    check_distribution(distribution)
+    distribution = check_distribution(distribution)
     paths = list(shapes)
     result = pinned(paths, sparsity, dense_layers, custom)
     if distribution == "uniform":
         return {p: result.get(p, sparsity) for p in paths}
 
     sizes = {p: float(np.prod(shapes[p])) for p in paths}
+    _check_budget(sizes, result, sparsity, distribution, custom)
     free = [p for p in paths if p not in result]
     while free:
         fixed_active = sum(sizes[p] * (1.0 - result[p]) for p in result)
-        rhs = (1.0 - sparsity) * sum(sizes.values()) - fixed_active
-        if rhs < 0:
-            raise ValueError(
-                f"`sparsity`={sparsity} cannot be reached: the dense and custom "
-                f"layers {sorted(result)} already hold more active weights "
-                "than the budget allows."
-            )
+        # Never negative: the pins fit the budget (checked above), and a
+        # layer turned dense below holds fewer weights than eps gave it.
+        rhs = max((1.0 - sparsity) * sum(sizes.values()) - fixed_active, 0.0)
         raw = {p: raw_score(shapes[p], distribution, erk_power_scale) for p in free}
         eps = rhs / sum(raw[p] * sizes[p] for p in free)
         too_dense = [p for p in free if eps * raw[p] > 1.0]
@@ -168,6 +239,31 @@ def solve(shapes, sparsity, distribution="erk", dense_layers=None, custom=None,
         result.update({p: 0.0 for p in too_dense})
         free = [p for p in free if p not in too_dense]
     return {p: result[p] for p in paths}
+
+
+def _check_budget(sizes, pins, sparsity, distribution, custom):
+    """Raises a ValueError naming the pinned layers if they overrun the budget."""
+    total = sum(sizes.values())
+    budget = (1.0 - sparsity) * total
+    held = {p: sizes[p] * (1.0 - s) for p, s in pins.items()}
+    if sum(held.values()) <= budget * (1.0 + 1e-12):
+        return
+    def why(path):  # `custom` wins over `dense_layers`
+        if any(matches(path, [name]) for name in custom or {}):
+            return f"`custom` sparsity {pins[path]}"
+        return "kept dense by `dense_layers`"
+
+    detail = "; ".join(
+        f"{p}: {int(round(held[p]))} active of {int(sizes[p])} ({why(p)})" for p in pins
+    )
+    raise ValueError(
+        f"`sparsity`={sparsity} cannot be reached with distribution="
+        f"{distribution!r}: it allows {int(round(budget))} active weights of "
+        f"{int(total)}, but the pinned layers alone keep "
+        f"{int(round(sum(held.values())))} active ({detail}). Pin fewer layers "
+        "(`dense_layers`), give them a higher `custom` sparsity, or lower "
+        "`sparsity`."
+    )
 
 
 def layer_sparsities(model, sparsity, distribution="erk", dense_layers=None,

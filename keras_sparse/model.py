@@ -150,7 +150,7 @@ class SparseModel(keras.Model):
         masks = model.get_masks()     # {"dense/kernel": array([[1., 0., ...]])}
         ```
         """
-        return {mw.path: ops.convert_to_numpy(mw.mask) for mw in self.masked_weights}
+        return {mw.path: keras_compat.to_numpy(mw.mask) for mw in self.masked_weights}
 
     def set_masks(self, new_masks, grow_init=0.0):
         """Replaces masks, keeping weights and optimizer slots consistent.
@@ -160,16 +160,21 @@ class SparseModel(keras.Model):
                 (paths as in `get_masks()`), or a list aligned with
                 `masked_weights`. Masks are validated (shape, values in
                 {0, 1}) before anything changes.
-            grow_init: value given to newly active weights (default 0.0).
+            grow_init: value given to newly active weights (default 0.0),
+                a finite number. A grown weight takes it whatever the
+                variable held there before.
 
         Dropped weights become 0.0; every optimizer slot of a dropped or
         grown weight is reset (to 0.0; Adagrad/Ftrl accumulators to
         `initial_accumulator_value`, see `optimizer_slots.reset_slots`).
+        Masks are applied by selection, never by multiplication, so NaN or
+        Inf stored at an inactive position cannot survive (`Inf * 0` is NaN).
 
         Raises:
+            TypeError: `grow_init` is not a number.
             ValueError: an unknown path, a list of the wrong length, a mask
-                of the wrong shape or with values other than 0 and 1;
-                nothing changes then.
+                of the wrong shape or with values other than 0 and 1, a
+                `grow_init` that is NaN or infinite; nothing changes then.
 
         Example:
 
@@ -179,6 +184,7 @@ class SparseModel(keras.Model):
         model.set_masks(masks)
         ```
         """
+        grow_init = check_number(grow_init, "grow_init")
         pairs = pair_by_path(
             [(mw.path, mw) for mw in self.masked_weights], new_masks, "set_masks",
             "masks", "prunable weight"
@@ -195,8 +201,9 @@ class SparseModel(keras.Model):
         The building block of mask rules: it does no validation and works
         inside `tf.function` (mask-rule callbacks call it from their
         compiled update). Weights where `mask` is 0 become 0.0; weights
-        that become active take `grow_init`; every optimizer slot of a
-        dropped or grown weight is reset to its fresh value.
+        that become active take `grow_init` (whatever was stored there,
+        NaN included); every optimizer slot of a dropped or grown weight is
+        reset to its fresh value.
 
         Args:
             masked_weight: one of `model.masked_weights`.
@@ -213,11 +220,13 @@ class SparseModel(keras.Model):
         """
         mw = masked_weight
         new = tf.cast(mask, mw.mask.dtype)
-        old = tf.convert_to_tensor(mw.mask)
-        grown = new * (1.0 - old)
-        kept = new * old
+        active = new > 0
+        kept = active & (tf.convert_to_tensor(mw.mask) > 0)
         weight = tf.convert_to_tensor(mw.weight)
-        mw.weight.assign(weight * tf.cast(kept, weight.dtype) + tf.cast(grown * grow_init, weight.dtype))
+        # Selection, not arithmetic: whatever the variable held at a grown or
+        # dropped position (even NaN) is replaced, never multiplied by 0.
+        grown_value = tf.where(active, tf.cast(grow_init, weight.dtype), tf.zeros_like(weight))
+        mw.weight.assign(tf.where(kept, weight, grown_value))
         reset_slots(self._optimizer_or_none(), mw.weight, kept, self.trainable_variables)
         mw.mask.assign(new)
 
@@ -241,11 +250,17 @@ class SparseModel(keras.Model):
         ```
         """
         for mw in self.masked_weights:
-            mask = tf.convert_to_tensor(mw.mask)
-            mw.weight.assign(mw.weight * tf.cast(mask, mw.weight.dtype))
-            reset_slots(self._optimizer_or_none(), mw.weight, mask, self.trainable_variables)
+            active = tf.convert_to_tensor(mw.mask) > 0
+            weight = tf.convert_to_tensor(mw.weight)
+            mw.weight.assign(tf.where(active, weight, tf.zeros_like(weight)))  # NaN-safe
+            reset_slots(self._optimizer_or_none(), mw.weight, active, self.trainable_variables)
 
     def fit(self, *args, **kwargs):
+        try:
+            arguments = inspect.signature(keras.Model.fit).bind(self, *args, **kwargs).arguments
+        except TypeError:  # a bad call: Keras' own fit says what is wrong
+            arguments = {}
+        _check_exclusive_callbacks(arguments.get("callbacks"))
         inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
         if isinstance(inner, getattr(keras.optimizers, "Muon", ())):  # absent in older Keras
             raise TypeError(
@@ -399,7 +414,8 @@ class SparseModel(keras.Model):
 
         The forward pass read the raw weights (exactly 0.0 where inactive), so
         each prunable gradient is `dL/d(W*M)`, dense; masking it is what keeps
-        inactive weights from moving. Returned loss-scaled, aligned with
+        inactive weights from moving, even when that gradient is Inf or NaN
+        at an inactive position. Returned loss-scaled, aligned with
         `masked_weights` (zeros for a weight outside the trainable list).
         """
         position = {id(w): i for i, w in enumerate(weights)}
@@ -410,7 +426,12 @@ class SparseModel(keras.Model):
             if grad is None:
                 dense.append(tf.zeros(mw.weight.shape, mw.weight.dtype))
                 continue
-            gradients[i] = grad * tf.cast(mw.mask, grad.dtype)
+            # A selection, not `grad * mask`: a gradient that overflowed to
+            # Inf at an inactive position would give Inf * 0 = NaN and reach
+            # the weight and its slots. multiply_no_nan returns 0 wherever
+            # the mask is 0, whatever `grad` holds, in one element-wise pass
+            # (as cheap as the multiply; tf.where would add a compare).
+            gradients[i] = tf.math.multiply_no_nan(grad, tf.cast(mw.mask, grad.dtype))
             dense.append(grad)
         return dense
 
@@ -431,6 +452,29 @@ def _make_functional(cls):
     if issubclass(cls, SparseModel) and not issubclass(cls, keras_compat.Functional):
         cls.__bases__ = tuple(_make_functional(base) for base in cls.__bases__)
     return cls
+
+
+def _check_exclusive_callbacks(callbacks):
+    """Refuses two callbacks of one `exclusive_group` in the same `fit`.
+
+    Two dynamic-sparse-training callbacks would each rewrite the masks on
+    their own schedule, and History would show only one set of `dst/*` logs.
+    Checked before anything changes (callbacks declare the group as a class
+    attribute; see `ks.callbacks.MaskCallback`).
+    """
+    groups = {}
+    for callback in tf.nest.flatten(callbacks or []):
+        group = getattr(callback, "exclusive_group", None)
+        if group is None:
+            continue
+        if group in groups:
+            first = type(groups[group]).__name__
+            raise ValueError(
+                f"fit: `callbacks` holds two {group} callbacks, {first} and "
+                f"{type(callback).__name__}; they would both rewrite the masks. "
+                "Pass one (DynamicSparsity(drop=..., grow=...) combines rules)."
+            )
+        groups[group] = callback
 
 
 def unscale_loss_for_distribution(loss):

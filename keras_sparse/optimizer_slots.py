@@ -76,18 +76,25 @@ def reset_slots(optimizer, variable, keep, variables=()):
     interpretation: "the slots of a dropped or grown weight are reset to 0"
     means "reset to the state of a fresh slot"; that is 0 for momentum, Adam
     m/v, RMSprop and the like, and `initial_accumulator_value` for
-    Adagrad/Ftrl accumulators. Usable inside `tf.function`.
+    Adagrad/Ftrl accumulators. Usable inside `tf.function`. Reset values
+    are selected, not multiplied, so a NaN or Inf slot entry is cleared too.
 
     Args:
         optimizer: a Keras optimizer, or None (nothing to reset).
         variable: a model variable.
-        keep: 1 where the slots keep their value, 0 where they are reset.
+        keep: True (or non-zero) where the slots keep their value, False
+            (or 0) where they are reset.
         variables: the optimized variables (see `slots_for`).
     """
-    for slot in slots_for(optimizer, variable, variables):
-        kept = tf.cast(keep, slot.dtype)
-        value = tf.convert_to_tensor(slot) * kept
-        init = initial_value(optimizer, variable, slot)
-        if init:
-            value += init * (1.0 - kept)
-        slot.assign(value)
+    slots = slots_for(optimizer, variable, variables)
+    if not slots:
+        return
+    keep = tf.convert_to_tensor(keep)
+    if keep.dtype != tf.bool:
+        keep = tf.not_equal(keep, tf.zeros_like(keep))
+    for slot in slots:
+        value = tf.convert_to_tensor(slot)
+        init = tf.fill(tf.shape(value), tf.constant(initial_value(optimizer, variable, slot),
+                                                     value.dtype))
+        # Selection: a NaN or Inf slot value is replaced, not multiplied by 0.
+        slot.assign(tf.where(keep, value, init))

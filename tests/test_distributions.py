@@ -103,15 +103,84 @@ def test_resolve_case_really_makes_layers_dense():
     assert all(0 < got[p] < 1 for p in ("conv2/kernel", "fc1/kernel"))
 
 
-def test_first_layer_dense_from_099_unless_told_otherwise():
+def test_no_layer_pinned_by_default_at_any_sparsity():
     model = _mixed_model()
-    assert ks.distributions.layer_sparsities(model, 0.98, "uniform")["conv1/kernel"] == 0.98
-    got = ks.distributions.layer_sparsities(model, 0.99, "uniform")
-    assert got["conv1/kernel"] == 0.0 and got["fc1/kernel"] == 0.99
-    got = ks.distributions.layer_sparsities(model, 0.99, "erk")
+    for sparsity in (0.98, 0.99, 0.995):
+        got = ks.distributions.layer_sparsities(model, sparsity, "uniform")
+        assert set(got.values()) == {sparsity}
+        got = ks.distributions.layer_sparsities(model, sparsity, "erk")
+        assert got == pytest.approx(reference(sparsity, "erk"))
+    # A paper's "first layer dense" is asked for by name.
+    got = ks.distributions.layer_sparsities(model, 0.99, "erk", dense_layers=["conv1"])
     assert got == pytest.approx(reference(0.99, "erk", dense=("conv1/kernel",)))
-    got = ks.distributions.layer_sparsities(model, 0.99, "uniform", dense_layers=[])
-    assert got["conv1/kernel"] == 0.99
+
+
+def _lenet_300_100():
+    return keras.Sequential([keras.Input((784,)), keras.layers.Dense(300, name="fc1"),
+                             keras.layers.Dense(100, name="fc2"),
+                             keras.layers.Dense(10, name="fc3")], name="lenet")
+
+
+def test_lenet_300_100_at_99_percent_with_the_defaults():
+    # fc1 holds 88% of the weights: pinning it dense (the old default at
+    # s >= 0.99) made this raise.
+    model = ks.sparsify(_lenet_300_100(), 0.99)
+    row = ks.sparsity_report(model)[-1]
+    assert row["total"] == 266200
+    assert abs((row["total"] - row["active"]) - num_inactive(266200, 0.99)) <= 3
+    rows = {r["layer"]: r["sparsity"] for r in ks.sparsity_report(model)[:-1]}
+    assert rows["fc1"] > 0.99 and all(s > 0 for s in rows.values())  # none pinned
+
+
+def test_unreachable_budget_names_the_pinned_layers_and_why():
+    with pytest.raises(ValueError) as info:
+        ks.sparsify(_lenet_300_100(), 0.99, dense_layers=["fc1"])
+    message = str(info.value)
+    assert "`sparsity`=0.99 cannot be reached with distribution='erk'" in message
+    assert "allows 2662 active weights of 266200" in message
+    assert "lenet/fc1/kernel: 235200 active of 235200 (kept dense by `dense_layers`)" in message
+    assert "Pin fewer layers" in message
+    with pytest.raises(ValueError, match=r"fc2/kernel: 15000 active of 30000 "
+                                         r"\(`custom` sparsity 0.5\)"):
+        ks.distributions.layer_sparsities(_lenet_300_100(), 0.99, "er",
+                                          custom={"fc2": 0.5})
+
+
+def test_unreachable_budget_with_every_layer_pinned_is_refused():
+    with pytest.raises(ValueError, match="cannot be reached"):
+        ks.distributions.layer_sparsities(_lenet_300_100(), 0.5, "erk",
+                                          dense_layers=["fc1", "fc2", "fc3"])
+
+
+@pytest.mark.parametrize("name", ["ERK", "Er", "UNIFORM"])
+def test_distribution_names_are_case_insensitive(name):
+    model = _mixed_model()
+    want = ks.distributions.layer_sparsities(model, 0.8, name.lower())
+    assert ks.distributions.layer_sparsities(model, 0.8, name) == want
+    sparse = ks.sparsify(model, 0.8, distribution=name, seed=0)
+    same = ks.sparsify(model, 0.8, distribution=name.lower(), seed=0)
+    for a, b in zip(sparse.get_masks().values(), same.get_masks().values()):
+        np.testing.assert_array_equal(a, b)
+    ks.pruning.magnitude(sparse, 0.9, distribution=name)  # pruning methods too
+    gradual = ks.callbacks.GradualMagnitudePruning(
+        ks.schedules.ConstantSparsity(0.5, 0), distribution=name)
+    assert gradual.get_config()["distribution"] == name.lower()
+    assert ks.callbacks.KStarts(0.5, distribution=name).distribution == name.lower()
+    assert ks.callbacks.DissipatingGradients(0.5, distribution=name).distribution == name.lower()
+
+
+def test_names_matching_no_layer_are_refused_by_solve():
+    model = _mixed_model()
+    with pytest.raises(ValueError, match=r"`dense_layers` names 'fc9', which matches "
+                                         r"no prunable weight.*conv1/kernel"):
+        ks.distributions.layer_sparsities(model, 0.8, dense_layers=["fc9"])
+    with pytest.raises(ValueError, match=r"`custom` names 'fc9'"):
+        ks.distributions.layer_sparsities(model, 0.8, custom={"fc9": 0.5})
+    with pytest.raises(TypeError, match=r"`dense_layers` must be a list of layer "
+                                        r"names; got the string 'fc1'"):
+        ks.distributions.layer_sparsities(model, 0.8, dense_layers="fc1")
+    with pytest.raises(TypeError, match=r"`custom` must be a dict"):
+        ks.distributions.layer_sparsities(model, 0.8, custom=[("fc1", 0.5)])
 
 
 @pytest.mark.parametrize("method", ["erk", "er", "uniform"])
@@ -128,6 +197,7 @@ def test_sparsified_model_hits_the_global_count(method):
 
 
 def test_num_inactive_rounds_half_up():
+    # Documented difference: rigl and Synaptic-Flow take the floor (2 here).
     assert num_inactive(10, 0.25) == 3  # 2.5 -> 3, not banker's 2
     assert num_inactive(6, 0.25) == 2   # 1.5 -> 2
     assert num_inactive(7, 0.0) == 0

@@ -3,6 +3,7 @@
 import keras
 
 from keras_sparse.conversion import sparsity_report
+from keras_sparse.distributions import check_names
 from keras_sparse.model import require_sparse_model
 from keras_sparse.utils.serialization import Configurable
 
@@ -13,8 +14,15 @@ class MaskCallback(Configurable, keras.callbacks.Callback):
     """A callback that reads or changes the masks of a `SparseModel`.
 
     `set_model` refuses any other model with a clear `TypeError`, before
-    training starts. Subclasses with arguments return them from
-    `get_config`; `from_config` is the class called with them.
+    training starts, and checks that every name in the callback's
+    `dense_layers` (if it has one) matches a masked weight of the model.
+    Subclasses with arguments return them from `get_config`; `from_config`
+    is the class called with them.
+
+    A subclass that must be the only one of its kind in a `fit` (two
+    dynamic-sparse-training callbacks would both rewrite the masks) sets the
+    class attribute `exclusive_group` to a short description;
+    `SparseModel.fit` refuses two callbacks of the same group.
 
     Example:
 
@@ -27,8 +35,14 @@ class MaskCallback(Configurable, keras.callbacks.Callback):
     ```
     """
 
+    exclusive_group = None
+
     def set_model(self, model):
         require_sparse_model(model, type(self).__name__)
+        names = getattr(self, "dense_layers", None)
+        if names:  # before any subclass adds state to the model
+            paths = [mw.path for mw in model.masked_weights]
+            check_names(paths, names, "dense_layers", type(self).__name__)
         super().set_model(model)
 
 

@@ -74,7 +74,8 @@ class DissipatingGradients(MaskCallback):
         self.start_epoch = check_int(start_epoch, "start_epoch", minimum=0)
         self.distribution = distributions.check_distribution(distribution)
         self.scope = check_scope(scope)
-        self.dense_layers = list(dense_layers) if dense_layers is not None else None
+        self.dense_layers = (None if dense_layers is None else
+                             distributions.check_names(None, dense_layers, "dense_layers"))
         self._recorded = False
 
     def get_config(self):

@@ -11,6 +11,7 @@ import tensorflow as tf
 from keras_sparse.callbacks import drop_grow, drop_schedules
 from keras_sparse.callbacks.base import MaskCallback
 from keras_sparse.masks import topk_mask, warn_non_finite
+from keras_sparse.utils import keras_compat
 from keras_sparse.utils import tensorboard
 from keras_sparse.utils.argument_validation import check_int, check_number
 
@@ -123,6 +124,9 @@ class DynamicSparsity(MaskCallback):
     """
 
     _default_drop_schedule = "cosine"
+
+    # One per fit: two would both rewrite the masks (SparseModel.fit refuses).
+    exclusive_group = "dynamic sparse training"
 
     def __init__(self, drop="magnitude", grow="gradient", drop_schedule=None,
                  delta_t=100, begin_step=0, end_step=None, alpha=0.3,
@@ -299,7 +303,7 @@ class DynamicSparsity(MaskCallback):
         self._last_step = None
 
     def _global_step(self):
-        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        return int(keras_compat.to_numpy(self.model.optimizer.iterations))
 
     @staticmethod
     def _empty_epoch():

@@ -8,6 +8,7 @@ from keras_sparse import distributions
 from keras_sparse.callbacks.base import MaskCallback, log_sparsity
 from keras_sparse.masks import num_inactive, topk_mask, warn_non_finite
 from keras_sparse.schedules import pruning_schedules
+from keras_sparse.utils import keras_compat
 from keras_sparse.utils.argument_validation import check_sparsity
 
 __all__ = ["GradualMagnitudePruning"]
@@ -40,9 +41,16 @@ class GradualMagnitudePruning(MaskCallback):
             `ks.schedules.PolynomialDecay` or a tfmot schedule.
         distribution: per-layer split of the scheduled sparsity: "uniform"
             (default, as tfmot: every layer gets it), "erk" or "er".
-        dense_layers: layer names kept dense. interpretation: default none,
-            even at sparsity >= 0.99, so the set of pruned layers does not
-            change while the schedule rises.
+        dense_layers: layer names kept dense (default none). Names that
+            match no prunable layer of the model are refused when the
+            callback is attached.
+
+    Raises:
+        ValueError: (when `fit` starts) the schedule's final sparsity
+            (`final_sparsity` or `target_sparsity`) is below the model's
+            current sparsity: pruning to it would bring pruned weights
+            back. Start from `ks.sparsify(dense, 0.0)` or from a schedule
+            that begins at the model's sparsity.
 
     Example:
 
@@ -59,7 +67,8 @@ class GradualMagnitudePruning(MaskCallback):
         super().__init__()
         self.schedule = pruning_schedules.check_schedule(schedule)
         self.distribution = distributions.check_distribution(distribution)
-        self.dense_layers = list(dense_layers) if dense_layers is not None else None
+        self.dense_layers = (None if dense_layers is None else
+                             distributions.check_names(None, dense_layers, "dense_layers"))
 
     def get_config(self):
         return {"schedule": pruning_schedules.serialize(self.schedule),
@@ -70,6 +79,36 @@ class GradualMagnitudePruning(MaskCallback):
         config = dict(config)
         config["schedule"] = pruning_schedules.deserialize(config["schedule"])
         return cls(**config)
+
+    def set_model(self, model):
+        super().set_model(model)
+        self._check_final_sparsity(model)
+
+    def _check_final_sparsity(self, model):
+        """Refuses a schedule ending below the model's sparsity (see Raises)."""
+        final = getattr(self.schedule, "final_sparsity",
+                        getattr(self.schedule, "target_sparsity", None))
+        weights = model.masked_weights
+        if final is None or not weights:  # a custom schedule: no final value to read
+            return
+        shapes = {mw.path: tuple(mw.weight.shape) for mw in weights}
+        targets = distributions.solve(shapes, float(final), self.distribution,
+                                      self.dense_layers or [])
+        wanted = sum(num_inactive(mw.size, targets[mw.path]) for mw in weights)
+        total = sum(mw.size for mw in weights)
+        now = total - sum(int(np.count_nonzero(keras_compat.to_numpy(mw.mask)))
+                          for mw in weights)
+        if wanted < now:
+            current = now / total
+            raise ValueError(
+                f"GradualMagnitudePruning: the schedule's final sparsity {float(final)} "
+                f"is below the model's current sparsity {current:.4g} ({now} of "
+                f"{total} prunable weights inactive); pruning to it would bring "
+                f"{now - wanted} pruned weights back. Use a schedule that ends at "
+                f"{current:.4g} or above (e.g. PolynomialDecay(initial_sparsity="
+                f"{current:.4g}, final_sparsity=...)), or start from a dense model "
+                "(ks.sparsify(model, 0.0))."
+            )
 
     def on_train_begin(self, logs=None):
         optimizer = self.model.optimizer
@@ -99,7 +138,7 @@ class GradualMagnitudePruning(MaskCallback):
         log_sparsity(self.model, logs)
 
     def _iterations(self):
-        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        return int(keras_compat.to_numpy(self.model.optimizer.iterations))
 
     def _prune_if_scheduled(self, steps):
         """Prunes for the latest step of `steps` the schedule selects."""
@@ -127,7 +166,9 @@ class GradualMagnitudePruning(MaskCallback):
         finite = []
         for i, mw in enumerate(self._weights):
             old = tf.convert_to_tensor(mw.mask)
-            score = tf.abs(tf.cast(tf.convert_to_tensor(mw.weight) * old, tf.float32))
+            weight = tf.cast(tf.convert_to_tensor(mw.weight), tf.float32)
+            # Pruned weights score 0, selected (never `w * mask`: NaN * 0 is NaN).
+            score = tf.where(old > 0, tf.abs(weight), tf.zeros_like(weight))
             ok = tf.reduce_all(tf.math.is_finite(score))
             new = tf.cond(ok, lambda: tf.cast(topk_mask(score, keep[i]), old.dtype),
                           lambda: old)

@@ -11,6 +11,7 @@ from keras_sparse.callbacks.base import MaskCallback, log_sparsity
 from keras_sparse.layers.registry import without_masks
 from keras_sparse.masks import stateless_uniform
 from keras_sparse.pruning.base import check_scope, masks_from_scores
+from keras_sparse.utils import keras_compat
 from keras_sparse.utils.argument_validation import check_choice, check_int, check_sparsity
 
 __all__ = ["FITNESS", "MODES", "KStarts"]
@@ -95,7 +96,8 @@ class KStarts(MaskCallback):
         self.mode = check_choice(mode, "mode", MODES)
         self.distribution = distributions.check_distribution(distribution)
         self.scope = check_scope(scope)
-        self.dense_layers = list(dense_layers) if dense_layers is not None else None
+        self.dense_layers = (None if dense_layers is None else
+                             distributions.check_names(None, dense_layers, "dense_layers"))
         self.seed = check_int(seed, "seed")
         self._selected = False
 
@@ -258,7 +260,7 @@ class KStarts(MaskCallback):
         return model_vars + optimizer_vars
 
     def _snapshot(self):
-        return [keras.ops.convert_to_numpy(v) for v in self._state_variables()]
+        return [keras_compat.to_numpy(v) for v in self._state_variables()]
 
     def _load(self, masks, snapshot):
         """Sets `masks`, then every other variable from `snapshot`, masked."""

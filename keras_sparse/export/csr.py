@@ -31,6 +31,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_sparse.utils import keras_compat
+
 # Largest batch served by the COO kernel (the measured crossover).
 SMALL_BATCH = 8
 
@@ -223,7 +225,7 @@ class CSRDense(keras.layers.Layer):
         kernel = _matmul_kernel(layer)
         if kernel is None:
             return None
-        kernel = ops.convert_to_numpy(kernel)
+        kernel = keras_compat.to_numpy(kernel)
         if 1.0 - np.count_nonzero(kernel) / kernel.size < min_sparsity:
             return None
         row_ptrs, col_indices, values = csr_components(kernel)
@@ -238,7 +240,7 @@ class CSRDense(keras.layers.Layer):
         csr.values.assign(values)
         csr.dense_shape.assign(np.array(kernel.shape[::-1], np.int64))
         if bias is not None:
-            csr.bias.assign(ops.convert_to_numpy(bias))
+            csr.bias.assign(keras_compat.to_numpy(bias))
         csr.indices = COOIndices(csr.row_ptrs, csr.col_indices)
         return csr
 

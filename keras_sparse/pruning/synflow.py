@@ -134,10 +134,6 @@ def synflow(model, sparsity, distribution="erk", scope="layer", data=None, seed=
     check_int(rounds, "rounds", minimum=1)
     ones = _ones_input(model, input_shape)
     density = 1.0 - sparsity
-    if dense_layers is None:
-        # The usual default (first layer dense from 99% sparsity on), taken
-        # from the final target, so it cannot flip between rounds.
-        dense_layers = [model.masked_weights[0].path] if sparsity >= 0.99 else []
     with _linearized(model):
         for k in range(1, rounds + 1):
             scores = _flow_scores(model, ones)

@@ -22,6 +22,10 @@ What is private and why:
 - the attribute under which `Dense`, `Conv*` and `EinsumDense` keep their
   kernel variable (`_kernel`), so a sparse layer can mask the public
   `kernel` property.
+
+Also here, as a compatibility shim (public API, but a Keras behaviour to
+work around): `to_numpy`, because `keras.ops.convert_to_numpy` on a Keras
+variable makes NumPy 2 emit a DeprecationWarning.
 """
 
 import contextlib
@@ -43,6 +47,7 @@ __all__ = [
     "loss_tracker",
     "restored_epoch",
     "sublayers",
+    "to_numpy",
     "track_variable",
     "unlocked",
 ]
@@ -148,3 +153,21 @@ def restored_epoch(model):
     is None when nothing was restored in this process.
     """
     return getattr(model, "_initial_epoch", None)
+
+
+def to_numpy(x):
+    """`x` (a tensor or a Keras variable) as a numpy array, warning-free.
+
+    `keras.ops.convert_to_numpy(variable)` calls `np.array(variable)`, and a
+    Keras 3.15 variable's `__array__` takes no `copy` keyword, which NumPy 2
+    reports with a DeprecationWarning at every call. Reading the variable
+    with its own `numpy()` avoids it.
+
+    Example:
+
+    >>> to_numpy(keras.Variable([1.0, 2.0]))
+    array([1., 2.], dtype=float32)
+    """
+    if isinstance(x, keras.Variable):
+        return x.numpy()
+    return keras.ops.convert_to_numpy(x)
