@@ -8,7 +8,7 @@ model.fit(x, y, callbacks=[ks.callbacks.RigL()])
 ```
 """
 
-from keras_sparse import callbacks, data, diagnostics, distributions, export, layers, models, pruning, schedules
+from keras_sparse import analysis, callbacks, data, diagnostics, distributions, export, layers, models, pruning, schedules
 from keras_sparse.conversion import sparsify, sparsity_report, strip
 from keras_sparse.model import SparseModel
 
