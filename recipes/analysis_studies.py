@@ -335,10 +335,12 @@ def paths_report(config, out):
                     [r["metrics"][name]["test_accuracy"] for r in runs],
                     [r["metrics"]["P"]["test_accuracy"] for r in runs])
             for pair in ("S->P", "S->S2", "L->P"):
-                if pair in runs[0]["paths"] and "bezier_dense_2" in runs[0]["paths"][pair]:
+                kinds = runs[0]["paths"].get(pair, {})
+                if "bezier_dense_2" in kinds:
                     entry["tests"][f"{pair} dense Bezier vs linear barrier"] = stats.paired_test(
                         [r["paths"][pair]["bezier_dense_2"]["barrier"] for r in runs],
                         [r["paths"][pair]["linear"]["barrier"] for r in runs])
+                if "bezier_dense_2" in kinds and "bezier_sparse_2" in kinds:
                     entry["tests"][f"{pair} dense vs sparse Bezier barrier"] = stats.paired_test(
                         [r["paths"][pair]["bezier_dense_2"]["barrier"] for r in runs],
                         [r["paths"][pair]["bezier_sparse_2"]["barrier"] for r in runs])

@@ -8,6 +8,7 @@ and a path through the dense space must not be cut back to the mask).
 """
 
 import math
+import weakref
 
 import keras
 import numpy as np
@@ -195,6 +196,24 @@ class _PathModel:
         return total / count, correct / count
 
 
+_CACHE = weakref.WeakKeyDictionary()  # model -> {loss key: _PathModel}
+
+
+def _path_model(model, who, loss):
+    """A `_PathModel` for `model`, reused across calls (its functions stay traced)."""
+    if not isinstance(model, keras.Model):
+        return _PathModel(model, who, loss)
+    key = (id(loss) if loss is not None else id(getattr(model, "_compile_loss", None)),
+           tuple(id(v) for v in model.weights))
+    cached = _CACHE.setdefault(model, {})
+    if key not in cached:
+        cached.clear()  # a recompiled or changed model: start again
+        cached[key] = _PathModel(model, who, loss)
+    path = cached[key]
+    path.who = who
+    return path
+
+
 def _correct(y, y_pred):
     """Number of correct top-1 predictions (integer or one-hot labels)."""
     y_pred = tf.nest.flatten(y_pred)[0]
@@ -263,7 +282,7 @@ def linear_path(model, start, end, data, alphas=None, bn_data=None, loss=None):
     ```
     """
     who = "linear_path"
-    path = _PathModel(model, who, loss)
+    path = _path_model(model, who, loss)
     start, end = path.check_pair(start, end)
     alphas = default_alphas() if alphas is None else [float(a) for a in alphas]
     if not alphas:
@@ -406,7 +425,7 @@ def bezier_path(model, start, end, data, order=2, subspace="dense", mask=None, e
         if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "num_points" else 1):
             raise ValueError(f"{who}: `{name}` must be an integer >= "
                              f"{2 if name == 'num_points' else 1}; got {name}={value!r}.")
-    path = _PathModel(model, who, loss)
+    path = _path_model(model, who, loss)
     start, end = path.check_pair(start, end)
     masks = _check_mask(path, mask, start, end, who) if subspace == "sparse" else {}
     if isinstance(data, tf.data.Dataset):

@@ -123,7 +123,8 @@ def evci_solutions(build, data, sparsity, epochs, optimizer="sgd", test_data=Non
 
     def fit(model, callbacks=()):
         if isinstance(data, tf.data.Dataset):
-            model.fit(data, epochs=epochs, callbacks=list(callbacks), verbose=verbose)
+            model.fit(data, epochs=epochs, callbacks=list(callbacks), verbose=verbose,
+                      shuffle=False)  # a dataset shuffles itself
         else:
             model.fit(*data, batch_size=batch_size, epochs=epochs, shuffle=True,
                       callbacks=list(callbacks), verbose=verbose)
