@@ -10,7 +10,7 @@ import scipy.stats
 import tensorflow as tf
 
 import keras_sparse as ks
-from keras_sparse.analysis import paths, scsdc, sweep
+from keras_sparse.analysis import scsdc, sweep
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
