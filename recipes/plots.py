@@ -56,3 +56,58 @@ def layer_sparsity(rows, path, title):
     ax.set_xticks(range(len(rows)), names, rotation=90, fontsize=7)
     ax.set(ylabel="sparsity", ylim=(0, 1), title=title)
     figure.savefig(path)
+
+
+def accuracy_vs_sparsity(rows, path, title):
+    """Mean test accuracy vs sparsity per method, 95% CI error bars, one panel per group.
+
+    `rows` are the study table rows (`group`, `method`, `sparsity`, `mean`,
+    `ci95_lo`, `ci95_hi`). Methods at a single sparsity 0 (dense references)
+    are drawn as horizontal lines with a band.
+    """
+    groups = sorted({r["group"] for r in rows})
+    figure, axes = _figure(len(groups), title)
+    for ax, group in zip(axes, groups):
+        methods = {}
+        for r in rows:
+            if r["group"] == group:
+                methods.setdefault(r["method"], []).append(r)
+        for method, points in methods.items():
+            points.sort(key=lambda r: r["sparsity"])
+            x = [r["sparsity"] for r in points]
+            y = [r["mean"] for r in points]
+            err = [[max(0.0, r["mean"] - r["ci95_lo"]) if r["n"] > 1 else 0.0 for r in points],
+                   [max(0.0, r["ci95_hi"] - r["mean"]) if r["n"] > 1 else 0.0 for r in points]]
+            if x == [0.0]:
+                line = ax.axhline(y[0], linestyle=":", label=f"{method} (dense)")
+                if points[0]["n"] > 1:
+                    ax.axhspan(points[0]["ci95_lo"], points[0]["ci95_hi"],
+                               color=line.get_color(), alpha=0.1)
+            else:
+                ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=method)
+        ax.set(xlabel="sparsity", ylabel="test accuracy (mean, 95% CI)",
+               title=group or None)
+        ax.legend(fontsize=7)
+    figure.savefig(path)
+
+
+def itop_over_training(histories, path, title):
+    """ITOP rate per epoch (mean over seeds), one panel per (group, sparsity).
+
+    `histories` maps `(group, sparsity, method)` to a list of per-seed
+    `dst/itop` series.
+    """
+    panels = sorted({(g, s) for g, s, _ in histories})
+    figure, axes = _figure(len(panels), title)
+    for ax, (group, sparsity) in zip(axes, panels):
+        for (g, s, method), series in sorted(histories.items()):
+            if (g, s) != (group, sparsity):
+                continue
+            length = min(len(v) for v in series)
+            mean = [sum(v[i] for v in series) / len(series) for i in range(length)]
+            ax.plot(_epochs(mean), mean, marker="o", label=method)
+        ax.set(xlabel="epoch", ylabel="ITOP rate (mean over seeds)",
+               title=f"{group} {sparsity:.0%}".strip())
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=7)
+    figure.savefig(path)

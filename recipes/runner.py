@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ DEFAULTS = {
     "data": {"train_split": "train", "eval_split": "test", "subset": None,
              "eval_subset": None, "augment": None},
     "label_smoothing": 0.0,
+    "validation_freq": 1,
     "method": None,
     "sparsity": 0.0,
     "distribution": "erk",
@@ -218,15 +220,25 @@ def _report(model):
     return rows
 
 
-def train_arm(config, label, data, out, seed, verbose, csv_name):
-    """Builds, trains and reports one model of the recipe; returns (model, result)."""
+def default_verbose():
+    """Keras `fit` verbosity: a progress bar (1) on a terminal, else one line per epoch (2)."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+def train_arm(config, label, data, out, seed, verbose, csv_name, callbacks=(),
+              tensorboard=True):
+    """Builds, trains and reports one model of the recipe; returns (model, result).
+
+    `callbacks` are added after the method's (they see its logs);
+    `tensorboard=False` skips the TensorBoard logs.
+    """
     info, train, test, probe, steps_per_epoch = data
     context = {"steps_per_epoch": steps_per_epoch,
                "total_steps": steps_per_epoch * config["epochs"]}
     keras.utils.set_random_seed(seed)  # same initial weights in every arm
     model = ks.models.get(config["model"]["name"], input_shape=info["input_shape"],
                           num_classes=info["num_classes"], **config["model"].get("args", {}))
-    callbacks = []
+    extra_callbacks, callbacks = list(callbacks), []
     if config["method"] is not None:
         extra = dict(config["sparsify"])
         start = extra.pop("start_sparsity", config["sparsity"])
@@ -244,15 +256,19 @@ def train_arm(config, label, data, out, seed, verbose, csv_name):
     callbacks.append(ks.callbacks.EGFLogger(probe, every=egf["every"],
                                             num_examples=egf["num_examples"],
                                             batch_size=min(config["batch_size"], 256)))
-    board = _tensorboard(out / "tensorboard" / label)
+    callbacks.extend(extra_callbacks)
+    board = _tensorboard(out / "tensorboard" / label) if tensorboard else None
     if board is not None:
         callbacks.append(board)
     callbacks.append(keras.callbacks.CSVLogger(str(out / csv_name)))
 
+    print(f"-- {config['name']}: training {label} ({config['epochs']} epochs, seed {seed})",
+          flush=True)
     start = time.perf_counter()
     # The pipeline shuffles (seeded); fit's own shuffle does not apply to it.
     history = model.fit(train, validation_data=test, epochs=config["epochs"], shuffle=False,
-                        callbacks=callbacks, verbose=verbose)
+                        validation_freq=config["validation_freq"], callbacks=callbacks,
+                        verbose=verbose)
     wall = time.perf_counter() - start
     rows = _report(model)
     history = {k: [float(v) for v in vs] for k, vs in history.history.items()}
@@ -272,7 +288,7 @@ def train_arm(config, label, data, out, seed, verbose, csv_name):
 
 
 def run(name, preset="cpu", epochs=None, seed=0, out=None, export_root=None,
-        overrides=None, verbose=1):
+        overrides=None, verbose=None):
     """Runs recipe `name` and writes its outputs.
 
     Writes into `out` (default `runs/NAME`): `metrics.csv` (and
@@ -289,12 +305,15 @@ def run(name, preset="cpu", epochs=None, seed=0, out=None, export_root=None,
         out: output directory.
         export_root: root of the TF Serving export.
         overrides: dict merged into the config last (for reduced runs/tests).
-        verbose: Keras `fit` verbosity (1: progress bar).
+        verbose: Keras `fit` verbosity; default 1 (progress bar) when stdout
+            is a terminal, else 2 (one line per epoch, readable in logs).
 
     Returns:
         The summary dict also written to `summary.json`.
     """
     start = time.perf_counter()
+    if verbose is None:
+        verbose = default_verbose()
     config = resolve(name, preset, epochs, overrides)
     data = _datasets(config, seed)
     out = Path(out or Path("runs") / name)

@@ -66,7 +66,8 @@ def test_bad_arguments_name_the_argument(kwargs, error, name):
 
 @pytest.mark.parametrize("kwargs,name", [
     (dict(c=-1.0), "c"), (dict(eps=0.0), "eps"), (dict(c_decay=0), "c_decay"),
-    (dict(c_decay_every=0), "c_decay_every"),
+    (dict(c_decay_every=0), "c_decay_every"), (dict(t="epochs"), "t="),
+    (dict(c_scale="log"), "c_scale"),
 ])
 def test_bad_dstee_knobs(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -335,6 +336,83 @@ def test_dstee_exploration_grows_never_tried_connections():
     assert counts.max() == 10 and counts[0, 0] <= 10 - grown_at
     never, _ = explore(c=0.0)
     assert never is None  # RigL alone never tries it: its gradient is 0
+
+
+def test_regrown_fraction_and_grown_ever_match_the_masks():
+    """Grown weights are marked by grow_init=7 and checked against the mask history."""
+    model = small_model(sparsity=0.6)
+    cb = ks.callbacks.DynamicSparsity(grow="random", delta_t=1, end_step=1000, alpha=0.5,
+                                      schedule="constant", grow_init=7.0, seed=3)
+    cb.set_model(model)
+    rng = np.random.RandomState(0)
+    masks = masks_of(model)
+    union = [m.copy() for m in masks]
+    initial = [m.copy() for m in masks]
+    total_grown = total_regrown = 0
+    for step in range(1, 7):
+        for mw in model.masked_weights:  # fresh values: only this update's growth is 7
+            mw.weight.assign(rng.uniform(-1, 1, mw.weight.shape).astype("float32")
+                             * keras.ops.convert_to_numpy(mw.mask))
+        stats = cb.update_masks(step)
+        for i, mw in enumerate(model.masked_weights):
+            grown = keras.ops.convert_to_numpy(mw.weight) == 7.0
+            regrown = int((grown & (union[i] > 0)).sum())
+            assert stats[mw.path]["grown"] == grown.sum()
+            assert stats[mw.path]["regrown"] == regrown
+            total_grown += int(grown.sum())
+            total_regrown += regrown
+            union[i] = np.maximum(union[i], keras.ops.convert_to_numpy(mw.mask))
+    assert 0 < total_regrown < total_grown  # both kinds happen in this setting
+    logs = {}
+    cb.on_epoch_end(0, logs)
+    assert logs["dst/regrown_fraction"] == total_regrown / total_grown
+    ever_new = sum(int(((u > 0) & (m == 0)).sum()) for u, m in zip(union, initial))
+    assert logs["dst/grown_ever"] == ever_new > 0
+
+
+def test_regrown_and_grown_ever_are_logged_in_fit():
+    model = small_model()
+    history = fit(model, [ks.callbacks.RigL(delta_t=2)], epochs=2)
+    assert all(0.0 <= v <= 1.0 for v in history.history["dst/regrown_fraction"])
+    ever = sum(float(np.sum(keras.ops.convert_to_numpy(mw.state("itop"))))
+               for mw in model.masked_weights)
+    active = sum(float(np.sum(m)) for m in masks_of(model))
+    assert history.history["dst/grown_ever"][-1] == ever - active
+
+
+def _bonus(rule, step, round_, gradient):
+    model = small_model(sparsity=0.5)
+    rule.build(model)
+    mw = model.masked_weights[0]
+    update = drop_grow.LayerUpdate(
+        weight=mw, index=0, mask=tf.cast(mw.mask, tf.float32), gradient=gradient,
+        step=tf.constant(step, tf.int64), round=tf.constant(round_, tf.float64), seed=0)
+    return keras.ops.convert_to_numpy(rule.score(update)), keras.ops.convert_to_numpy(mw.mask)
+
+
+def test_dstee_t_counts_rounds_or_steps():
+    rounds, mask = _bonus(Exploration(c=1.0), step=300, round_=3, gradient=None)
+    steps, _ = _bonus(Exploration(c=1.0, t="steps"), step=300, round_=3, gradient=None)
+    counts = mask  # N_i after this round's count: the mask itself (fresh counters)
+    np.testing.assert_allclose(rounds, np.sqrt(np.log(3.0) / (counts + 1.0)), rtol=1e-6)
+    np.testing.assert_allclose(steps, np.sqrt(np.log(300.0) / (counts + 1.0)), rtol=1e-6)
+    assert ks.callbacks.DSTEE(t="steps").exploration.t == "steps"
+
+
+def test_dstee_relative_c_scales_with_the_mean_gradient():
+    gradient = tf.reshape(tf.cast(tf.range(128) % 3, tf.float32) * 0.1, [8, 16])
+    rule = Exploration(c=2.0, c_scale="relative")
+    assert rule.needs_gradient and not Exploration().needs_gradient
+    relative, mask = _bonus(rule, step=5, round_=4, gradient=gradient)
+    absolute, _ = _bonus(Exploration(c=2.0), step=5, round_=4, gradient=gradient)
+    mean_g = float(tf.reduce_mean(tf.abs(gradient)))
+    np.testing.assert_allclose(relative, absolute * mean_g, rtol=1e-6)
+    # Scale-free: multiplying the gradient by 1000 multiplies the bonus by 1000 too.
+    scaled, _ = _bonus(Exploration(c=2.0, c_scale="relative"), 5, 4, gradient * 1000.0)
+    np.testing.assert_allclose(scaled, relative * 1000.0, rtol=1e-5)
+    cb = ks.callbacks.DSTEE(c=1e-3, c_scale="relative", t="steps")
+    again = ks.callbacks.DSTEE.from_config(cb.get_config())
+    assert (again.exploration.c_scale, again.exploration.t) == ("relative", "steps")
 
 
 def test_dstee_c_decays_every_few_rounds():

@@ -170,16 +170,27 @@ class Exploration(Rule):
     `t` is the number of update rounds so far. Add it to a score:
     `Gradient() + Exploration(c)` is DST-EE's acquisition function.
 
-    interpretation (UCB1-style, SPEC §5): at round `t` (1, 2, ...) the
-    current mask counts first (`N_i += M_i`), then the bonus is computed, so
-    round 1 has no bonus (`ln 1 = 0`); `c_t = c * c_decay ** ((t - 1) //
-    c_decay_every)`.
+    interpretation (UCB1-style): at round `t` (1, 2, ...) the current mask
+    counts first (`N_i += M_i`), then the bonus is computed, so round 1 has
+    no bonus (`ln 1 = 0`); `c_t = c * c_decay ** ((t - 1) // c_decay_every)`.
+
+    Every position never active has `N_i = 0` and so the same bonus: among
+    those the ranking stays `abs(g)`; the bonus mostly demotes positions
+    active for many rounds (recently dropped ones). With `t="steps"` the
+    logarithm reads the training step instead of the round (larger, and
+    nonzero from the first update). With `c_scale="relative"` the bonus is
+    `c * mean(abs(g)) * sqrt(...)`, `mean(abs(g))` over all positions of the
+    layer, so `c` does not depend on the scale of the loss or the layer.
 
     Args:
         c: weight of the bonus, >= 0 (1e-5; the paper sweeps 1e-5 to 1e-2).
         eps: added to `N_i`, > 0 (1.0).
         c_decay: factor applied to `c` every `c_decay_every` rounds, > 0.
         c_decay_every: rounds between decays, an int >= 1, or `None` (never).
+        t: what `t` in `ln(t)` counts: "rounds" (update rounds, the paper's
+            reading here and the default) or "steps" (training steps).
+        c_scale: "absolute" (the paper's form, default) or "relative" (`c`
+            times the layer's mean `abs(g)`).
 
     Example:
 
@@ -190,8 +201,11 @@ class Exploration(Rule):
     """
 
     COUNT = "dstee_count"
+    T_CHOICES = ("rounds", "steps")
+    SCALES = ("absolute", "relative")
 
-    def __init__(self, c=1e-5, eps=1.0, c_decay=1.0, c_decay_every=None):
+    def __init__(self, c=1e-5, eps=1.0, c_decay=1.0, c_decay_every=None, t="rounds",
+                 c_scale="absolute"):
         _check_number(c, "c", lambda v: v >= 0, ">= 0")
         _check_number(eps, "eps", lambda v: v > 0, "> 0")
         _check_number(c_decay, "c_decay", lambda v: v > 0, "> 0")
@@ -202,8 +216,17 @@ class Exploration(Rule):
             raise ValueError(
                 f"`c_decay_every` must be None or an int >= 1; got {c_decay_every!r}."
             )
+        if t not in self.T_CHOICES:
+            raise ValueError(f"`t` must be one of {self.T_CHOICES}; got t={t!r}.")
+        if c_scale not in self.SCALES:
+            raise ValueError(f"`c_scale` must be one of {self.SCALES}; got c_scale={c_scale!r}.")
         self.c, self.eps = float(c), float(eps)
         self.c_decay, self.c_decay_every = float(c_decay), c_decay_every
+        self.t, self.c_scale = t, c_scale
+
+    @property
+    def needs_gradient(self):
+        return self.c_scale == "relative"
 
     def build(self, model):
         for layer in {id(mw.layer): mw.layer for mw in model.masked_weights}.values():
@@ -219,7 +242,10 @@ class Exploration(Rule):
     def score(self, update):
         counts = tf.convert_to_tensor(update.weight.state(self.COUNT)) + update.mask
         c_t = tf.cast(self.coefficient(update.round), tf.float32)
-        log_t = tf.cast(tf.math.log(update.round), tf.float32)
+        t = update.round if self.t == "rounds" else tf.cast(update.step, tf.float64)
+        log_t = tf.cast(tf.math.log(tf.maximum(t, 1.0)), tf.float32)
+        if self.c_scale == "relative":
+            c_t = c_t * tf.reduce_mean(tf.abs(tf.cast(update.gradient, tf.float32)))
         return c_t * tf.sqrt(log_t / (counts + self.eps))
 
     def update_state(self, update, new_mask):
@@ -228,7 +254,7 @@ class Exploration(Rule):
 
     def get_config(self):
         return {"c": self.c, "eps": self.eps, "c_decay": self.c_decay,
-                "c_decay_every": self.c_decay_every}
+                "c_decay_every": self.c_decay_every, "t": self.t, "c_scale": self.c_scale}
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")

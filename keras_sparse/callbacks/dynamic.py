@@ -56,6 +56,13 @@ class DynamicSparsity(MaskCallback):
       updates (the mean fraction replaced per update);
     - `dst/itop`: in-time over-parameterization rate, the fraction of
       prunable weights active at any time since training began;
+    - `dst/regrown_fraction`: of the connections grown in the epoch, the
+      fraction that had been active before (in the ever-active union before
+      their update; a weight dropped and regrown in one update counts), 0
+      if none grew;
+    - `dst/grown_ever`: distinct connections ever grown that were not
+      active when training began (the ever-active union minus the active
+      count: drop-and-grow keeps the total active count);
     - `dst/update_ms`: mean wall time of one update, in milliseconds (the
       first update of a `fit` also pays the graph's one-off set-up).
 
@@ -139,6 +146,7 @@ class DynamicSparsity(MaskCallback):
         self._last_step = self._batch_begin = None
         self._writer = None
         self._itop = 0.0
+        self._grown_ever = 0
         self._epoch = self._empty_epoch()
 
     # -- set-up ---------------------------------------------------------------
@@ -251,6 +259,8 @@ class DynamicSparsity(MaskCallback):
         logs["dst/changed"] = e["changed"]
         logs["dst/churn"] = e["changed"] / e["active"] if e["active"] else 0.0
         logs["dst/itop"] = self._itop
+        logs["dst/regrown_fraction"] = e["regrown"] / e["grown"] if e["grown"] else 0.0
+        logs["dst/grown_ever"] = self._grown_ever
         logs["dst/update_ms"] = e["ms"] / e["updates"] if e["updates"] else 0.0
         if self._writer:
             self._writer.flush()
@@ -263,7 +273,7 @@ class DynamicSparsity(MaskCallback):
 
     @staticmethod
     def _empty_epoch():
-        return dict(fraction=0.0, updates=0, changed=0, active=0, ms=0.0)
+        return dict(fraction=0.0, updates=0, changed=0, active=0, ms=0.0, grown=0, regrown=0)
 
     def _start_union(self):
         weights = self.model.masked_weights
@@ -272,7 +282,9 @@ class DynamicSparsity(MaskCallback):
                 union = mw.state(ITOP)
                 union.assign(tf.maximum(union, tf.cast(mw.mask, union.dtype)))
         ever = sum(float(tf.reduce_sum(mw.state(ITOP))) for mw in weights)
+        active = sum(float(tf.reduce_sum(tf.cast(mw.mask, tf.float32))) for mw in weights)
         self._itop = ever / sum(mw.size for mw in weights)
+        self._grown_ever = int(round(ever - active))
 
     # -- the update ---------------------------------------------------------------
 
@@ -286,8 +298,9 @@ class DynamicSparsity(MaskCallback):
         the dense gradients the model stored last.
 
         Returns:
-            `{weight path: {"dropped", "grown", "changed", "active", "ever",
-            "finite"}}` for this update.
+            `{weight path: {"dropped", "grown", "regrown", "changed",
+            "active", "ever", "finite"}}` for this update (`regrown`: grown
+            positions that had been active before).
         """
         if step is None:
             step = self._global_step()
@@ -324,7 +337,10 @@ class DynamicSparsity(MaskCallback):
             stats[mw.path] = {k: out[k][i].item() for k in out}
         changed = int(out["changed"].sum())
         self._itop = float(out["ever"].sum()) / sum(mw.size for mw in weights)
+        self._grown_ever = int(out["ever"].sum() - out["active"].sum())
         e = self._epoch
+        e["grown"] += int(out["grown"].sum())
+        e["regrown"] += int(out["regrown"].sum())
         e["fraction"] = fraction
         e["updates"] += 1
         e["changed"] += changed
@@ -403,12 +419,15 @@ class DynamicSparsity(MaskCallback):
         self.model._assign_mask(mw, kept)
         self.model._assign_mask(mw, new, self._grow_value)
         union = mw.state(ITOP)
-        union.assign(tf.maximum(tf.convert_to_tensor(union), tf.cast(new, union.dtype)))
+        before = tf.convert_to_tensor(union)
+        union.assign(tf.maximum(before, tf.cast(new, union.dtype)))
+        regrown = tf.reduce_sum(tf.where(finite, grown, 0.0) * tf.cast(before, grown.dtype))
         self.drop.update_state(layer["drop_up"], new)
         self.grow.update_state(layer["grow_up"], new)
         return dict(
             dropped=layer["n_drop"],
             grown=tf.cast(count, tf.int64),
+            regrown=tf.cast(regrown, tf.int64),
             changed=tf.cast(tf.reduce_sum(new * (1.0 - mask)), tf.int64),
             active=tf.cast(tf.reduce_sum(new), tf.int64),
             ever=tf.cast(tf.reduce_sum(tf.convert_to_tensor(union)), tf.int64),

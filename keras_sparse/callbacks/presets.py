@@ -108,6 +108,9 @@ class DSTEE(_Preset):
         eps: added to the counters (1.0).
         c_decay: factor applied to `c` every `c_decay_every` rounds (1.0).
         c_decay_every: rounds between decays, or `None` (never).
+        t: what `t` counts: "rounds" (update rounds, default) or "steps".
+        c_scale: "absolute" (the paper's bonus, default) or "relative" (`c`
+            times the layer's mean `abs(g)`, free of the gradient's scale).
 
     Example:
 
@@ -116,9 +119,10 @@ class DSTEE(_Preset):
     ```
     """
 
-    def __init__(self, c=1e-5, eps=1.0, c_decay=1.0, c_decay_every=None,
-                 delta_t=100, schedule="cosine", alpha=0.3, **kwargs):
-        bonus = Exploration(c=c, eps=eps, c_decay=c_decay, c_decay_every=c_decay_every)
+    def __init__(self, c=1e-5, eps=1.0, c_decay=1.0, c_decay_every=None, t="rounds",
+                 c_scale="absolute", delta_t=100, schedule="cosine", alpha=0.3, **kwargs):
+        bonus = Exploration(c=c, eps=eps, c_decay=c_decay, c_decay_every=c_decay_every,
+                            t=t, c_scale=c_scale)
         super().__init__(drop="magnitude", grow=Gradient() + bonus, delta_t=delta_t,
                          schedule=schedule, alpha=alpha, **kwargs)
         self.exploration = bonus

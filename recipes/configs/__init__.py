@@ -12,6 +12,8 @@ A recipe holds:
 - `optimizer`: an object spec `{"class": "keras.optimizers.SGD", "args":
   {...}}`; any `args` value may itself be an object spec (an LR schedule);
 - `label_smoothing`: 0.0, or the smoothing of a one-hot cross-entropy;
+- `validation_freq`: evaluate on the eval split every N epochs (1); the
+  final test accuracy needs N to divide `epochs` (studies set N = epochs);
 - `method`: `None` (dense training), `{"name": <ks.callbacks name>,
   "args": {...}}` (`Static`, `RigL`, `SET`, `SNFS`, `DSTEE`,
   `GradualMagnitudePruning`, `KStarts`, ...), or a list of them used

@@ -1,0 +1,69 @@
+"""Building blocks shared by the study definitions (plain data and arithmetic)."""
+
+LENET300 = {"name": "lenet_300_100", "args": {}}
+LENET5 = {"name": "lenet5", "args": {}}
+MODELS = {"lenet300": LENET300, "lenet5": LENET5}
+
+# Prunable weights (kernels) of the two LeNets on 28x28x1 inputs, 10 classes.
+LENET300_WEIGHTS = 784 * 300 + 300 * 100 + 100 * 10  # 266,200
+
+
+def lenet5_weights(width=1.0):
+    """Kernel weights of `ks.models.lenet5(width=width)` on 28x28x1, 10 classes."""
+    c1, c2, f1, f2 = (max(1, int(round(n * width))) for n in (6, 16, 120, 84))
+    return 25 * c1 + 25 * c1 * c2 + 25 * c2 * f1 + f1 * f2 + f2 * 10
+
+
+def tag(sparsity):
+    """0.9 -> "s90", 0.95 -> "s95", 0.98 -> "s98"."""
+    return f"s{int(round(sparsity * 100))}"
+
+
+def small_dense(model, sparsity):
+    """The dense model of the same family whose weights equal the sparse one's active count.
+
+    The target is `(1 - sparsity)` times the full model's kernel weights (the
+    active count of the sparse model); widths keep the family's proportions
+    and are the nearest integers found by search, so the count matches only
+    approximately (within about 10% at LeNet-5's smallest sizes); the runs
+    record the exact counts.
+
+    Returns:
+        `(model spec, weight count)`.
+    """
+    if model == "lenet300":
+        target = (1 - sparsity) * LENET300_WEIGHTS
+        # LeNet-300-100's 3:1 hidden widths kept: nearest count over the first width.
+        best = min(((784 * a + a * b + 10 * b, a, b) for a in range(1, 301)
+                    for b in [max(1, round(a / 3))]),
+                   key=lambda t: abs(t[0] - target))
+        return {"name": "mlp", "args": {"widths": [best[1], best[2]]}}, best[0]
+    target = (1 - sparsity) * lenet5_weights()
+    width = min((w / 1000 for w in range(1, 1001)),
+                key=lambda w: abs(lenet5_weights(w) - target))
+    return {"name": "lenet5", "args": {"width": width}}, lenet5_weights(width)
+
+
+def adam(learning_rate=1e-3):
+    return {"class": "keras.optimizers.Adam", "args": {"learning_rate": learning_rate}}
+
+
+def cell(name, method, group, sparsity, overrides, **extra):
+    """One grid cell (see `recipes.studies`)."""
+    return {"name": name, "method": method, "group": group, "sparsity": sparsity,
+            "overrides": overrides, **extra}
+
+
+def preset(epochs, subset, eval_subset=None, optimizer=None, egf_examples=256, **extra):
+    """Study preset overrides: the test split is evaluated once, after the last epoch.
+
+    `subset`/`eval_subset`: first N training/test examples (None: all);
+    `egf_examples`: examples of the fixed EGF set (also the data of SNIP and
+    GraSP); `optimizer`: None keeps the recipe's.
+    """
+    out = {"epochs": epochs, "validation_freq": epochs,
+           "data": {"subset": subset, "eval_subset": eval_subset},
+           "egf": {"num_examples": egf_examples}, "baseline": None, **extra}
+    if optimizer is not None:
+        out["optimizer"] = optimizer
+    return out

@@ -1,0 +1,210 @@
+"""Dynamic sparse training studies: Static, SET, RigL, SNFS, DST-EE, pruning.
+
+All DST methods share one schedule, RigL's (drop fraction 0.3, cosine,
+updates until 75% of training) with `delta_t` = 2% of the training steps (about 37 updates), as
+the RigL paper runs SET and Static next to RigL; SNFS keeps its own paper's
+settings (per epoch, prune rate 0.5 cosine, momentum redistribution).
+Gradual magnitude pruning (Zhu & Gupta's cubic schedule) goes from dense to
+the target between 5% and 75% of training with the same ERK layer split.
+Everything else (model, data, optimizer, batch, epochs) is the same for all
+methods of a study.
+"""
+
+from recipes.studies.common import MODELS, adam, cell, preset, small_dense, tag
+
+DELTA_T = "0.02*total_steps"
+
+
+def static():
+    return {"name": "Static", "args": {}}
+
+
+def set_():
+    return {"name": "SET", "args": {"delta_t": DELTA_T, "schedule": "cosine", "alpha": 0.3}}
+
+
+def rigl():
+    return {"name": "RigL", "args": {"delta_t": DELTA_T, "schedule": "cosine", "alpha": 0.3}}
+
+
+def snfs():
+    return {"name": "SNFS", "args": {}}
+
+
+def dstee(c=1e-5, **extra):
+    return {"name": "DSTEE", "args": {"c": c, "delta_t": DELTA_T, "schedule": "cosine",
+                                      "alpha": 0.3, **extra}}
+
+
+def gmp(sparsity):
+    schedule = {"class": "ks.schedules.PolynomialDecay",
+                "args": {"initial_sparsity": 0.0, "final_sparsity": sparsity,
+                         "begin_step": "0.05*total_steps", "end_step": "0.75*total_steps",
+                         "frequency": DELTA_T}}
+    return {"name": "GradualMagnitudePruning",
+            "args": {"schedule": schedule, "distribution": "erk"}}
+
+
+SPARSE = {"static": ("Static", static), "set": ("SET", set_), "rigl": ("RigL", rigl),
+          "snfs": ("SNFS", snfs), "dstee": ("DST-EE", dstee)}
+
+
+def _sparse_cells(group, model, sparsity, keys):
+    cells = []
+    for key in keys:
+        label, method = SPARSE[key]
+        cells.append(cell(f"{group}_{key}_{tag(sparsity)}", label, group, sparsity,
+                          {"model": model, "method": method(), "sparsity": sparsity,
+                           "sparsify": {}}))
+    return cells
+
+
+def _gmp_cell(group, model, sparsity):
+    return cell(f"{group}_gmp_{tag(sparsity)}", "GMP", group, sparsity,
+                {"model": model, "method": gmp(sparsity), "sparsity": sparsity,
+                 "sparsify": {"start_sparsity": 0.0}})
+
+
+def _dense_cell(group, model):
+    return cell(f"{group}_dense", "dense", group, 0.0, {"model": model, "method": None})
+
+
+def _pairs(group, sparsity, pairs):
+    t = tag(sparsity)
+    return [[f"{group}_{a}_{t}" if a != "dense" else f"{group}_dense",
+             f"{group}_{b}_{t}" if b != "dense" else f"{group}_dense"] for a, b in pairs]
+
+
+# -- dst_fashion_mnist ------------------------------------------------------------
+
+FMNIST_SPARSITIES = (0.9, 0.95, 0.98)
+FMNIST_PAIRS = [("dstee", "set"), ("dstee", "rigl"), ("dstee", "dense"), ("rigl", "set"),
+                ("set", "static"), ("gmp", "rigl")]
+
+
+def _fmnist_grid():
+    grid, comparisons = [], []
+    for group, model in MODELS.items():
+        grid.append(_dense_cell(group, model))
+        for s in FMNIST_SPARSITIES:
+            grid += _sparse_cells(group, model, s, ("static", "set", "rigl", "snfs", "dstee"))
+            grid.append(_gmp_cell(group, model, s))
+            small, weights = small_dense(group, s)
+            grid.append(cell(f"{group}_smalldense_{tag(s)}", "small dense", group, s,
+                             {"model": small, "method": None}))
+            comparisons += _pairs(group, s, FMNIST_PAIRS)
+    for c in grid:
+        c["baseline"] = f"{c['group']}_dense"
+    return grid, comparisons
+
+
+FMNIST_GRID, FMNIST_COMPARISONS = _fmnist_grid()
+
+DST_FASHION_MNIST = {
+    "name": "dst_fashion_mnist",
+    "title": "DST methods on Fashion-MNIST: LeNet-300-100 and LeNet-5 at 90/95/98% (ERK)",
+    "recipe": "quickstart",
+    "baseline": "lenet300_dense",  # each cell names its model's dense network
+    "grid": FMNIST_GRID,
+    "comparisons": FMNIST_COMPARISONS,
+    "seeds": 3,
+    "presets": {
+        "cpu": preset(5, 10000, optimizer=adam(1e-3), batch_size=128),
+        "paper": preset(30, None, optimizer=adam(1e-3), batch_size=128, egf_examples=1000),
+    },
+    "claims": [
+        {"id": "D1", "claim": "DST-EE beats SET and RigL at the same sparsity, up to 98%.",
+         "how": "comparisons <model>_dstee_<s> vs <model>_set_<s> and <model>_rigl_<s>"},
+        {"id": "D2", "claim": "DST-EE matches or beats the dense network.",
+         "how": "comparisons <model>_dstee_<s> vs <model>_dense"},
+        {"id": "R1", "claim": "RigL >= SET >= Static at high sparsity, and gradual pruning "
+                              ">= RigL at the same budget (the RigL paper's ordering).",
+         "how": "comparisons rigl vs set, set vs static, gmp vs rigl per model and sparsity"},
+    ],
+}
+
+# -- dst_cifar10 --------------------------------------------------------------------
+
+RESNET20 = {"name": "resnet20", "args": {}}
+CIFAR_SPARSITIES = (0.9, 0.95)
+CIFAR_PAIRS = [("dstee", "set"), ("dstee", "rigl"), ("dstee", "dense"), ("rigl", "set"),
+               ("set", "static"), ("gmp", "rigl")]
+
+
+def _cifar_grid():
+    grid, comparisons = [_dense_cell("resnet20", RESNET20)], []
+    for s in CIFAR_SPARSITIES:
+        grid += _sparse_cells("resnet20", RESNET20, s, ("static", "set", "rigl", "dstee"))
+        grid.append(_gmp_cell("resnet20", RESNET20, s))
+        comparisons += _pairs("resnet20", s, CIFAR_PAIRS)
+    return grid, comparisons
+
+
+CIFAR_GRID, CIFAR_COMPARISONS = _cifar_grid()
+
+DST_CIFAR10 = {
+    "name": "dst_cifar10",
+    "title": "DST methods on CIFAR-10: ResNet-20 at 90% and 95% (ERK)",
+    "recipe": "gradual_resnet20_cifar10",
+    "baseline": "resnet20_dense",
+    "grid": CIFAR_GRID,
+    "comparisons": CIFAR_COMPARISONS,
+    "seeds": 3,
+    "presets": {
+        # SGD momentum 0.9, LR 0.1 divided by 10 at 50% and 75%, weight decay
+        # 1e-4 (the recipe's He et al. schedule) for every method.
+        "cpu": preset(4, 5000),
+        "paper": preset(164, None, egf_examples=1000),
+    },
+    "claims": [
+        {"id": "D1", "claim": "DST-EE beats SET and RigL at the same sparsity.",
+         "how": "comparisons resnet20_dstee_<s> vs resnet20_set_<s>, resnet20_rigl_<s>"},
+        {"id": "D2", "claim": "DST-EE matches or beats the dense network (the paper: "
+                              "ResNet-50/CIFAR-10).",
+         "how": "comparisons resnet20_dstee_<s> vs resnet20_dense"},
+        {"id": "R1", "claim": "RigL >= SET >= Static, and gradual pruning >= RigL.",
+         "how": "comparisons rigl vs set, set vs static, gmp vs rigl"},
+    ],
+}
+
+# -- dstee_exploration ---------------------------------------------------------------
+
+EXPLORATION_CS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
+STEPS_CS = (1e-5, 1e-4, 1e-3, 1e-2)
+RELATIVE_CS = (0.1, 1.0, 10.0)
+
+
+def _exploration_grid():
+    s, group, model = 0.98, "lenet300", MODELS["lenet300"]
+    base = {"model": model, "sparsity": s, "sparsify": {}}
+    grid = [cell("rigl", "RigL", group, s, dict(base, method=rigl()))]
+    grid += [cell(f"dstee_c{c:g}", f"DST-EE c={c:g}", group, s, dict(base, method=dstee(c)))
+             for c in EXPLORATION_CS]
+    grid += [cell(f"dstee_steps_c{c:g}", f"DST-EE c={c:g} t=steps", group, s,
+                  dict(base, method=dstee(c, t="steps"))) for c in STEPS_CS]
+    grid += [cell(f"dstee_rel_c{c:g}", f"DST-EE c={c:g}*mean|g|", group, s,
+                  dict(base, method=dstee(c, c_scale="relative"))) for c in RELATIVE_CS]
+    return grid
+
+
+DSTEE_EXPLORATION = {
+    "name": "dstee_exploration",
+    "title": "DST-EE exploration bonus: c sweep vs RigL, LeNet-300-100 / Fashion-MNIST at 98%",
+    "recipe": "quickstart",
+    "baseline": "rigl",
+    "grid": _exploration_grid(),
+    "comparisons": [],
+    "seeds": 3,
+    "presets": {
+        "cpu": preset(5, None, optimizer=adam(1e-3), batch_size=128),
+        "paper": preset(30, None, optimizer=adam(1e-3), batch_size=128, egf_examples=1000),
+    },
+    "claims": [
+        {"id": "D1", "claim": "DST-EE beats RigL at 98% sparsity (for some c in the "
+                              "paper's range 1e-5 to 1e-2).",
+         "how": "each dstee_* cell vs rigl (paired, Holm); dst/itop, dst/grown_ever and "
+                "dst/regrown_fraction show whether the bonus changes the masks"},
+    ],
+}
+
+STUDIES = [DST_FASHION_MNIST, DST_CIFAR10, DSTEE_EXPLORATION]
