@@ -203,7 +203,7 @@ def _path_model(model, who, loss):
     """A `_PathModel` for `model`, reused across calls (its functions stay traced)."""
     if not isinstance(model, keras.Model):
         return _PathModel(model, who, loss)
-    key = (id(loss) if loss is not None else id(getattr(model, "_compile_loss", None)),
+    key = (id(loss) if loss is not None else id(getattr(model, "loss", None)),
            tuple(id(v) for v in model.weights))
     cached = _CACHE.setdefault(model, {})
     if key not in cached:
