@@ -358,6 +358,9 @@ def bezier_path(model, start, end, data, order=2, subspace="dense", mask=None, e
     evaluated point, statistics recomputed on `bn_data`. The model's
     variables are left as they are.
 
+    Dropout layers draw the same masks at every training step (the
+    model's random state is read, not advanced).
+
     With `subspace="sparse"` every bend is exactly 0 outside `mask` (the
     shared mask of the two ends): bends start there at 0, their gradient and
     their value are masked by selection after every step. With
