@@ -386,7 +386,7 @@ def plot_kendall(result, path):
     """Bar chart: Kendall's tau of each flow measure vs final test accuracy, per dataset."""
     rows = [k for k in result["kendall"] if k["at"] == "final"]
     datasets = sorted({k["dataset"] for k in rows})
-    figure = _figure(2 + 2.5 * len(datasets), 4)
+    figure = _figure(3.5 + 2.5 * len(datasets), 4)
     ax = figure.subplots()
     width = 0.8 / len(MEASURES)
     for j, measure in enumerate(MEASURES):
@@ -403,7 +403,7 @@ def plot_kendall(result, path):
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(datasets)), datasets)
     ax.set(ylabel="Kendall tau vs final test accuracy",
-           title="Gradient-flow measures vs test accuracy (* p < 0.05)")
+           title="Flow measure vs final test accuracy\n(* p < 0.05)")
     ax.legend()
     figure.savefig(path)
 
