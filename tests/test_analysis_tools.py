@@ -329,10 +329,13 @@ def test_scsdc_report_matches_scipy_on_a_hand_made_table(tmp_path):
     raw = sorted(p for p, _ in ps)
     holm = np.maximum.accumulate([min(1, (3 - i) * p) for i, p in enumerate(raw)])
     assert sorted(h for _, h in ps) == pytest.approx(list(holm))
-    effect = result["batchnorm_effect"][0]
-    assert effect["optimizer"] == "sgd"
-    assert effect["sparse_delta"] == pytest.approx(np.mean(np.subtract(table["sgd", "batchnorm"][1],
-                                                                       table["sgd", "none"][1])))
+    [effect] = result["regularizer_effects"]
+    assert (effect["regularizer"], effect["optimizer"]) == ("batchnorm", "sgd")
+    sparse_delta = np.subtract(table["sgd", "batchnorm"][1], table["sgd", "none"][1])
+    dense_delta = np.subtract(table["sgd", "batchnorm"][0], table["sgd", "none"][0])
+    assert effect["sparse_delta"] == pytest.approx(np.mean(sparse_delta))
+    assert effect["p_value"] == pytest.approx(scipy.stats.ttest_rel(sparse_delta,
+                                                                    dense_delta).pvalue)
     assert json.loads((tmp_path / "report.json").read_text())["runs"] == 9
     assert (tmp_path / "kendall.csv").exists() and (tmp_path / "gaps.csv").exists()
 

@@ -267,7 +267,10 @@ def report(out_dir, cell_names=None):
         "gaps": [{"config", "task", "dataset", "optimizer", "activation",
         "regularizer", "sparse_width", "n", "sparse_mean", "dense_mean",
         "gap_mean", "test", "p_value", "p_holm"}], "factors": {factor:
-        {level: summary of the gap}}, "batchnorm_effect": [...],
+        {level: summary of the gap}}, "regularizer_effects": [{"regularizer",
+        "task", "optimizer", "activation", "sparse_width", "n", "sparse_delta",
+        "dense_delta", "p_value"}] (accuracy change against "none", sparse vs
+        dense, paired across seeds),
         "runs": number of runs}`.
 
     Kendall's tau pairs, over every trained network of a dataset (dense
@@ -323,37 +326,40 @@ def report(out_dir, cell_names=None):
             levels.setdefault(r[factor], []).append(r["gap"])
         factors[factor] = {level: stats.summarize(values) for level, values in levels.items()}
     result = {"runs": len(rows), "kendall": kendall, "gaps": gaps, "factors": factors,
-              "batchnorm_effect": _batchnorm_effect(rows)}
+              "regularizer_effects": _regularizer_effects(rows)}
     sweep.write_json(f"{out_dir}/report.json", result)
     _write_csv(f"{out_dir}/kendall.csv", kendall)
     _write_csv(f"{out_dir}/gaps.csv", gaps)
+    _write_csv(f"{out_dir}/regularizer_effects.csv", result["regularizer_effects"])
     return result
 
 
-def _batchnorm_effect(rows):
-    """Per (task, optimizer, activation, width): BatchNorm's accuracy change, sparse vs dense.
+def _regularizer_effects(rows):
+    """Per regularizer and (task, optimizer, activation, width): its accuracy change.
 
-    For every seed, `delta = acc(batchnorm) - acc(none)` for each network;
-    the paired test compares the sparse deltas with the dense ones.
+    For every seed, `delta = acc(regularizer) - acc(none)` for the sparse
+    and the dense network; the paired test compares the sparse deltas with
+    the dense ones (does the regularizer matter more for sparse networks?).
     """
     index = {(r["task"], r["optimizer"], r["activation"], r["sparse_width"], r["regularizer"],
               r["seed"]): r for _, _, r in rows}
     effects = []
-    keys = sorted({k[:4] for k in index if k[4] == "batchnorm"})
-    for key in keys:
-        seeds = sorted(s for (*k, reg, s) in index if tuple(k) == key and reg == "batchnorm"
-                       and key + ("none", s) in index)
-        if not seeds:
-            continue
-        delta = {label: [index[key + ("batchnorm", s)][label]["final"]["val_accuracy"]
-                         - index[key + ("none", s)][label]["final"]["val_accuracy"]
-                         for s in seeds] for label in ("sparse", "dense")}
-        row = dict(zip(("task", "optimizer", "activation", "sparse_width"), key), n=len(seeds),
-                   sparse_delta=sum(delta["sparse"]) / len(seeds),
-                   dense_delta=sum(delta["dense"]) / len(seeds), p_value=math.nan)
-        if len(seeds) >= 2:
-            row["p_value"] = stats.paired_test(delta["sparse"], delta["dense"])["p_value"]
-        effects.append(row)
+    for regularizer in REGULARIZERS[1:]:
+        for key in sorted({k[:4] for k in index if k[4] == regularizer}):
+            seeds = sorted(k[5] for k in index if k[:4] == key and k[4] == regularizer
+                           and key + ("none", k[5]) in index)
+            if not seeds:
+                continue
+            delta = {label: [index[key + (regularizer, s)][label]["final"]["val_accuracy"]
+                             - index[key + ("none", s)][label]["final"]["val_accuracy"]
+                             for s in seeds] for label in ("sparse", "dense")}
+            row = dict(regularizer=regularizer,
+                       **dict(zip(("task", "optimizer", "activation", "sparse_width"), key)),
+                       n=len(seeds), sparse_delta=sum(delta["sparse"]) / len(seeds),
+                       dense_delta=sum(delta["dense"]) / len(seeds), p_value=math.nan)
+            if len(seeds) >= 2:
+                row["p_value"] = stats.paired_test(delta["sparse"], delta["dense"])["p_value"]
+            effects.append(row)
     return effects
 
 
