@@ -476,7 +476,7 @@ def bezier_path(model, start, end, data, order=2, subspace="dense", mask=None, e
             values.append(value)
         return values
 
-    @tf.function
+    @tf.function(autograph=False)  # no tensor-dependent Python control flow
     def train_step(x, y, sample_weight, t):
         coeffs = _bernstein(order, t)
         with tf.GradientTape() as tape:
