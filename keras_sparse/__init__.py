@@ -13,6 +13,7 @@ Keras setting, and loads neither tensorflow-datasets nor matplotlib
 """
 
 from keras_sparse import (
+    analysis,
     applications,
     callbacks,
     data,
@@ -34,6 +35,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SparseModel",
+    "analysis",
     "applications",
     "callbacks",
     "count_params",

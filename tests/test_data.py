@@ -57,6 +57,24 @@ def test_reads_tfds_data_dir_from_environment(monkeypatch):
     _check_batch(images, labels, (8, 28, 28, 1), 10)
 
 
+def test_fashion_mnist_augments_only_on_request():
+    load = dict(batch_size=64, subset=64, shuffle=False, data_dir=TFDS_DIR)
+    [(plain, _)] = _batches(data.load("fashion_mnist", "train", **load))
+    [(default, _)] = _batches(data.load("fashion_mnist", "train", **load))
+    [(shifted, labels)] = _batches(data.load("fashion_mnist", "train", augment=True, **load))
+    [(again, _)] = _batches(data.load("fashion_mnist", "train", augment=True, **load))
+    np.testing.assert_array_equal(default, plain)  # augment=None: off for the MNIST family
+    np.testing.assert_array_equal(shifted, again)  # seeded
+    _check_batch(shifted, labels, (64, 28, 28, 1), 10)
+    assert sum(not np.array_equal(a, p) for a, p in zip(shifted, plain)) > 32
+    # A shift of at most 2 pixels and a flip: the centre 24x24 of each
+    # augmented image appears in its original, maybe mirrored.
+    for a, p in zip(shifted[:8, 2:-2, 2:-2, 0], plain[:8, :, :, 0]):
+        found = any(np.allclose(a, img[i:i + 24, j:j + 24])
+                    for img in (p, p[:, ::-1]) for i in range(5) for j in range(5))
+        assert found
+
+
 def test_subset_takes_the_first_examples_in_batches():
     ds = data.load(
         "cifar10",
@@ -205,7 +223,6 @@ def test_missing_dataset_error_from_environment(tmp_path, monkeypatch):
     "kwargs,match",
     [
         (dict(name="svhn"), "name='svhn'"),
-        (dict(name="mnist", augment=True), "augment=True"),
         (dict(name="cifar10", batch_size=0), "`batch_size` must be an integer >= 1; got 0"),
         (dict(name="cifar10", subset=-1), "`subset` must be an integer >= 1 or None; got -1"),
     ],

@@ -1,6 +1,7 @@
 """TFDS input pipelines: `(image, label)` batches, normalized and augmented."""
 
 import dataclasses
+import functools
 import os
 from typing import Callable, Optional
 
@@ -33,6 +34,7 @@ class _Spec:
     train_transform: Optional[Callable]  # (image, seed) -> image
     eval_transform: Optional[Callable]  # image -> image
     small: bool  # fits in memory: cache it, shuffle all of it
+    augment_by_default: bool = True  # augment=None augments "train*" splits
 
 
 # Per-channel statistics of each training set on the [0, 1] scale.
@@ -55,11 +57,18 @@ _SPECS = {
         None,
         small=True,
     ),
+    # The MNIST family is augmented only on request (augment=True): random
+    # shifts of up to 2 pixels; Fashion-MNIST also flips left-right (clothes
+    # are mirror-symmetric, digits are not).
     "mnist": _Spec(
-        (28, 28, 1), (28, 28, 1), (0.1307,), (0.3081,), None, None, small=True
+        (28, 28, 1), (28, 28, 1), (0.1307,), (0.3081,),
+        functools.partial(transforms.pad_crop, padding=2), None, small=True,
+        augment_by_default=False,
     ),
     "fashion_mnist": _Spec(
-        (28, 28, 1), (28, 28, 1), (0.2860,), (0.3530,), None, None, small=True
+        (28, 28, 1), (28, 28, 1), (0.2860,), (0.3530,),
+        functools.partial(transforms.pad_crop_flip, padding=2), None, small=True,
+        augment_by_default=False,
     ),
     "imagenet2012": _Spec(
         (None, None, 3),
@@ -146,8 +155,11 @@ def load(
     and standard deviation (ImageNet: the usual ImageNet constants); labels
     are int32. Augmentation: CIFAR pads 4 pixels, crops 32x32 at random and
     flips horizontally; ImageNet takes a random-resized 224x224 crop and
-    flips (evaluation: shorter side resized to 256, central 224x224 crop);
-    MNIST and Fashion-MNIST have none. Shuffling and augmentation are
+    flips (evaluation: shorter side resized to 256, central 224x224 crop).
+    MNIST and Fashion-MNIST are augmented only with `augment=True`: zero-pad
+    2 pixels and crop 28x28 at random (shifts of up to 2 pixels), plus a
+    random horizontal flip for Fashion-MNIST only (clothes are mirror
+    symmetric, digits are not). Shuffling and augmentation are
     stateless functions of `(seed, epoch)`, so equal arguments give equal
     batches and both change from epoch to epoch. Under `fit`, `EpochSync`
     (added by `SparseModel.fit` itself) sets the epoch to Keras' epoch, so a
@@ -166,9 +178,9 @@ def load(
         batch_size: examples per batch; the last batch may be smaller.
         shuffle: whether to shuffle examples (and files) each epoch;
             `None` shuffles splits whose name starts with `"train"`.
-        augment: `None` augments splits whose name starts with `"train"`;
-            `True`/`False` force it on or off. `True` is an error for the
-            MNIST family, which has no augmentation.
+        augment: `None` augments splits whose name starts with `"train"`
+            (CIFAR, ImageNet; never the MNIST family); `True`/`False` force
+            it on or off.
         subset: if set, only the first `subset` examples of the split (in
             file order) are used, e.g. for reduced CPU runs.
         seed: seed of the shuffle and the augmentation.
@@ -191,7 +203,8 @@ def load(
     if shuffle is None:
         shuffle = split.startswith("train")
     if augment is None:
-        augment = bool(spec.train_transform) and split.startswith("train")
+        augment = (bool(spec.train_transform) and spec.augment_by_default
+                   and split.startswith("train"))
     elif augment and spec.train_transform is None:
         raise ValueError(
             f"augment={augment!r}: {name!r} has no augmentation; pass "

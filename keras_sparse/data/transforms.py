@@ -25,6 +25,23 @@ def normalize(image, mean, std):
     return (image - tf.constant(mean)) / tf.constant(std)
 
 
+def pad_crop(image, seed, padding=2):
+    """Random shift: zero-pad `padding` pixels, then crop back at random.
+
+    Args:
+        image: a `[H, W, C]` image with a static shape.
+        seed: a `[2]` int32/int64 seed.
+        padding: pixels of zero padding on each side (the largest shift).
+
+    Example:
+        >>> x = pad_crop(tf.zeros([28, 28, 1], tf.uint8), seed=[0, 1])
+        >>> x.shape
+        TensorShape([28, 28, 1])
+    """
+    padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]])
+    return tf.image.stateless_random_crop(padded, image.shape, seed)
+
+
 def pad_crop_flip(image, seed, padding=4):
     """CIFAR augmentation: zero-pad, random crop back, random horizontal flip.
 
