@@ -64,12 +64,19 @@ def main(argv=None):
 
 
 def _study(parser, args):
-    from recipes import studies
+    from recipes import analysis_studies, studies
 
-    if args.name not in studies.STUDIES:
-        parser.error(f"unknown study {args.name!r}; choose one of: {', '.join(studies.names())}")
+    known = studies.names() + analysis_studies.names()
+    if args.name not in known:
+        parser.error(f"unknown study {args.name!r}; choose one of: {', '.join(known)}")
     if args.seeds is not None and args.seeds < 1:
         parser.error(f"--seeds must be at least 1; got {args.seeds}")
+    if args.name in analysis_studies.STUDIES:  # SC-SDC sweeps and loss paths
+        if args.aggregate_only:
+            analysis_studies.report(args.name, args.preset, args.out)
+        else:
+            analysis_studies.run(args.name, args.preset, args.seeds, args.out)
+        return 0
     from recipes import study  # imports TensorFlow: only when running
 
     cells = args.cells.split(",") if args.cells else None

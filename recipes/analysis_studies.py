@@ -160,9 +160,9 @@ def cnn(width, input_shape, num_classes, activation="relu", batchnorm=False):
     """
     import keras
 
-    from keras_sparse.models.mlp import _INITIALIZERS, activation_layer
+    from keras_sparse.applications import activation_layer, default_initializer
 
-    init = _INITIALIZERS.get(activation, "he_normal")
+    init = default_initializer(activation)
     inputs = keras.Input(input_shape, name="image")
     x = inputs
     for i, channels in enumerate((width, width, 2 * width, 2 * width), start=1):

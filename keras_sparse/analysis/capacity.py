@@ -6,7 +6,8 @@ import numbers
 import keras
 import numpy as np
 
-from keras_sparse.conversion import is_sparse, prunable_shapes, sparsify
+from keras_sparse.conversion import is_sparse, sparsify
+from keras_sparse.layers.registry import prunable_shapes
 from keras_sparse.masks import stateless_uniform, topk_mask
 
 MATCHES = ("layer", "total")

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from keras_sparse.diagnostics.gradient_flow import _data_loss, as_dataset
 from keras_sparse.layers.base import raw_weights
-from keras_sparse.model import flatten_layers
+from keras_sparse.layers.registry import flatten_layers
 
 SUBSPACES = ("dense", "sparse")
 ORDERS = (2, 3)

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from keras_sparse.callbacks.gradual import GradualMagnitudePruning
 from keras_sparse.conversion import sparsify
-from keras_sparse.masks import check_sparsity
+from keras_sparse.utils.argument_validation import check_sparsity
 from keras_sparse.pruning.lottery import lottery_reset
 from keras_sparse.schedules import PolynomialDecay
 

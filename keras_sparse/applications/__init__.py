@@ -5,7 +5,7 @@ Every builder returns logits and uses only stock Keras layers, so
 """
 
 from keras_sparse.applications.lenet import lenet5, lenet_300_100
-from keras_sparse.applications.mlp import mlp
+from keras_sparse.applications.mlp import activation_layer, default_initializer, mlp
 from keras_sparse.applications.registry import get, names
 from keras_sparse.applications.resnet50 import resnet50
 from keras_sparse.applications.resnet_cifar import (
@@ -18,6 +18,8 @@ from keras_sparse.applications.vgg import vgg
 from keras_sparse.applications.wide_resnet import wide_resnet
 
 __all__ = [
+    "activation_layer",
+    "default_initializer",
     "cifar_resnet",
     "get",
     "lenet5",

@@ -8,6 +8,16 @@ import keras
 _INITIALIZERS = {"selu": "lecun_normal", "tanh": "glorot_uniform"}
 
 
+def default_initializer(activation):
+    """The kernel initializer name these builders pair with `activation`.
+
+    Example:
+        >>> default_initializer("selu"), default_initializer("relu")
+        ('lecun_normal', 'he_normal')
+    """
+    return _INITIALIZERS.get(activation, "he_normal")
+
+
 def activation_layer(activation, name):
     """Returns a layer applying `activation`.
 
