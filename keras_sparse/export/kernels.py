@@ -31,8 +31,6 @@ import uuid
 
 import tensorflow as tf
 
-from keras_sparse.export import encoding
-
 KERNELS = ("dense", "coo", "csr", "segment", "ell_xla")
 XLA_KERNELS = ("ell_xla",)
 
@@ -200,6 +198,3 @@ def eager_tensors(rows, cols, values, units, input_dim, ell_width, names):
         found[name] = derive(name, rows, cols, values, units, input_dim, ell_width)
     return found
 
-
-__all__ = ["KERNELS", "XLA_KERNELS", "NEEDS", "LoadTimeTensor", "apply", "derive",
-           "eager_tensors", "encoding"]

@@ -82,8 +82,11 @@ def select_kernels(kernel, bias, activation, batch_sizes, allow_xla=False,
     tensors = kernels.eager_tensors(rows, cols, values, units, input_dim, width,
                                     sorted({n for k in names for n in kernels.NEEDS[k]}))
     bias = None if bias is None else tf.constant(bias, tf.float32)
+    # One trace for every batch size, as in the SavedModel (XLA still
+    # compiles once per shape).
+    spec = [tf.TensorSpec([None, input_dim], tf.float32)]
     functions = {k: tf.function(lambda x, k=k: kernels.apply(k, x, tensors, bias, activation, units),
-                                autograph=False) for k in names}
+                                input_signature=spec, autograph=False) for k in names}
     rng = np.random.default_rng(0)
     inputs = {int(b): tf.constant(rng.standard_normal((int(b), input_dim)).astype("float32"))
               for b in batch_sizes}
@@ -103,7 +106,7 @@ def select_kernels(kernel, bias, activation, batch_sizes, allow_xla=False,
     # (dispatch overhead, noise) goes back to dense, and the rest is rechecked.
     while found != [(None, "dense")]:
         composed = tf.function(lambda x, found=found: _dispatch(found, x, lambda k: kernels.apply(
-            k, x, tensors, bias, activation, units)), autograph=False)
+            k, x, tensors, bias, activation, units)), input_signature=spec, autograph=False)
         checked = selection.time_candidates({"dense": usable["dense"], "chosen": composed},
                                             inputs, rounds=rounds, calls=calls)
         report["checked_ms"] = {b: {k: t * 1e3 for k, t in ts.items()} for b, ts in checked.items()}
