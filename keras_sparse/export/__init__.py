@@ -1,8 +1,8 @@
-"""Export for TF Serving (SPEC §9): versioned SavedModels, optionally CSR.
+"""Export for TF Serving: versioned SavedModels, dense or with sparse kernels.
 
 ```python
-path = ks.export.export_for_serving(model, "saved_models/mlp", sparse_format="csr")
-print(ks.export.report(path)["gzip_bytes"])
+path = ks.export.export_for_serving(model, "saved_models/mlp", sparse_format="auto")
+print(ks.export.report(path)["kernels"])  # per layer: timings and the kernel chosen
 ```
 """
 
