@@ -13,9 +13,9 @@ rounds alternate the order, warm-up rounds are dropped, each round is the
 mean of `calls` calls, the result is the median over rounds.
 
 "kernel" rows (informational) time one hidden x hidden 98% kernel alone in
-this process at several batch sizes: dense matmul vs the two sparse kernels
-`ks.export` chooses between (`csr.coo_product`, `csr.csr_product`), which
-is where `csr.SMALL_BATCH` comes from.
+this process at several batch sizes: dense matmul vs every kernel of
+`keras_sparse.export.kernels` (what `sparse_format="auto"` chooses from;
+the COO/CSR crossover is where the "csr" format's batch-8 switch comes from).
 """
 
 import argparse
@@ -123,23 +123,21 @@ def run(settings):
 
 
 def _kernel_sweep(hidden, rounds, calls):
-    """The hidden x hidden kernel alone: dense matmul vs the two sparse kernels."""
+    """The hidden x hidden kernel alone (bias and ReLU included): every export kernel vs dense."""
     import tensorflow as tf
 
-    from keras_sparse.export import csr
+    from keras_sparse.export import encoding, kernels
 
     rng = np.random.default_rng(0)
     kernel = rng.standard_normal((hidden, hidden)).astype("float32")
     kernel[rng.random(kernel.shape) < SPARSITY] = 0.0
-    row_ptrs, cols, values = csr.csr_components(kernel)
-    indices = tf.constant(csr.coo_indices(row_ptrs, cols))
-    values, shape = tf.constant(values), tf.constant([hidden, hidden], tf.int64)
-    dense = tf.Variable(kernel)
-    kernels = {
-        "dense": tf.function(lambda x: tf.matmul(x, dense)),
-        "coo": tf.function(lambda x: csr.coo_product(x, indices, values, shape)),
-        "csr": tf.function(lambda x: csr.csr_product(x, indices, values, shape)),
-    }
+    bias = tf.constant(rng.standard_normal(hidden).astype("float32"))
+    rows, cols, values = encoding.nonzeros(kernel)
+    width = int(np.bincount(rows, minlength=hidden).max())
+    tensors = kernels.eager_tensors(rows, cols, values, hidden, hidden, width,
+                                    sorted({n for k in kernels.KERNELS for n in kernels.NEEDS[k]}))
+    functions = {k: tf.function(lambda x, k=k: kernels.apply(k, x, tensors, bias, tf.nn.relu, hidden))
+                 for k in kernels.KERNELS}
     measurements, comparisons = [], []
     for batch in KERNEL_BATCHES:
         x = tf.constant(rng.standard_normal((batch, hidden)).astype("float32"))
@@ -150,16 +148,16 @@ def _kernel_sweep(hidden, rounds, calls):
                 fn(x).numpy()
             return (time.perf_counter() - start) / calls
 
-        times = harness.interleaved({k: (lambda fn=fn: timed(fn)) for k, fn in kernels.items()},
+        times = harness.interleaved({k: (lambda fn=fn: timed(fn)) for k, fn in functions.items()},
                                     repeats=rounds, warmup=2)
         found = {k: harness.summary(f"kernel batch {batch}: {k}", samples, "ms/call", scale=1000.0)
                  for k, samples in times.items()}
         measurements += found.values()
-        for k in ("coo", "csr"):
+        for k in kernels.KERNELS[1:]:
             comparisons.append(harness.ratio(
-                f"kernel batch {batch}: {k} / dense", found[k], found["dense"],
-                description=f"{hidden}x{hidden} kernel alone, in process",
-                paired=(times[k], times["dense"])))
+                f"kernel batch {batch}: dense / {k}", found["dense"], found[k],
+                description=f"{hidden}x{hidden} kernel at {SPARSITY:.0%} with bias and ReLU, alone, in process",
+                paired=(times["dense"], times[k])))
     return measurements, comparisons
 
 

@@ -319,7 +319,7 @@ class _Subclassed(keras.Model):
      "has no inputs defined"),
     (dict(model=lambda: "model.keras"), TypeError, "`model` must be a keras.Model"),
     (dict(sparse_format="coo"), ValueError,
-     r"unknown `sparse_format` 'coo'; allowed: \[None, 'csr'\]"),
+     r"unknown `sparse_format` 'coo'; allowed: \[None, 'csr', 'auto'\]"),
     (dict(version=-1), ValueError, "`version` must be an integer >= 0 or None; got -1"),
     (dict(version="2"), TypeError, "`version` must be an integer >= 0 or None; got '2'"),
     (dict(min_sparsity=1.5), ValueError, r"`min_sparsity` must be in \[0, 1\]; got 1.5"),

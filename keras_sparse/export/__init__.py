@@ -1,11 +1,8 @@
-"""Export for TF Serving: versioned SavedModels, optionally with CSR kernels.
-
-`export_for_serving` writes `base_dir/VERSION/` as TF Serving expects it
-(its `model_base_path`); `report` says what a version stores and its size.
+"""Export for TF Serving: versioned SavedModels, dense or with sparse kernels.
 
 ```python
-path = ks.export.export_for_serving(model, "saved_models/mlp", sparse_format="csr")
-print(ks.export.report(path)["gzip_bytes"])
+path = ks.export.export_for_serving(model, "saved_models/mlp", sparse_format="auto")
+print(ks.export.report(path)["kernels"])  # per layer: timings and the kernel chosen
 ```
 """
 

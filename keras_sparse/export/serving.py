@@ -1,5 +1,7 @@
 """`export_for_serving`: a pruned model as a versioned TF Serving SavedModel."""
 
+import json
+import numbers
 import os
 import re
 import shutil
@@ -9,17 +11,21 @@ import keras
 import tensorflow as tf
 
 from keras_sparse.conversion import strip
-from keras_sparse.export import csr
+from keras_sparse.export import csr, sparse_dense
 from keras_sparse.layers.registry import flatten_layers
 from keras_sparse.utils.argument_validation import check_built_model, check_int, check_number
 
 __all__ = ["SPARSE_FORMATS", "export_for_serving"]
 
-SPARSE_FORMATS = (None, "csr")
+SPARSE_FORMATS = (None, "csr", "auto")
+# Where the export records its per-layer kernel choices and timings (TF
+# Serving ignores `assets.extra` except for its warm-up file).
+REPORT_FILE = os.path.join("assets.extra", "keras_sparse_export.json")
 
 
 def export_for_serving(model, base_dir, version=None, sparse_format=None,
-                       min_sparsity=0.9, overwrite=False):
+                       min_sparsity=0.9, overwrite=False, batch_sizes=(1, 64),
+                       allow_xla=False):
     """Writes `model` to `base_dir/VERSION/` as a TF Serving SavedModel.
 
     The export is built from `ks.strip(model)`: masks are folded into the
@@ -39,17 +45,31 @@ def export_for_serving(model, base_dir, version=None, sparse_format=None,
         base_dir: directory holding the versions (created if missing).
         version: integer >= 0; None means one more than the largest
             existing version (1 for the first).
-        sparse_format: None (dense kernels) or "csr": every `Dense` kernel,
-            and every `EinsumDense` kernel whose equation is a matmul over
-            the last input axis, with at least `min_sparsity` zeros is
-            stored as CSR (int32 indices) and multiplied with TensorFlow's
-            sparse kernels (see `keras_sparse.export.csr`). Other layers are
-            unchanged.
-        min_sparsity: fraction of zeros from which a kernel is stored as
-            CSR, in [0, 1]. interpretation: the "density threshold" of
-            the export is read as a minimum sparsity (0.9 keeps kernels
-            that are at least 90% zeros).
+        sparse_format: None (dense kernels), "csr" or "auto". With "csr" or
+            "auto", every `Dense` kernel, and every `EinsumDense` kernel
+            whose equation is a matmul over the last input axis, with at
+            least `min_sparsity` zeros is stored compactly (float32 values
+            plus about one byte of position per nonzero, decoded once at
+            load; see `keras_sparse.export.encoding`). "csr" multiplies with
+            TensorFlow's COO kernel up to batch 8 and its CSR kernel above.
+            "auto" times every candidate kernel (`keras_sparse.export.kernels`)
+            for each such layer on this machine at each of `batch_sizes`
+            and keeps, per batch size, the fastest one only if it is clearly
+            faster than the dense matmul, else dense (rebuilt from the
+            compact form at load); the exported layer picks its kernel from
+            the batch size of each call. Other layers are unchanged.
+        min_sparsity: fraction of zeros from which a kernel is stored
+            sparse, in [0, 1]. Interpretation: "density threshold" is read
+            as sparsity >= 0.9.
         overwrite: replace an existing `version` directory.
+        batch_sizes: with "auto", the batch sizes to time (positive
+            integers); a call whose batch size lies between two of them
+            uses the choice of the nearer one on a log scale.
+        allow_xla: with "auto", also try kernels compiled by XLA
+            (`jit_compile=True` inside the SavedModel). They are often the
+            fastest at small batches, but TF Serving runs them only with
+            `--xla_cpu_compilation_enabled=true`, and each new batch size
+            compiles once on its first call.
 
     Returns:
         The version directory written, as a string.
@@ -72,6 +92,9 @@ def export_for_serving(model, base_dir, version=None, sparse_format=None,
         version = check_int(version, "version", minimum=0, allowed=" or None")
     if not isinstance(overwrite, bool):
         raise TypeError(f"export_for_serving: `overwrite` must be a bool; got {overwrite!r}.")
+    if not isinstance(allow_xla, bool):
+        raise TypeError(f"export_for_serving: `allow_xla` must be a bool; got {allow_xla!r}.")
+    batch_sizes = _check_batch_sizes(batch_sizes)
     if not isinstance(base_dir, (str, os.PathLike)):
         raise TypeError(
             f"export_for_serving: `base_dir` must be a path (str or os.PathLike); "
@@ -88,10 +111,16 @@ def export_for_serving(model, base_dir, version=None, sparse_format=None,
             "pass overwrite=True to replace it or version=None for the next one."
         )
 
-    served = strip(model)
+    served, layers = strip(model), {}
     if sparse_format == "csr":
-        served = csr.to_csr(served, min_sparsity)
+        served, layers = csr.to_csr(served, min_sparsity)
+    elif sparse_format == "auto":
+        served, layers = sparse_dense.to_sparse(
+            served, min_sparsity, sparse_dense.timed_choice(batch_sizes, allow_xla))
     module, signature = _serving_module(served, inputs)
+    record = dict(sparse_format=sparse_format, min_sparsity=min_sparsity,
+                  batch_sizes=list(batch_sizes), allow_xla=allow_xla,
+                  layers={name: _jsonable(info) for name, info in layers.items()})
 
     try:
         os.makedirs(base_dir, exist_ok=True)
@@ -103,10 +132,32 @@ def export_for_serving(model, base_dir, version=None, sparse_format=None,
     staging = os.path.join(base_dir, f".tmp-export-{uuid.uuid4().hex}")
     try:
         tf.saved_model.save(module, staging, signatures={"serving_default": signature})
+        os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
+        with open(os.path.join(staging, REPORT_FILE), "w") as file:
+            json.dump(record, file, indent=1)
         _move_into_place(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _check_batch_sizes(batch_sizes):
+    sizes = tuple(batch_sizes) if isinstance(batch_sizes, (list, tuple)) else None
+    if not sizes or any(isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1
+                        for b in sizes):
+        raise ValueError(
+            f"export_for_serving: `batch_sizes` must be a non-empty list or tuple of "
+            f"integers >= 1; got {batch_sizes!r}."
+        )
+    return tuple(sorted({int(b) for b in sizes}))
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def _check_base_dir(base_dir):
@@ -160,8 +211,11 @@ def _serving_module(model, inputs):
     module = tf.Module(name="serving")
     # The tf.Variables behind the Keras variables: what the functions capture.
     module.model_variables = [variable.value for variable in model.variables]
-    module.csr_indices = [layer.indices for layer in flatten_layers(model)
-                          if isinstance(layer, csr.CSRDense)]
+    # Tensors rebuilt from the compact storage at load (not checkpointed).
+    module.load_time_tensors = [
+        tensor for layer in flatten_layers(model)
+        if isinstance(layer, sparse_dense.SparseKernelDense)
+        for tensor in layer.load_time.values()]
     # Only as a signature: a tf.function attribute would be traced and
     # stored a second time.
     signature = tf.function(serve, input_signature=specs, autograph=False)

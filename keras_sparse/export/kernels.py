@@ -1,0 +1,200 @@
+"""Sparse matmul kernels for serving, and the load-time tensors they read.
+
+Each kernel computes `activation(x @ W + bias)` for a 2-D `x`
+(`batch x input_dim`) from `W^T`'s nonzeros (`values`, row-major) and the
+tensors it needs derived from the stored positions. Those are built once
+when the SavedModel is loaded (`LoadTimeTensor`), never per call.
+
+Kernels (measured for a 4096x4096 kernel at 98% on 2 shared CPU cores by
+`benchmarks/export_latency.py`, "kernel" rows; `ks.export` times them again
+per layer at export time when `sparse_format="auto"`):
+
+- `dense`: `tf.matmul` with `W` rebuilt dense at load; the reference, and
+  the choice whenever no sparse kernel is faster (the file still stores `W`
+  compactly).
+- `coo`: `tf.sparse.sparse_dense_matmul(W^T, x, adjoint_b=True)`, the
+  transposed form: fastest of TensorFlow's own kernels at batch 1-8.
+- `csr`: `SparseMatrixMatMul` with `transpose_b` / `transpose_output`
+  (no explicit transposes), CSR built from the COO indices at each call
+  (TensorFlow has no op taking CSR components, and a CSR matrix cannot be
+  stored in a SavedModel variable); fastest from batch ~16 up.
+- `segment`: gather the input columns, scale, `tf.math.segment_sum` per
+  output unit.
+- `ell_xla`: the nonzeros padded to the longest row (ELLPACK), a gather and
+  a row sum compiled by XLA (`jit_compile=True`) with the bias and the
+  activation fused in: no intermediate tensor, fastest at small batches.
+  Needs XLA at serving time (TF Serving: `--xla_cpu_compilation_enabled`),
+  so it is only a candidate when the export allows XLA.
+"""
+
+import uuid
+
+import tensorflow as tf
+
+KERNELS = ("dense", "coo", "csr", "segment", "ell_xla")
+XLA_KERNELS = ("ell_xla",)
+
+# Load-time tensors each kernel reads (besides `values` and `bias`).
+NEEDS = {
+    "dense": ("dense_kernel",),
+    "coo": ("coo_indices",),
+    "csr": ("coo_indices",),
+    "segment": ("rows32", "cols32"),
+    "ell_xla": ("ell_cols", "ell_values"),
+}
+
+
+def derive(name, rows, cols, values, units, input_dim, ell_width):
+    """One load-time tensor from int64 `(rows, cols)` and `values` of `W^T`."""
+    if name == "dense_kernel":  # W itself, input_dim x units
+        return tf.scatter_nd(tf.stack([cols, rows], 1), values, [input_dim, units])
+    if name == "coo_indices":
+        return tf.stack([rows, cols], 1)
+    if name == "rows32":
+        return tf.cast(rows, tf.int32)
+    if name == "cols32":
+        return tf.cast(cols, tf.int32)
+    if name in ("ell_cols", "ell_values"):
+        counts = tf.math.bincount(tf.cast(rows, tf.int32), minlength=units, maxlength=units,
+                                  dtype=tf.int64)
+        starts = tf.cumsum(counts, exclusive=True)
+        slot = tf.range(tf.shape(rows, tf.int64)[0]) - tf.gather(starts, rows)
+        where = tf.stack([rows, slot], 1)
+        if name == "ell_cols":  # padding points at column 0 with value 0
+            return tf.scatter_nd(where, tf.cast(cols, tf.int32), [units, ell_width])
+        return tf.scatter_nd(where, values, [units, ell_width])
+    raise ValueError(f"unknown load-time tensor {name!r}.")
+
+
+def shape_and_dtype(name, nnz, units, input_dim, ell_width, dtype):
+    return {
+        "dense_kernel": ([input_dim, units], dtype),
+        "coo_indices": ([nnz, 2], tf.int64),
+        "rows32": ([nnz], tf.int32),
+        "cols32": ([nnz], tf.int32),
+        "ell_cols": ([units, ell_width], tf.int32),
+        "ell_values": ([units, ell_width], dtype),
+    }[name]
+
+
+class LoadTimeTensor(tf.saved_model.experimental.TrackableResource):
+    """A tensor computed from stored variables once per load, not per call.
+
+    A resource, like a lookup table: its variable is not checkpointed, so
+    the SavedModel stores only the compact form, and every loader
+    (`tf.saved_model.load`, TF Serving's session) runs `_initialize` after
+    restoring the variables. It is initialized on creation too.
+
+    Args:
+        compute: a function of no arguments returning the tensor (it reads
+            the stored variables; traced into the SavedModel).
+        shape, dtype: of the tensor.
+
+    Example:
+
+    ```python
+    indices = LoadTimeTensor(lambda: decode(...), [nnz, 2], tf.int64).read()
+    ```
+    """
+
+    def __init__(self, compute, shape, dtype):
+        super().__init__()
+        self._compute, self._shape, self._dtype = compute, list(shape), tf.as_dtype(dtype)
+        # Unique per export: a name shared by two loaded models would let one
+        # overwrite the other's tensor.
+        self._shared_name = f"load_time_tensor_{uuid.uuid4().hex}"
+        self._initialize()
+
+    def _create_resource(self):
+        return tf.raw_ops.VarHandleOp(dtype=self._dtype, shape=self._shape,
+                                      shared_name=self._shared_name)
+
+    def _initialize(self):
+        return tf.raw_ops.AssignVariableOp(resource=self.resource_handle,
+                                           value=tf.convert_to_tensor(self._compute()))
+
+    def read(self):
+        value = tf.raw_ops.ReadVariableOp(resource=self.resource_handle, dtype=self._dtype)
+        value.set_shape(self._shape)  # the raw read has no static shape
+        return value
+
+
+def _finish(y, bias, activation):
+    return activation(y if bias is None else y + bias)
+
+
+def _dense(x, t, bias, activation, units):
+    return _finish(tf.matmul(x, t["dense_kernel"]), bias, activation)
+
+
+def _coo(x, t, bias, activation, units):
+    matrix = tf.SparseTensor(t["coo_indices"], t["values"], [units, x.shape[-1]])
+    return _finish(tf.transpose(tf.sparse.sparse_dense_matmul(matrix, x, adjoint_b=True)),
+                   bias, activation)
+
+
+def _csr(x, t, bias, activation, units):
+    matrix = tf.raw_ops.SparseTensorToCSRSparseMatrix(
+        indices=t["coo_indices"], values=t["values"],
+        dense_shape=tf.constant([units, x.shape[-1]], tf.int64))
+    y = tf.raw_ops.SparseMatrixMatMul(a=matrix, b=x, transpose_b=True, transpose_output=True)
+    y.set_shape([x.shape[0], units])
+    return _finish(y, bias, activation)
+
+
+def _segment(x, t, bias, activation, units):
+    gathered = tf.gather(tf.transpose(x), t["cols32"]) * t["values"][:, None]
+    y = tf.math.segment_sum(gathered, t["rows32"])  # rows up to the last nonempty one
+    y = tf.pad(y, [[0, units - tf.shape(y)[0]], [0, 0]])
+    return _finish(tf.transpose(y), bias, activation)
+
+
+def _ell(x, cols, values, bias, activation):
+    y = tf.transpose(tf.reduce_sum(tf.gather(tf.transpose(x), cols) * values[..., None], 1))
+    return _finish(y, bias, activation)
+
+
+def _ell_xla(x, t, bias, activation, units):
+    # One compiled function per layer call site: gather, multiply, row sum,
+    # bias and activation fuse into one loop.
+    fused = tf.function(lambda x, c, v, *b: _ell(x, c, v, b[0] if b else None, activation),
+                        jit_compile=True, autograph=False)
+    extra = () if bias is None else (bias,)
+    return fused(x, t["ell_cols"], t["ell_values"], *extra)
+
+
+_APPLY = {"dense": _dense, "coo": _coo, "csr": _csr, "segment": _segment, "ell_xla": _ell_xla}
+
+
+def apply(kernel, x, tensors, bias, activation, units):
+    """`activation(x @ W + bias)` with `kernel` (a name in `KERNELS`).
+
+    Args:
+        kernel: the kernel's name.
+        x: `[batch, input_dim]`, float32.
+        tensors: `{name: tensor}`: `values` and every tensor in
+            `NEEDS[kernel]` (see `derive`).
+        bias: `[units]` (or broadcastable) or None.
+        activation: a function of one tensor.
+        units: output size.
+
+    Example:
+
+    ```python
+    y = apply("coo", x, {"values": v, "coo_indices": idx}, b, tf.nn.relu, 4096)
+    ```
+    """
+    if kernel not in _APPLY:
+        raise ValueError(f"unknown kernel {kernel!r}; known: {KERNELS}.")
+    return _APPLY[kernel](x, tensors, bias, activation, units)
+
+
+def eager_tensors(rows, cols, values, units, input_dim, ell_width, names):
+    """`{name: tensor}` computed now (for timing kernels at export time)."""
+    rows, cols = tf.constant(rows, tf.int64), tf.constant(cols, tf.int64)
+    values = tf.constant(values)
+    found = {"values": values}
+    for name in names:
+        found[name] = derive(name, rows, cols, values, units, input_dim, ell_width)
+    return found
+
