@@ -133,7 +133,7 @@ class SparseLayer:
 
     def mask_state(self, weight_name, state):
         """The rule-state variable `state` of weight `weight_name`."""
-        return self._mask_states[(weight_name, state)]
+        return self._mask_states[f"{weight_name}_{state}"]
 
     def has_mask_state(self, state):
         """True if rule state `state` was added (see `add_mask_state`)."""
@@ -206,16 +206,69 @@ class SparseLayer:
                     aggregation=aggregation,
                 )
             keras_compat.track_variable(self, variable)
-            self._mask_states[(weight_name, name)] = variable
+            # String keys (the variable's name): TensorFlow's SavedModel
+            # tracking (`model.export`, `tf.saved_model.save`) refuses others.
+            self._mask_states[f"{weight_name}_{name}"] = variable
             setattr(self, f"{weight_name}_{name}", variable)  # for tf.train.Checkpoint
 
-    # Dense/Conv/EinsumDense save a fixed list of variables (for quantization);
-    # the generic Layer behaviour also saves masks and rule state.
+    # -- saving -----------------------------------------------------------------
+    #
+    # Weight files must not depend on which callbacks were attached: a file
+    # written during a RigL run (with rule state) loads into a freshly
+    # sparsified model (without), and the reverse. So the layer's own
+    # variables (kernel, bias, ..., masks) keep the fixed numbered slots
+    # "0", "1", ... Keras gives them, and each rule-state variable is saved
+    # under its own name, `mask_state:<weight>_<state>`. Loading fills the
+    # numbered slots, restores the rule state the file and the layer both
+    # have, and leaves the rest alone (a fresh state variable keeps its
+    # initial value; state in the file the layer lacks is ignored).
+
+    STATE_KEY = "mask_state:"
+
+    def _base_variables(self):
+        state = {id(v) for v in self._mask_states.values()}
+        return [v for v in self._trainable_variables + self._non_trainable_variables
+                if id(v) not in state]
+
     def save_own_variables(self, store):
-        keras.layers.Layer.save_own_variables(self, store)
+        """Saves weights and masks in numbered slots, rule state by name."""
+        for i, variable in enumerate(self._base_variables()):
+            store[str(i)] = variable
+        for name, variable in self._mask_states.items():
+            store[self.STATE_KEY + name] = variable
 
     def load_own_variables(self, store):
-        keras.layers.Layer.load_own_variables(self, store)
+        """Loads what `save_own_variables` wrote, from any run of this layer.
+
+        Also reads files written before rule state had its own names (all
+        variables numbered, rule state after the masks).
+
+        Raises:
+            ValueError: the file has fewer weights than the layer (e.g. it
+                comes from another architecture).
+        """
+        keys = list(store.keys())
+        numbered = sum(1 for key in keys if str(key).isdigit())
+        base = self._base_variables()
+        if numbered < len(base):
+            raise ValueError(
+                f"Layer {self.name!r} expected {len(base)} weights "
+                f"{[v.name for v in base]} in the weights file, found {numbered}: "
+                "the file was saved from a different architecture (a plain, "
+                "unsparsified model saves no masks; load it before ks.sparsify)."
+            )
+        for i, variable in enumerate(base):
+            variable.assign(store[str(i)])
+        states = list(self._mask_states.items())
+        named = [key for key in keys if str(key).startswith(self.STATE_KEY)]
+        if not named and numbered == len(base) + len(states):
+            # Older layout: rule state numbered after the masks, in order.
+            for i, (_, variable) in enumerate(states, start=len(base)):
+                variable.assign(store[str(i)])
+            return
+        for name, variable in states:
+            if self.STATE_KEY + name in named:
+                variable.assign(store[self.STATE_KEY + name])
 
     # A LoRA adapter or a quantized kernel would replace the masked kernel.
     def enable_lora(self, *args, **kwargs):
