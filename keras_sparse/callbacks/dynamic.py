@@ -612,5 +612,8 @@ def drop_count(fraction, n_active):
     >>> int(drop_count(0.7, 90))    # float64 0.7 * 90 is 62.99999999999999
     63
     """
-    product = tf.cast(fraction, tf.float64) * tf.cast(n_active, tf.float64)
+    # convert_to_tensor, not cast: casting a Python float goes through float32.
+    fraction = (tf.cast(fraction, tf.float64) if tf.is_tensor(fraction)
+                else tf.convert_to_tensor(fraction, tf.float64))
+    product = fraction * tf.cast(n_active, tf.float64)
     return tf.cast(tf.floor(product * (1.0 + _COUNT_EPSILON)), tf.int64)
