@@ -302,8 +302,7 @@ class SparseLayer:
 
     def _base_variables(self):
         state = {id(v) for v in self._mask_states.values()}
-        return [v for v in self._trainable_variables + self._non_trainable_variables
-                if id(v) not in state]
+        return [v for v in keras_compat.own_variables(self) if id(v) not in state]
 
     def save_own_variables(self, store):
         """Saves weights and masks in numbered slots, rule state by name."""
