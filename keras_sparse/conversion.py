@@ -221,15 +221,26 @@ def strip(model):
     `SparseWrapper` gives back the wrapped layer; outputs are unchanged. The
     result needs no keras_sparse to load.
 
+    A subclassed model (its `call` is your code, which creates sparse
+    layers) keeps its class: the result is a new instance, re-created from
+    `get_config()` and built with the input shape `model` was built with,
+    whose kernels hold `kernel * mask` and whose masks are all ones, so
+    outputs are unchanged and no weight is masked any more. To serve it
+    without keras_sparse, use `ks.export.export_for_serving`, which writes
+    no mask.
+
     Args:
-        model: a built Sequential or Functional model (sparse or not).
+        model: a built Sequential, Functional or subclassed model (sparse
+            or not).
 
     Returns:
-        A new plain `keras.Model`; `model` is left unchanged.
+        A new `keras.Model`; `model` is left unchanged.
 
     Raises:
         TypeError: `model` is not a Keras model.
-        ValueError: `model` has no defined inputs.
+        ValueError: a Sequential/Functional model without defined inputs,
+            an unbuilt subclassed model, or one that cannot be re-created
+            from its config.
 
     Example:
 
@@ -238,6 +249,8 @@ def strip(model):
     plain.save("model.keras")
     ```
     """
+    if isinstance(model, keras.Model) and _is_subclassed(model):
+        return _strip_subclassed(model)
     check_built_model(model, "strip")
     sparse_to_base = {v: k for k, v in SPARSE_CLASSES.items()}
 
@@ -246,7 +259,8 @@ def strip(model):
             return layer.layer.__class__.from_config(layer.layer.get_config())
         if type(layer) in sparse_to_base:
             config = layer.get_config()
-            config.pop("mask_states", None)
+            for key in ("mask_states", "sparsity", "mask_init", "seed"):
+                config.pop(key, None)
             return sparse_to_base[type(layer)].from_config(config)
         return None
 
@@ -254,6 +268,57 @@ def strip(model):
     for old, new in pairs:
         _copy_weights(old, new, fold_masks=True)
     return keras.Model(*_structure(clone), name=model.name)
+
+
+def _is_subclassed(model):
+    """True for a model defined by its own `call` (not Sequential/Functional)."""
+    return not isinstance(model, (keras.Sequential, keras_compat.Functional))
+
+
+def _strip_subclassed(model):
+    if not model.built:
+        raise ValueError(
+            f"strip: subclassed model {model.name!r} is not built; call it on "
+            "data (or fit it) first."
+        )
+    try:
+        clone = keras.models.clone_model(model)
+        if not clone.built:
+            clone.build_from_config(model.get_build_config())
+    except Exception as error:  # user code: any error means "cannot re-create"
+        raise ValueError(
+            f"strip: cannot re-create subclassed model {model.name!r} from its "
+            f"config ({type(error).__name__}: {error}); give the class a "
+            "get_config() returning its __init__ arguments."
+        ) from error
+    old_layers, new_layers = flatten_layers(model), flatten_layers(clone)
+    if [type(a) for a in old_layers] != [type(b) for b in new_layers]:
+        raise ValueError(
+            f"strip: the copy of subclassed model {model.name!r} re-created from "
+            "its config has other layers than the model; give the class a "
+            "get_config() returning its __init__ arguments."
+        )
+    inside_wrappers = {id(inner) for layer in old_layers
+                       if isinstance(layer, layers.SparseWrapper)
+                       for inner in flatten_layers(layer)}
+    for old, new in [(model, clone)] + list(zip(old_layers, new_layers)):
+        if id(old) in inside_wrappers:
+            continue  # copied, masks folded, with its wrapper
+        if isinstance(old, layers.SparseLayer) or not keras_compat.sublayers(old):
+            _copy_weights(old, new, fold_masks=True)
+        else:  # a container: only the variables it holds itself
+            for source, target in zip(_own_weights(old), _own_weights(new)):
+                target.assign(keras_compat.to_numpy(source))
+        if isinstance(new, layers.SparseLayer):
+            for mask in new.get_masks():
+                mask.assign(keras.ops.ones(mask.shape, mask.dtype))
+    return clone
+
+
+def _own_weights(layer):
+    """`layer`'s variables that none of its sublayers holds."""
+    inner = {id(w) for child in flatten_layers(layer) for w in child.weights}
+    return [w for w in layer.weights if id(w) not in inner]
 
 
 def sparsity_report(model):

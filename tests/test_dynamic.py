@@ -172,11 +172,11 @@ def test_update_steps_and_dense_gradient_capture():
     cb.set_model(model)
     cb.set_params({"epochs": 2, "steps": 8})  # end_step: 75% of 16 = 12
     updates = [s for s in range(20) if cb._is_update(s)]
-    assert updates == [6, 9]
+    assert updates == [6, 9, 12]  # end_step included, as in rigl
     # The train step keeps the gradient of the step whose index is s - 1.
     captured = [s for s in range(20) if bool(model._dense_grad_requests.when(tf.constant(s, tf.int64)))]
-    assert captured == [5, 8]
-    assert [cb._rounds(s) for s in (5, 6, 8, 9, 15)] == [0, 1, 1, 2, 2]
+    assert captured == [5, 8, 11]
+    assert [cb._rounds(s) for s in (5, 6, 8, 9, 12, 15)] == [0, 1, 1, 2, 3, 3]
 
 
 # -- training invariants ----------------------------------------------------------
@@ -226,10 +226,10 @@ def test_training_keeps_the_invariants(make, optimizer, grow_init, per_layer):
     start = masks_of(model)
     checker = Checker(0.0 if grow_init == "zeros" else grow_init, per_layer)
     history = fit(model, [make(), checker], epochs=2)
-    assert checker.updates >= 2  # 16 steps, end 12, every 3 steps: 3, 6, 9
+    assert checker.updates >= 2  # 16 steps, end 12 (included), every 3 steps: 3, 6, 9, 12
     assert any((a != b).any() for a, b in zip(start, masks_of(model)))
     logs = history.history
-    assert logs["dst/updates"] == [2, 1]
+    assert logs["dst/updates"] == [2, 2]
     assert logs["dst/changed"][0] > 0 and 0 < logs["dst/churn"][0] <= 1
     assert 0.3 < logs["dst/itop"][0] <= logs["dst/itop"][1] <= 1.0
     assert logs["dst/update_ms"][0] > 0 and 0 < logs["dst/drop_fraction"][0] <= 0.5
@@ -255,17 +255,17 @@ def test_end_step_defaults_to_75_percent_of_training():
     model = small_model()
     cb = ks.callbacks.SET(delta_t=2, drop_schedule="constant")
     history = fit(model, [cb], epochs=2)
-    # 16 steps, end 12: updates at 2, 4, ..., 10 (five), none from 12 on.
-    assert history.history["dst/updates"] == [4, 1]
-    # Fitting on to epoch 4: the plan is 32 steps, end 24: 18, 20, 22.
+    # 16 steps, end 12 (included): updates at 2, 4, ..., 12 (six), none after.
+    assert history.history["dst/updates"] == [4, 2]
+    # Fitting on to epoch 4: the plan is 32 steps, end 24: 18, 20, 22, 24.
     history = fit(model, [cb], epochs=4, initial_epoch=2)
-    assert history.history["dst/updates"] == [3, 0]
+    assert history.history["dst/updates"] == [4, 0]
 
 
 def test_per_epoch_updates():
     model = small_model()
-    history = fit(model, [ks.callbacks.SET()], epochs=4)  # 8 steps/epoch, end 24
-    assert history.history["dst/updates"] == [1, 1, 0, 0]
+    history = fit(model, [ks.callbacks.SET()], epochs=4)  # 8 steps/epoch, end 24 (included)
+    assert history.history["dst/updates"] == [1, 1, 1, 0]
 
 
 def test_steps_per_execution_catches_up():
@@ -274,8 +274,8 @@ def test_steps_per_execution_catches_up():
     cb = ks.callbacks.RigL(delta_t=3)
     history = model.fit(X, keras.utils.to_categorical(Y, 3), batch_size=8, epochs=2,
                         shuffle=False, verbose=0, callbacks=[cb])
-    # Updates due at steps 3, 6, 9 run at the batch ends 4, 6 and 10.
-    assert history.history["dst/updates"] == [2, 1]
+    # Updates due at steps 3, 6, 9, 12 run at the batch ends 4, 6, 10 and 12.
+    assert history.history["dst/updates"] == [2, 2]
 
 
 def test_non_finite_scores_skip_the_layer():
@@ -444,9 +444,9 @@ def test_dstee_state_survives_keras_save_and_load(tmp_path):
                                           keras.ops.convert_to_numpy(b.state(state)))
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a.mask),
                                       keras.ops.convert_to_numpy(b.mask))
-    # 8 steps, end 6: rounds at steps 2 and 4
-    assert keras.ops.convert_to_numpy(loaded.masked_weights[0].state(Exploration.COUNT)).max() == 2
-    fit(loaded, [ks.callbacks.DSTEE(delta_t=2, c=1e-2)], epochs=1)  # and goes on
+    # 8 steps, end 6 (included): rounds at steps 2, 4 and 6
+    assert keras.ops.convert_to_numpy(loaded.masked_weights[0].state(Exploration.COUNT)).max() == 3
+    fit(loaded, [ks.callbacks.DSTEE(delta_t=2, c=1e-2, end_step=20)], epochs=1)  # and goes on
 
 
 # -- resume ----------------------------------------------------------------------

@@ -73,6 +73,6 @@ def test_masks_identical_across_replicas():
     assert result["replicas"] == 2
     for name in ("rigl", "set"):
         entry = result[name]
-        assert entry["updates"] == 5, entry  # 16 steps, end 12: steps 2..10
+        assert entry["updates"] == 6, entry  # 16 steps, end 12 (included): steps 2..12
         assert entry["moved"] and entry["same"] and entry["counts_kept"] and entry["zero_inactive"], entry
     assert result["rigl"]["all_reduced"] and result["rigl"]["replicas_differ"], result["rigl"]

@@ -1,13 +1,14 @@
 """Shared base of the mask-rule callbacks."""
 
 import keras
+import tensorflow as tf
 
 from keras_sparse.conversion import sparsity_report
 from keras_sparse.distributions import check_names
 from keras_sparse.model import require_sparse_model
 from keras_sparse.utils.serialization import Configurable
 
-__all__ = ["MaskCallback", "log_sparsity"]
+__all__ = ["MaskCallback", "log_sparsity", "require_inactive_weights"]
 
 
 class MaskCallback(Configurable, keras.callbacks.Callback):
@@ -65,3 +66,36 @@ def log_sparsity(model, logs):
     """
     if logs is not None:
         logs["sparsity"] = sparsity_report(model)[-1]["sparsity"]
+
+
+def require_inactive_weights(model, who):
+    """Raises a ValueError if no mask of `model` has a zero.
+
+    For the callbacks that work on an existing sparse mask (the drop-and-
+    grow family and `Static`): on a model whose masks are all ones they
+    would train it fully dense, which is never what was meant. Callbacks
+    that start from dense (gradual pruning) do not call it.
+
+    Args:
+        model: a built `SparseModel`.
+        who: the caller's name, for the message.
+
+    Raises:
+        ValueError: every prunable weight of `model` is active.
+
+    Example:
+
+    ```python
+    require_inactive_weights(model, "RigL")
+    ```
+    """
+    weights = model.masked_weights
+    if weights and all(float(tf.reduce_min(mw.mask)) > 0 for mw in weights):
+        raise ValueError(
+            f"{who}: model {model.name!r} has no inactive weights (every mask is "
+            "all ones), so it would train fully dense. Set a sparsity first: "
+            "ks.sparsify(model, 0.9) for a Sequential or Functional model, "
+            "`sparsity=` on the sparse layers of a subclassed model "
+            "(ks.layers.SparseDense(64, sparsity=0.9)), or "
+            "ks.pruning.random(model, 0.9) on a built SparseModel."
+        )

@@ -1,8 +1,11 @@
 """Drop-fraction schedules of dynamic sparse training.
 
-A drop schedule maps the global step `t` of a mask update to the fraction
-`f_t` of each layer's active weights that is dropped (and regrown) there:
-`drop_schedule(t, alpha, end_step) -> float`. It is the `drop_schedule=`
+A drop schedule maps the step `t` of a mask update to the fraction `f_t` of
+each layer's active weights that is dropped (and regrown) there:
+`drop_schedule(t, alpha, end_step) -> float`. `DynamicSparsity` calls it
+with the step and the end counted from its `begin_step`
+(`drop_schedule(t - begin_step, alpha, end_step - begin_step)`), so every
+schedule runs over `[begin_step, end_step]`, as in rigl. It is the `drop_schedule=`
 argument of `ks.callbacks.DynamicSparsity` and its presets, not to be
 confused with the pruning schedules of `ks.schedules`
 (`schedule(step) -> (should_prune, sparsity)`).
@@ -41,8 +44,9 @@ class DropSchedule(Configurable):
 class CosineDecay(DropSchedule):
     """`f_t = alpha / 2 * (1 + cos(pi * t / end_step))` (RigL's default).
 
-    `t` is the global step (not `t - begin_step`), as in RigL's code; past
-    `end_step` the value stays at 0.
+    `DynamicSparsity` passes `t` and `end_step` counted from its
+    `begin_step`, so the decay spans `end_step - begin_step`, as in rigl.
+    Past `end_step` the value stays at 0.
 
     Example:
 
@@ -74,6 +78,9 @@ class Constant(DropSchedule):
 @keras.saving.register_keras_serializable(package="keras_sparse")
 class LinearDecay(DropSchedule):
     """`f_t = alpha * (1 - t / end_step)`, 0 from `end_step` on.
+
+    Like every schedule, called with `t` and `end_step` counted from the
+    callback's `begin_step`.
 
     Example:
 

@@ -9,13 +9,13 @@ import keras
 import tensorflow as tf
 
 from keras_sparse.callbacks import drop_grow, drop_schedules
-from keras_sparse.callbacks.base import MaskCallback
+from keras_sparse.callbacks.base import MaskCallback, require_inactive_weights
 from keras_sparse.masks import topk_mask, warn_non_finite
 from keras_sparse.utils import keras_compat
 from keras_sparse.utils import tensorboard
 from keras_sparse.utils.argument_validation import check_int, check_number
 
-__all__ = ["ITOP", "DynamicSparsity"]
+__all__ = ["ITOP", "DynamicSparsity", "drop_count"]
 
 ITOP = "itop"  # per-weight state: 1 where the weight was ever active
 
@@ -43,9 +43,12 @@ def _take_drop_schedule(drop_schedule, schedule, default, who):
 class DynamicSparsity(MaskCallback):
     """Drop-and-grow training: the general form of SET, RigL, SNFS, DST-EE.
 
-    Every `delta_t` steps while `begin_step <= t < end_step` (`t` the global
-    step `model.optimizer.iterations` after the step), each layer drops the
-    `n = int(f_t * n_active)` active weights with the lowest `drop` score and
+    Every `delta_t` steps while `begin_step <= t <= end_step` (`end_step`
+    included, as in rigl; `t` the model's own step counter
+    `model.optimizer.iterations` after the step), each layer drops the
+    `n = floor(f_t * n_active)` active weights with the lowest `drop` score
+    (computed so that float rounding cannot lose one: `f_t = 0.7` of 90
+    drops 63; see `drop_count`) and
     grows the `n` highest-`grow`-scored positions among those inactive after
     the drop (a just-dropped weight may come back; it restarts from
     `grow_init`). Sparsity never changes, except that a `redistribution`
@@ -84,6 +87,18 @@ class DynamicSparsity(MaskCallback):
     - `dst/update_ms`: mean wall time of one update, in milliseconds (the
       first update of a `fit` also pays the graph's one-off set-up).
 
+    Repeated fits: the schedule follows the model's step counter, not the
+    fit, so a second `fit`, a `fit` after `keras.saving.load_model` (the
+    `.keras` file holds the optimizer's step counter) or a run resumed by
+    `BackupAndRestore` continues it where it stopped; a new callback
+    instance with the same arguments continues it the same way. With
+    `end_step=None` the end is 75% of `epochs * steps` of the current fit,
+    with `epochs` counted from epoch 0 as Keras does: continue a run with
+    `fit(epochs=total, initial_epoch=done)` (as for Keras learning-rate
+    schedules), or give `end_step` as an int. A fit that will make no update
+    (the schedule has ended, has not begun, or the fit is shorter than the
+    wait for the next update) says so with a warning before its first step.
+
     With `log_dir`, every update also writes these (and `changed`, `itop`,
     `sparsity` per weight path) to TensorBoard (needs `tensorboard`).
 
@@ -93,13 +108,17 @@ class DynamicSparsity(MaskCallback):
         grow: grow rule: "random" (SET), "gradient" (RigL), "momentum"
             (SNFS), or a `Rule` such as `Gradient() + Exploration(c)`.
         drop_schedule: drop-fraction schedule `f_t`: "cosine" (default),
-            "constant", "linear" or a `ks.callbacks.DropSchedule`.
+            "constant", "linear" or a `ks.callbacks.DropSchedule`. It is
+            called with the step and the end counted from `begin_step`, so
+            the cosine decays over `end_step - begin_step`:
+            `f_t = alpha / 2 * (1 + cos(pi * (t - begin_step) / (end_step - begin_step)))`.
         delta_t: steps between updates (int >= 1), or "epoch" for the
             number of steps per epoch given by `fit`.
         begin_step: first step at which an update may happen (>= 0).
-        end_step: no update at or after this step; `None` means 75% of the
-            steps `fit` plans, `epochs * steps` (`epochs` counts from epoch
-            0, so continue a run with `initial_epoch`).
+        end_step: last step at which an update may happen (included, as in
+            rigl); `None` means 75% of the steps the current `fit` plans,
+            `epochs * steps` with `epochs` counted from epoch 0 (continue a
+            run with `initial_epoch`; see "Repeated fits" above).
         alpha: initial drop fraction, in [0, 1].
         grow_init: value of grown weights: "zeros" or a number.
         redistribution: `None` (each layer regrows what it dropped) or
@@ -111,6 +130,8 @@ class DynamicSparsity(MaskCallback):
 
     Raises:
         TypeError, ValueError: a bad argument, naming it (before training).
+        ValueError: before the first step of `fit`, a model with no
+            inactive weight (all masks ones: set a sparsity first).
 
     Example:
 
@@ -177,7 +198,7 @@ class DynamicSparsity(MaskCallback):
         self._config = dict(drop=drop, grow=grow, drop_schedule=drop_schedule,
                             redistribution=redistribution)
         self._update_fn, self._fn_key = None, None
-        self._last_step = self._batch_begin = None
+        self._last_step = self._batch_begin = self._first_epoch = None
         self._writer = None
         self._itop = 0.0
         self._grown_ever = 0
@@ -242,13 +263,30 @@ class DynamicSparsity(MaskCallback):
     def _is_update(self, step):
         """True at update steps; works on ints and on traced tensors."""
         delta, end = self._bounds()
-        return (step % delta == 0) & (step >= max(self.begin_step, 1)) & (step < end)
+        return (step % delta == 0) & (step >= max(self.begin_step, 1)) & (step <= end)
 
     def _rounds(self, step):
         """Number of update steps in [1, step]: the round counter `t`."""
         delta, end = self._bounds()
-        low, high = max(self.begin_step, 1), min(step, end - 1)
+        low, high = max(self.begin_step, 1), min(step, end)
         return max(0, high // delta - (low - 1) // delta)
+
+    def _next_update(self, step):
+        """The first update step after `step`, or None if the schedule ended."""
+        delta, end = self._bounds()
+        first = max(step + 1, self.begin_step, 1)
+        candidate = -(-first // delta) * delta
+        return candidate if candidate <= end else None
+
+    def _fraction(self, step):
+        """The drop fraction at `step`: the schedule run from `begin_step`.
+
+        The schedule sees the step and the end counted from `begin_step`,
+        so a decay spans `end_step - begin_step` (as in rigl).
+        """
+        _, end = self._bounds()
+        begin = self.begin_step
+        return float(self.drop_schedule(max(step - begin, 0), self.alpha, end - begin))
 
     def _round_step(self, rounds):
         """The global step of update round `rounds` (1-based)."""
@@ -260,14 +298,56 @@ class DynamicSparsity(MaskCallback):
 
     def on_train_begin(self, logs=None):
         self._bounds()  # bad settings fail before the first step
-        self._last_step = None
+        self._last_step = self._first_epoch = None
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._last_step is None:
             # After every on_train_begin, so BackupAndRestore has restored.
+            # Checked here, after BackupAndRestore may have restored masks.
+            require_inactive_weights(self.model, type(self).__name__)
             self._last_step = self._global_step()
             self._start_union()
+            self._warn_if_idle(self._last_step)
         self._batch_begin = batch
+
+    def _warn_if_idle(self, start):
+        """Warns, before the first step, if this fit will make no update.
+
+        The steps this fit runs are `start + 1 ...` up to `start` plus the
+        steps of its remaining epochs (unknown without `steps`: no warning).
+        """
+        params = self.params or {}
+        steps, epochs = params.get("steps"), params.get("epochs")
+        if not steps or not epochs or self._first_epoch is None:
+            return
+        last = start + (epochs - self._first_epoch) * steps
+        upcoming = self._next_update(start)
+        if upcoming is not None and upcoming <= last:
+            return
+        delta, end = self._bounds()
+        name = type(self).__name__
+        if self.end_step is None:
+            how = (f"end_step=None resolved to {end}, 75% of the {epochs} epochs x "
+                   f"{steps} steps this fit plans counted from epoch 0")
+        else:
+            how = f"end_step={end}"
+        if upcoming is None and start >= self.begin_step:
+            reason = (f"the update schedule ended at step {end} ({how}) and the "
+                      f"model's step counter (optimizer.iterations) is already {start}")
+            advice = ("To continue dynamic sparse training, pass a later `end_step`, or "
+                      "continue the run with fit(epochs=<total epochs>, "
+                      "initial_epoch=<epochs done>) so that end_step=None covers it.")
+        elif upcoming is None:
+            reason = (f"this fit ends at step {last}, and the schedule has no update step "
+                      f"between begin_step={self.begin_step} and {how}")
+            advice = "Check `begin_step`, `end_step` and `delta_t`."
+        else:
+            reason = (f"this fit runs steps {start + 1} to {last}, and the next update is "
+                      f"at step {upcoming} (every delta_t={delta} steps from "
+                      f"begin_step={self.begin_step})")
+            advice = "Train longer, or pass a smaller `delta_t`."
+        warnings.warn(f"{name}: this fit will make no mask update: {reason}. {advice}",
+                      stacklevel=2)
 
     def on_train_batch_end(self, batch, logs=None):
         # Count steps in Python (no device sync per batch); read the real
@@ -282,6 +362,8 @@ class DynamicSparsity(MaskCallback):
             self._update(self._round_step(due), due)
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self._last_step is None:  # the first epoch of this fit
+            self._first_epoch = epoch
         self._epoch = self._empty_epoch()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -300,7 +382,7 @@ class DynamicSparsity(MaskCallback):
             self._writer.flush()
 
     def on_train_end(self, logs=None):
-        self._last_step = None
+        self._last_step = self._first_epoch = None
 
     def _global_step(self):
         return int(keras_compat.to_numpy(self.model.optimizer.iterations))
@@ -344,8 +426,7 @@ class DynamicSparsity(MaskCallback):
         return self._update(step, rounds)
 
     def _update(self, step, rounds):
-        _, end = self._bounds()
-        fraction = float(self.drop_schedule(step, self.alpha, end))
+        fraction = self._fraction(step)
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(
                 f"`drop_schedule` {type(self.drop_schedule).__name__} gave drop fraction "
@@ -415,7 +496,7 @@ class DynamicSparsity(MaskCallback):
             tf.math.is_finite(grow_score))
         active = mask > 0
         n_active = tf.reduce_sum(tf.cast(active, tf.int64))
-        n_drop = tf.cast(tf.floor(fraction * tf.cast(n_active, tf.float64)), tf.int64)
+        n_drop = drop_count(fraction, n_active)
         # Without redistribution a fully dense weight could only regrow what
         # it dropped, resetting it: leave it alone.
         movable = finite if self.redistribution else finite & (n_active < mw.size)
@@ -529,3 +610,33 @@ def _lowest(negated_scores, count):
     """
     flat = tf.reverse(tf.reshape(negated_scores, [-1]), [0])
     return tf.reshape(tf.reverse(topk_mask(flat, count), [0]), tf.shape(negated_scores))
+
+
+# Products within this relative distance below an integer count as that
+# integer: float64 `0.7 * 90` is 62.99999999999999, yet 63 weights are meant.
+# Rounding errors of a float64 product are ~1e-16 relative; 1e-12 leaves a
+# wide margin and changes nothing for fractions given with up to ~11
+# significant digits.
+_COUNT_EPSILON = 1e-12
+
+
+def drop_count(fraction, n_active):
+    """`floor(fraction * n_active)`, robust to float64 rounding (graph code).
+
+    Args:
+        fraction: the drop fraction, a float64 scalar tensor or a float.
+        n_active: the number of active weights, an int64 tensor or an int.
+
+    Returns:
+        An int64 tensor.
+
+    Example:
+
+    >>> int(drop_count(0.7, 90))    # float64 0.7 * 90 is 62.99999999999999
+    63
+    """
+    # convert_to_tensor, not cast: casting a Python float goes through float32.
+    fraction = (tf.cast(fraction, tf.float64) if tf.is_tensor(fraction)
+                else tf.convert_to_tensor(fraction, tf.float64))
+    product = fraction * tf.cast(n_active, tf.float64)
+    return tf.cast(tf.floor(product * (1.0 + _COUNT_EPSILON)), tf.int64)

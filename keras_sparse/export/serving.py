@@ -12,8 +12,10 @@ import tensorflow as tf
 
 from keras_sparse.conversion import strip
 from keras_sparse.export import csr, sparse_dense
+from keras_sparse.layers.base import SparseLayer, raw_weights
 from keras_sparse.layers.registry import flatten_layers
-from keras_sparse.utils.argument_validation import check_built_model, check_int, check_number
+from keras_sparse.utils import keras_compat
+from keras_sparse.utils.argument_validation import check_int, check_number
 
 __all__ = ["SPARSE_FORMATS", "export_for_serving"]
 
@@ -25,7 +27,7 @@ REPORT_FILE = os.path.join("assets.extra", "keras_sparse_export.json")
 
 def export_for_serving(model, base_dir, version=None, sparse_format=None,
                        min_sparsity=0.9, overwrite=False, batch_sizes=(1, 64),
-                       allow_xla=False):
+                       allow_xla=False, input_signature=None):
     """Writes `model` to `base_dir/VERSION/` as a TF Serving SavedModel.
 
     The export is built from `ks.strip(model)`: masks are folded into the
@@ -40,8 +42,16 @@ def export_for_serving(model, base_dir, version=None, sparse_format=None,
     directory in `base_dir` and renamed into place, so a server polling
     `base_dir` never sees a half-written version.
 
+    A subclassed model (one defined by its own `call`) has no `keras.Input`
+    to read the signature from: it is exported with `input_signature`, or
+    else with the input shape it was built with (its first call; the batch
+    dimension becomes `None`, the dtype is the model's input dtype). Its
+    inputs are then named `input` (or by the specs' names) and its outputs
+    `output_0`, `output_1`, ... (or by the keys of a dict output).
+
     Args:
-        model: a built Sequential or Functional `keras.Model`, sparse or not.
+        model: a built Sequential, Functional or subclassed `keras.Model`,
+            sparse or not.
         base_dir: directory holding the versions (created if missing).
         version: integer >= 0; None means one more than the largest
             existing version (1 for the first).
@@ -70,6 +80,10 @@ def export_for_serving(model, base_dir, version=None, sparse_format=None,
             fastest at small batches, but TF Serving runs them only with
             `--xla_cpu_compilation_enabled=true`, and each new batch size
             compiles once on its first call.
+        input_signature: `None`, a `tf.TensorSpec` or a list of them (one
+            per model input), the inputs of the exported signature. `None`
+            takes the model's `keras.Input`s, or for a subclassed model the
+            shape it was built with.
 
     Returns:
         The version directory written, as a string.
@@ -81,11 +95,17 @@ def export_for_serving(model, base_dir, version=None, sparse_format=None,
     # saved_models/lenet/1; serve with the tensorflow/serving image
     ```
     """
-    inputs = check_built_model(model, "export_for_serving")
+    specs = _input_specs(model, input_signature)
     if sparse_format not in SPARSE_FORMATS:
         raise ValueError(
             f"export_for_serving: unknown `sparse_format` {sparse_format!r}; "
             f"allowed: {list(SPARSE_FORMATS)}."
+        )
+    if sparse_format == "csr" and _is_subclassed(model):
+        raise ValueError(
+            'export_for_serving: sparse_format="csr" rebuilds the model layer by '
+            f"layer, which needs a Sequential or Functional model; {model.name!r} "
+            "is subclassed. Use sparse_format=None."
         )
     min_sparsity = check_number(min_sparsity, "min_sparsity", 0, 1)
     if version is not None:
@@ -117,7 +137,7 @@ def export_for_serving(model, base_dir, version=None, sparse_format=None,
     elif sparse_format == "auto":
         served, layers = sparse_dense.to_sparse(
             served, min_sparsity, sparse_dense.timed_choice(batch_sizes, allow_xla))
-    module, signature = _serving_module(served, inputs)
+    module, signature = _serving_module(served, specs)
     record = dict(sparse_format=sparse_format, min_sparsity=min_sparsity,
                   batch_sizes=list(batch_sizes), allow_xla=allow_xla,
                   layers={name: _jsonable(info) for name, info in layers.items()})
@@ -160,6 +180,60 @@ def _jsonable(value):
     return value
 
 
+def _is_subclassed(model):
+    return not isinstance(model, (keras.Sequential, keras_compat.Functional))
+
+
+def _input_specs(model, input_signature):
+    """Named `tf.TensorSpec`s of the exported signature; raises if unknown."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"export_for_serving: `model` must be a keras.Model; got {type(model).__name__}."
+        )
+    if input_signature is not None:
+        specs = (list(input_signature) if isinstance(input_signature, (list, tuple))
+                 else [input_signature])
+        if not specs or not all(isinstance(spec, tf.TensorSpec) for spec in specs):
+            raise TypeError(
+                "export_for_serving: `input_signature` must be a tf.TensorSpec or a "
+                f"non-empty list of them; got {input_signature!r}."
+            )
+        names = _unique([spec.name or "input" for spec in specs])
+        return [tf.TensorSpec(spec.shape, spec.dtype, name=name)
+                for spec, name in zip(specs, names)]
+    if _is_subclassed(model):
+        return _specs_from_build(model)
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if not inputs:
+        raise ValueError(
+            f"export_for_serving: `model` {model.name!r} has no inputs defined; export "
+            "needs a model built on keras.Input(...) (e.g. "
+            "keras.Sequential([keras.Input((784,)), ...])) or an `input_signature`."
+        )
+    names = _unique([t.name for t in inputs])
+    return [tf.TensorSpec(t.shape, t.dtype, name=name) for t, name in zip(inputs, names)]
+
+
+def _specs_from_build(model):
+    """Specs from the input shape a subclassed model was built with."""
+    shape = (model.get_build_config() or {}).get("input_shape") if model.built else None
+    if shape is None:
+        raise ValueError(
+            f"export_for_serving: subclassed model {model.name!r} was never called, "
+            "so its input shape is unknown; call it on data first or pass "
+            "`input_signature` (e.g. tf.TensorSpec((None, 784), tf.float32))."
+        )
+    single = all(d is None or isinstance(d, int) for d in shape)
+    shapes = [shape] if single else list(shape)
+    dtype = getattr(model, "input_dtype", None) or "float32"
+    names = _unique(["input"] * len(shapes))
+    return [tf.TensorSpec((None,) + tuple(s)[1:], dtype, name=name)
+            for s, name in zip(shapes, names)]
+
+
 def _check_base_dir(base_dir):
     """Raises unless `base_dir` is a directory or could be created as one."""
     path = base_dir
@@ -191,7 +265,7 @@ def _unique(names):
     return result
 
 
-def _serving_module(model, inputs):
+def _serving_module(model, specs):
     """`(module, signature)`: what to save, and `model`'s named signature.
 
     Written directly rather than with `keras.export.ExportArchive`, which
@@ -200,17 +274,29 @@ def _serving_module(model, inputs):
     doubles the file, and its list misses variables read only by a resource
     initializer (`COOIndices`), which TF Serving's loader then cannot find.
     """
-    input_names = _unique([t.name for t in inputs])
-    output_names = _unique(model.output_names)
-    specs = [tf.TensorSpec(t.shape, t.dtype, name=name) for t, name in zip(inputs, input_names)]
+    subclassed = _is_subclassed(model)
 
     def serve(*tensors):
+        if subclassed:
+            # The stripped copy has its masks folded in and all ones: read the
+            # kernels themselves, so no mask variable is captured or written.
+            with raw_weights():
+                outputs = model(tensors[0] if len(tensors) == 1 else list(tensors),
+                                training=False)
+            if isinstance(outputs, dict):
+                names = _unique([str(key) for key in outputs])
+                return dict(zip(names, outputs.values()))
+            flat = keras.tree.flatten(outputs)
+            return {f"output_{i}": value for i, value in enumerate(flat)}
         outputs = model(keras.tree.pack_sequence_as(model.input, list(tensors)), training=False)
-        return dict(zip(output_names, keras.tree.flatten(outputs)))
+        return dict(zip(_unique(model.output_names), keras.tree.flatten(outputs)))
 
+    masks = {id(v) for layer in flatten_layers(model) if isinstance(layer, SparseLayer)
+             for v in layer.mask_variables()}
     module = tf.Module(name="serving")
     # The tf.Variables behind the Keras variables: what the functions capture.
-    module.model_variables = [variable.value for variable in model.variables]
+    module.model_variables = [variable.value for variable in model.variables
+                              if id(variable) not in masks]
     # Tensors rebuilt from the compact storage at load (not checkpointed).
     module.load_time_tensors = [
         tensor for layer in flatten_layers(model)

@@ -14,14 +14,22 @@ growth rules need, at no extra cost; the step then masks it.
 """
 
 import contextlib
+import math
 import threading
+import zlib
 
 import keras
+import tensorflow as tf
 from keras import ops
 
+from keras_sparse.masks import num_inactive, stateless_uniform, topk_mask
 from keras_sparse.utils import keras_compat
+from keras_sparse.utils.argument_validation import check_choice, check_int, check_sparsity
 
-__all__ = ["MaskedAttribute", "SparseLayer", "raw_weights"]
+__all__ = ["MASK_INITS", "MaskedAttribute", "SparseLayer", "raw_weights"]
+
+# How `sparsity=` chooses a layer's initial mask at build.
+MASK_INITS = ("random", "magnitude")
 
 _STATE = threading.local()
 
@@ -85,23 +93,52 @@ class SparseLayer:
     masked kernel and are refused with a TypeError; strip the model first
     (`ks.strip`) to use them on the plain layers.
 
+    Every sparse layer also takes these arguments, so that a model that
+    uses the layers directly (a subclassed `ks.SparseModel`) is sparse by
+    construction:
+
     Args:
         mask_states: specs of rule state to re-create at build (what
             `get_config` writes); other arguments go to the Keras layer.
+        sparsity: `None` (default: masks start all ones; `ks.sparsify` or
+            `ks.pruning` set them) or a fraction in [0, 1): at build, each
+            masked weight of `n` entries gets exactly `round(sparsity * n)`
+            zeros (halves rounded up) and its inactive entries are set to 0.
+        mask_init: how those zeros are placed: "random" (uniformly, from a
+            stateless RNG keyed by `seed` and the weight's index in the
+            layer) or "magnitude" (the smallest `abs(w)` of the initialized
+            weight).
+        seed: int >= 0 seeding "random"; `None` derives one from the
+            layer's name, so layers of one model get different masks.
+
+    A saved model restores its masks from the file (the mask drawn at
+    build is overwritten when the weights load).
 
     Example:
 
     ```python
-    class SparseConv2DTranspose(SparseLayer, keras.layers.Conv2DTranspose):
-        prunable = ("kernel",)
-        kernel = MaskedAttribute()
+    class MLP(ks.SparseModel):
+        def __init__(self):
+            super().__init__()
+            self.hidden = ks.layers.SparseDense(300, activation="relu", sparsity=0.9)
+            self.logits = ks.layers.SparseDense(10, sparsity=0.9, seed=1)
+
+        def call(self, x):
+            return self.logits(self.hidden(x))
     ```
     """
 
     prunable = ()
 
-    def __init__(self, *args, mask_states=None, **kwargs):
+    def __init__(self, *args, sparsity=None, mask_init="random", seed=None,
+                 mask_states=None, **kwargs):
+        if sparsity is not None:
+            sparsity = check_sparsity(sparsity)
+        check_choice(mask_init, "mask_init", MASK_INITS)
+        if seed is not None:
+            seed = check_int(seed, "seed", minimum=0, allowed=" or None")
         super().__init__(*args, **kwargs)
+        self.sparsity, self.mask_init, self.seed = sparsity, mask_init, seed
         self._masks = {}
         self._mask_states = {}
         self._mask_state_specs = [dict(s) for s in (mask_states or [])]
@@ -109,11 +146,11 @@ class SparseLayer:
     def build(self, input_shape):
         super().build(input_shape)
         with self._unlocked():
-            for name, variable in self.prunable_items():
+            for index, (name, variable) in enumerate(self.prunable_items()):
                 self._masks[name] = self.add_weight(
                     name=f"{name}_mask",
                     shape=variable.shape,
-                    initializer="ones",
+                    initializer=self._mask_initializer(index, variable),
                     dtype=variable.dtype,
                     trainable=False,
                 )
@@ -121,6 +158,34 @@ class SparseLayer:
                 setattr(self, f"{name}_mask", self._masks[name])
             for spec in self._mask_state_specs:
                 self._create_mask_state(**spec)
+
+    def _mask_initializer(self, index, variable):
+        """"ones", or with `sparsity=` the initial mask of `variable`.
+
+        An initializer rather than an assignment after build: a layer built
+        inside a model's first call is built in Keras' stateless scope, where
+        assignments are discarded and variables are initialized afterwards,
+        in creation order (the weight before its mask).
+        """
+        if not self.sparsity:
+            return "ones"
+        seed = self.seed
+        if seed is None:  # stable across processes, unlike hash()
+            seed = zlib.crc32(self.name.encode("utf-8")) & 0x7FFFFFFF
+
+        def initial_mask(shape, dtype=None):
+            size = math.prod(shape)
+            weight = tf.convert_to_tensor(variable)
+            if self.mask_init == "random":
+                scores = stateless_uniform(shape, seed, 0, index)
+            else:
+                scores = tf.abs(tf.cast(weight, tf.float32))
+            keep = topk_mask(scores, size - num_inactive(size, self.sparsity))
+            # Inactive weights are exactly 0 from the start.
+            variable.assign(tf.where(keep > 0, weight, tf.zeros_like(weight)))
+            return tf.cast(keep, dtype or variable.dtype)
+
+        return initial_mask
 
     def _unlocked(self):
         # Keras locks a layer's state after build; LoRA unlocks it the same way.
@@ -145,7 +210,7 @@ class SparseLayer:
 
     def mask_state(self, weight_name, state):
         """The rule-state variable `state` of weight `weight_name`."""
-        return self._mask_states[(weight_name, state)]
+        return self._mask_states[f"{weight_name}_{state}"]
 
     def has_mask_state(self, state):
         """True if rule state `state` was added (see `add_mask_state`)."""
@@ -218,16 +283,68 @@ class SparseLayer:
                     aggregation=aggregation,
                 )
             keras_compat.track_variable(self, variable)
-            self._mask_states[(weight_name, name)] = variable
+            # String keys (the variable's name): TensorFlow's SavedModel
+            # tracking (`model.export`, `tf.saved_model.save`) refuses others.
+            self._mask_states[f"{weight_name}_{name}"] = variable
             setattr(self, f"{weight_name}_{name}", variable)  # for tf.train.Checkpoint
 
-    # Dense/Conv/EinsumDense save a fixed list of variables (for quantization);
-    # the generic Layer behaviour also saves masks and rule state.
+    # -- saving -----------------------------------------------------------------
+    #
+    # Weight files must not depend on which callbacks were attached: a file
+    # written during a RigL run (with rule state) loads into a freshly
+    # sparsified model (without), and the reverse. So the layer's own
+    # variables (kernel, bias, ..., masks) keep the fixed numbered slots
+    # "0", "1", ... Keras gives them, and each rule-state variable is saved
+    # under its own name, `mask_state:<weight>_<state>`. Loading fills the
+    # numbered slots, restores the rule state the file and the layer both
+    # have, and leaves the rest alone (a fresh state variable keeps its
+    # initial value; state in the file the layer lacks is ignored).
+
+    STATE_KEY = "mask_state:"
+
+    def _base_variables(self):
+        state = {id(v) for v in self._mask_states.values()}
+        return [v for v in keras_compat.own_variables(self) if id(v) not in state]
+
     def save_own_variables(self, store):
-        keras.layers.Layer.save_own_variables(self, store)
+        """Saves weights and masks in numbered slots, rule state by name."""
+        for i, variable in enumerate(self._base_variables()):
+            store[str(i)] = variable
+        for name, variable in self._mask_states.items():
+            store[self.STATE_KEY + name] = variable
 
     def load_own_variables(self, store):
-        keras.layers.Layer.load_own_variables(self, store)
+        """Loads what `save_own_variables` wrote, from any run of this layer.
+
+        Also reads files written before rule state had its own names (all
+        variables numbered, rule state after the masks).
+
+        Raises:
+            ValueError: the file has fewer weights than the layer (e.g. it
+                comes from another architecture).
+        """
+        keys = list(store.keys())
+        numbered = sum(1 for key in keys if str(key).isdigit())
+        base = self._base_variables()
+        if numbered < len(base):
+            raise ValueError(
+                f"Layer {self.name!r} expected {len(base)} weights "
+                f"{[v.name for v in base]} in the weights file, found {numbered}: "
+                "the file was saved from a different architecture (a plain, "
+                "unsparsified model saves no masks; load it before ks.sparsify)."
+            )
+        for i, variable in enumerate(base):
+            variable.assign(store[str(i)])
+        states = list(self._mask_states.items())
+        named = [key for key in keys if str(key).startswith(self.STATE_KEY)]
+        if not named and numbered == len(base) + len(states):
+            # Older layout: rule state numbered after the masks, in order.
+            for i, (_, variable) in enumerate(states, start=len(base)):
+                variable.assign(store[str(i)])
+            return
+        for name, variable in states:
+            if self.STATE_KEY + name in named:
+                variable.assign(store[self.STATE_KEY + name])
 
     # A LoRA adapter or a quantized kernel would replace the masked kernel.
     def enable_lora(self, *args, **kwargs):
@@ -246,6 +363,8 @@ class SparseLayer:
 
     def get_config(self):
         config = super().get_config()
+        if self.sparsity is not None:
+            config.update(sparsity=self.sparsity, mask_init=self.mask_init, seed=self.seed)
         if self._mask_state_specs:
             config["mask_states"] = [dict(s) for s in self._mask_state_specs]
         return config

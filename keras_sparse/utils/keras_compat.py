@@ -19,6 +19,9 @@ What is private and why:
   accessor for layers that are not models).
 - `layer._tracker`, `layer._track_variable`: adding mask variables to a
   built layer, as Keras' own `enable_lora` does.
+- `layer._trainable_variables`, `layer._non_trainable_variables`: the
+  variables a layer holds itself, in the order Keras saves them, for the
+  sparse layers' own `save_own_variables` / `load_own_variables`.
 - the attribute under which `Dense`, `Conv*` and `EinsumDense` keep their
   kernel variable (`_kernel`), so a sparse layer can mask the public
   `kernel` property.
@@ -45,6 +48,7 @@ __all__ = [
     "functional_init_arguments",
     "kernel_attribute",
     "loss_tracker",
+    "own_variables",
     "restored_epoch",
     "sublayers",
     "to_numpy",
@@ -97,6 +101,14 @@ def kernel_attribute(name):
 def sublayers(layer):
     """The direct sublayers of `layer`, in the order they were tracked."""
     return list(getattr(layer, "_layers", []))
+
+
+def own_variables(layer):
+    """The variables `layer` holds itself (not its sublayers'), in save order.
+
+    The list `keras.layers.Layer.save_own_variables` numbers "0", "1", ...
+    """
+    return list(layer._trainable_variables) + list(layer._non_trainable_variables)
 
 
 def loss_tracker(model):
