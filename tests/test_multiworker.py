@@ -40,10 +40,8 @@ def _kill(proc):
         proc.wait()
 
 
-@pytest.fixture(scope="module")
-def workers(tmp_path_factory):
+def _run_workers(out):
     """Runs multiworker_check.py on two workers; returns their .npz results."""
-    out = tmp_path_factory.mktemp("multiworker")
     hosts = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     procs, logs = [], []
     try:
@@ -81,49 +79,40 @@ def _masks(result, rule, which):
     return [result[k] for k in sorted(result) if k.startswith(f"{rule}:{which}:")]
 
 
-def test_workers_read_different_shards(workers):
-    first, second = workers
+def test_two_workers_on_loopback_train_identically(tmp_path):
+    # One test (not one per check): a cluster costs ~60 s, and pytest-xdist
+    # would start one per process for a module-scoped fixture.
+    first, second = _run_workers(tmp_path)
     assert int(first["replicas"]) == 2
+    # The workers read different shards of the data...
     assert first["first_batch_sum"] != second["first_batch_sum"]
-
-
-@pytest.mark.parametrize("rule", RULES)
-def test_masks_and_weights_identical_across_workers(workers, rule):
-    first, second = workers
-    for kind in ("initial", "final", "weight"):
-        a, b = _masks(first, rule, kind), _masks(second, rule, kind)
-        assert len(a) == 2 and all(np.array_equal(x, y) for x, y in zip(a, b)), kind
-    np.testing.assert_array_equal(first[f"{rule}:loss"], second[f"{rule}:loss"])
-    np.testing.assert_array_equal(first[f"{rule}:evaluate"], second[f"{rule}:evaluate"])
-    assert np.all(np.isfinite(first[f"{rule}:loss"]))
-
-
-@pytest.mark.parametrize("rule", RULES)
-def test_rules_update_masks_and_keep_the_invariants(workers, rule):
-    result = workers[0]
-    initial, final = _masks(result, rule, "initial"), _masks(result, rule, "final")
-    weights = _masks(result, rule, "weight")
-    changed = sum(int((a != b).sum()) for a, b in zip(initial, final))
-    if rule == "static":
-        assert changed == 0 and int(result["static:updates"]) == 0
-    else:
-        # 12 steps, delta_t=2, updates up to 75% of training: steps 2, 4, 6, 8.
-        assert int(result[f"{rule}:updates"]) == 4
-        assert changed > 0
-    for a, b, w in zip(initial, final, weights):
-        assert (a == 0).sum() == (b == 0).sum()  # exactly the same number of zeros
-        assert np.all(w[b == 0] == 0.0)  # inactive weights exactly 0
-
-
-def test_multi_worker_run_equals_one_process_on_the_global_batch(workers):
-    result = workers[0]
+    for rule in RULES:
+        # ... yet end with identical masks, weights, losses and evaluations.
+        for kind in ("initial", "final", "weight"):
+            a, b = _masks(first, rule, kind), _masks(second, rule, kind)
+            assert len(a) == 2 and all(np.array_equal(x, y) for x, y in zip(a, b)), (rule, kind)
+        for key in ("loss", "evaluate", "updates"):
+            np.testing.assert_array_equal(first[f"{rule}:{key}"], second[f"{rule}:{key}"])
+        assert np.all(np.isfinite(first[f"{rule}:loss"]))
+        # The rule updated the masks and kept the invariants.
+        initial, final = _masks(first, rule, "initial"), _masks(first, rule, "final")
+        changed = sum(int((a != b).sum()) for a, b in zip(initial, final))
+        if rule == "static":
+            assert changed == 0 and int(first["static:updates"]) == 0
+        else:
+            # 12 steps, delta_t=2, updates up to 75% of training: steps 2, 4, 6, 8.
+            assert int(first[f"{rule}:updates"]) == 4 and changed > 0, rule
+        for a, b, w in zip(initial, final, _masks(first, rule, "weight")):
+            assert (a == 0).sum() == (b == 0).sum()  # exactly the same number of zeros
+            assert np.all(w[b == 0] == 0.0)  # inactive weights exactly 0
+    # Two workers on the global batch == one process alone on it.
     rule = RULES[0]
     for kind in ("initial", "final"):
-        for a, b in zip(_masks(result, rule, kind), _masks(result, f"single-{rule}", kind)):
+        for a, b in zip(_masks(first, rule, kind), _masks(first, f"single-{rule}", kind)):
             np.testing.assert_array_equal(a, b)
-    for a, b in zip(_masks(result, rule, "weight"), _masks(result, f"single-{rule}", "weight")):
+    for a, b in zip(_masks(first, rule, "weight"), _masks(first, f"single-{rule}", "weight")):
         np.testing.assert_allclose(a, b, atol=1e-6)
-    np.testing.assert_allclose(result[f"{rule}:loss"], result[f"single-{rule}:loss"], rtol=1e-5)
+    np.testing.assert_allclose(first[f"{rule}:loss"], first[f"single-{rule}:loss"], rtol=1e-5)
 
 
 # -- the switch of the workaround (in process, no cluster) -------------------
