@@ -63,7 +63,7 @@ def require_sparse_model(model, who):
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
-class SparseModel(keras.Model):
+class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
     """A `keras.Model` whose `train_step` keeps the sparse invariants.
 
     Build it like any model: `SparseModel(inputs, outputs)` (Functional),
@@ -99,6 +99,12 @@ class SparseModel(keras.Model):
     different owners (e.g. two callbacks) compose: the gradient is kept at
     every step any of them asks for; a new request from the same owner
     replaces its earlier one.
+
+    Under `tf.distribute.MultiWorkerMirroredStrategy` over several workers,
+    `fit` and `evaluate` work around two Keras 3 bugs that stop a plain
+    `keras.Model` there (keras-team/keras#20585; see
+    `keras_sparse.utils.keras_compat.MultiWorkerFixes`); the workaround turns
+    itself off on Keras versions that fix them.
 
     Mask changes go through `set_masks` (or `assign_mask` inside compiled
     code), which zero dropped weights and reset every optimizer slot of

@@ -71,7 +71,8 @@ def check_available(strategy):
     """Raises ValueError unless this machine can provide `strategy`.
 
     Looks only at the environment (nothing is contacted or started):
-    "multiworker" needs `TF_CONFIG` (one task: see `make_strategy`); "tpu" needs `TPU_NAME`/`COLAB_TPU_ADDR`
+    "multiworker" needs `TF_CONFIG` describing the cluster (any number of
+    workers: see `make_strategy`); "tpu" needs `TPU_NAME`/`COLAB_TPU_ADDR`
     or a local TPU (`/dev/accel*`, a TPU VM). "none" and "mirrored" are
     always available (mirrored on one device is one replica).
 
@@ -97,10 +98,11 @@ def make_strategy(strategy):
     - "mirrored": `MirroredStrategy` over every local GPU, else the CPU;
     - "multiworker": `MultiWorkerMirroredStrategy`; needs the `TF_CONFIG`
       environment variable describing the cluster (`{"cluster": {"worker":
-      [...]}, "task": {"type": "worker", "index": i}}`). Keras 3's `fit`
-      does not yet train across several workers (keras-team/keras#20585), so
-      a cluster of more than one task is refused; the data pipeline is set up
-      for per-worker sharding (`shard_per_worker`) for when it does;
+      [...]}, "task": {"type": "worker", "index": i}}`), the same cluster on
+      every worker with its own `index`. Each worker reads its share of the
+      data (`shard_per_worker`). Keras 3's own `fit` cannot train across
+      several workers (keras-team/keras#20585); `ks.SparseModel` carries a
+      workaround, so recipes train every arm as one (`spans_workers`);
     - "tpu": `TPUStrategy` on the TPU named by `TPU_NAME` (or
       `COLAB_TPU_ADDR`), or the local TPU of a TPU VM.
 
@@ -153,14 +155,24 @@ def _check_tf_config():
                          f"description with cluster.worker and task.index ({error}).") from None
     if not workers:
         raise ValueError(f"strategy='multiworker': TF_CONFIG={raw!r} lists no workers.")
-    if len(workers) + len(config["cluster"].get("chief", [])) > 1:
-        # Measured here (Keras 3.15, TF 2.21, two workers on localhost): `fit`
-        # fails in its first step while reducing the per-replica input batch;
-        # upstream: keras-team/keras#20585, tensorflow/tensorflow#72388.
-        raise ValueError(
-            f"strategy='multiworker' with TF_CONFIG={raw!r}: Keras 3's `fit` cannot train "
-            f"across several workers yet (keras-team/keras#20585); use "
-            f"strategy='mirrored' on each machine's devices, or one worker.")
+
+
+def spans_workers(strategy):
+    """Whether `strategy` trains across several workers (processes/machines).
+
+    Keras 3's own `fit` fails there (keras-team/keras#20585); `ks.SparseModel`
+    works around it, so a recipe trains even its dense arms as a
+    `ks.SparseModel` then (without sparse layers it trains exactly the dense
+    model).
+
+    Args:
+        strategy: a `tf.distribute.Strategy` or None.
+    """
+    if strategy is None:
+        return False
+    from keras_sparse.utils import keras_compat
+
+    return keras_compat.in_multi_worker_mode(strategy)
 
 
 def _tpu_name():

@@ -251,6 +251,10 @@ def train_arm(config, label, data, out, seed, verbose, csv_name, strategy=None,
             model = ks.sparsify(model, start, distribution=config["distribution"],
                                 mask_init=config["mask_init"], data=probe, seed=seed, **extra)
             callbacks.extend(_method_callback(m, context, seed) for m in _methods(config))
+        elif launch.spans_workers(strategy):
+            # Keras' own fit cannot train across workers; SparseModel's can,
+            # and with no sparse layer it trains the same dense model.
+            model = ks.SparseModel(model.inputs, model.outputs, name=model.name)
         if config["label_smoothing"]:
             loss = keras.losses.CategoricalCrossentropy(
                 from_logits=True, label_smoothing=config["label_smoothing"])

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import keras_sparse as ks
 from keras_sparse.optimizer_slots import slots_for
+from keras_sparse.utils import keras_compat
 
 to_np = keras.ops.convert_to_numpy
 
@@ -47,7 +48,8 @@ def test_functional_and_subclassed_forms_coexist():
     inputs = keras.Input((4,))
     functional = ks.SparseModel(inputs, ks.layers.SparseDense(3)(inputs))
     assert isinstance(functional, ks.SparseModel)
-    assert ks.SparseModel.__bases__ == (keras.Model,)  # Keras did not rewrite it
+    # Keras did not rewrite it (the mixin is SparseModel's multi-worker workaround).
+    assert ks.SparseModel.__bases__ == (keras_compat.MultiWorkerFixes, keras.Model)
 
     class Subclassed(ks.SparseModel):
         def __init__(self):
@@ -75,7 +77,7 @@ def test_functional_and_subclassed_forms_coexist():
         for mw, mask in zip(model.masked_weights, masks):
             np.testing.assert_array_equal(to_np(mw.mask), mask)
             np.testing.assert_array_equal(to_np(mw.weight)[mask == 0], 0.0)
-    assert ks.SparseModel.__bases__ == (keras.Model,)
+    assert ks.SparseModel.__bases__ == (keras_compat.MultiWorkerFixes, keras.Model)
     assert issubclass(FunctionalSubclass, ks.SparseModel)
 
 

@@ -25,6 +25,11 @@ What is private and why:
 - the attribute under which `Dense`, `Conv*` and `EinsumDense` keep their
   kernel variable (`_kernel`), so a sparse layer can mask the public
   `kernel` property.
+- `MultiWorkerFixes`: `SparseModel` overrides the TensorFlow trainer's
+  `_maybe_symbolic_build` and `_make_function` to work around two bugs that
+  stop `fit` under `MultiWorkerMirroredStrategy` (Keras 3.15); whether a
+  strategy spans several workers is TensorFlow's private
+  `strategy.extended._in_multi_worker_mode()`.
 
 Also here, as a compatibility shim (public API, but a Keras behaviour to
 work around): `to_numpy`, because `keras.ops.convert_to_numpy` on a Keras
@@ -34,6 +39,7 @@ variable makes NumPy 2 emit a DeprecationWarning.
 import contextlib
 
 import keras
+import tensorflow as tf
 from keras.src.models.functional import Functional
 from keras.src.models.model import Trainer, functional_init_arguments
 from keras.src.trainers.compile_utils import CompileLoss
@@ -41,11 +47,15 @@ from keras.src.trainers.compile_utils import CompileLoss
 __all__ = [
     "KERAS_VERSION",
     "MIN_KERAS_VERSION",
+    "MultiWorkerFixes",
+    "SCALAR_REDUCE_FIXED_IN",
+    "SYMBOLIC_BUILD_FIXED_IN",
     "Functional",
     "Trainer",
     "check_keras_version",
     "compiled_loss",
     "functional_init_arguments",
+    "in_multi_worker_mode",
     "kernel_attribute",
     "loss_tracker",
     "own_variables",
@@ -54,6 +64,7 @@ __all__ = [
     "to_numpy",
     "track_variable",
     "unlocked",
+    "workaround_applies",
 ]
 
 # Oldest Keras whose internals (listed above) this module was checked with.
@@ -183,3 +194,126 @@ def to_numpy(x):
     if isinstance(x, keras.Variable):
         return x.numpy()
     return keras.ops.convert_to_numpy(x)
+
+
+# -- MultiWorkerMirroredStrategy ---------------------------------------------
+#
+# Keras 3's TensorFlow trainer fails in `fit` as soon as a
+# `MultiWorkerMirroredStrategy` spans more than one worker, for a plain
+# `keras.Model` as well (upstream: keras-team/keras#20585, open: "Keras 3 does
+# not work with tf.distribute.MultiWorkerMirroredStrategy"). Two bugs, one
+# workaround each, both in `MultiWorkerFixes`. Each is switched off on the
+# Keras version that fixes it: set its `*_FIXED_IN` to that `(major, minor)`.
+# None means no fixed release is known, so the workaround applies on every
+# Keras version this package supports (>= MIN_KERAS_VERSION).
+
+# Bug 1: `_maybe_symbolic_build` all-reduces the per-replica input batch.
+SYMBOLIC_BUILD_FIXED_IN = None
+# Bug 2: the step outputs (the scalar loss) are reduced along axis 0.
+SCALAR_REDUCE_FIXED_IN = None
+
+
+def workaround_applies(fixed_in, version=None):
+    """Whether a workaround is still needed on Keras `version`.
+
+    Args:
+        fixed_in: the first `(major, minor)` Keras version with the upstream
+            fix, or None when no release has it yet (always needed).
+        version: `(major, minor)`; default the installed `KERAS_VERSION`.
+
+    Returns:
+        True when `version` is older than `fixed_in` (or `fixed_in` is None).
+
+    Example:
+
+    >>> workaround_applies(None, (3, 15)), workaround_applies((3, 16), (3, 16))
+    (True, False)
+    """
+    version = KERAS_VERSION if version is None else tuple(version)
+    return fixed_in is None or version < tuple(fixed_in)
+
+
+def in_multi_worker_mode(strategy):
+    """Whether `strategy` is a `MultiWorkerMirroredStrategy` over several workers.
+
+    The condition under which Keras' TensorFlow trainer takes its
+    multi-worker reduction path (a one-worker `MultiWorkerMirroredStrategy`
+    behaves like `MirroredStrategy` and needs no workaround).
+    """
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
+        strategy.extended._in_multi_worker_mode()
+    )
+
+
+def _first_local_replica(value, strategy):
+    if isinstance(value, tf.distribute.DistributedValues):
+        return strategy.experimental_local_results(value)[0]
+    return value
+
+
+def _with_leading_axis(step_function):
+    def step(data):
+        outputs = step_function(data)
+        return tf.nest.map_structure(
+            lambda t: tf.expand_dims(tf.convert_to_tensor(t), 0), outputs
+        )
+
+    return step
+
+
+class MultiWorkerFixes:
+    """Mixin: the two workarounds that let `fit` run under multi-worker training.
+
+    Mixed into `SparseModel` (before `keras.Model`) so that only sparse models
+    change, and only while their `distribute_strategy` is a
+    `MultiWorkerMirroredStrategy` over several workers; anything else goes
+    straight to Keras. No Keras function is patched globally.
+
+    Upstream: keras-team/keras#20585 ("Does Keras 3 work with
+    `tf.distribute.MultiWorkerMirroredStrategy`?", open), and for the second
+    bug tensorflow/tensorflow#72388 ("Invalid reduction dimension 0 for input
+    with 0 dimensions", closed as stale, not fixed). Measured with Keras 3.15
+    and TensorFlow 2.21, two workers on one machine.
+    """
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Builds from one worker-local batch instead of an all-reduced one.
+
+        Bug 1 (keras-team/keras#20585): before the first step, Keras pulls one
+        batch and calls `strategy.reduce("MEAN", (x, y), axis=None)` on the
+        whole per-replica structure; `MultiWorkerMirroredStrategy` cannot
+        reduce a tuple ("Attempt to convert a value (PerReplica...) ... to a
+        Tensor"). The build only needs shapes and dtypes, so the first local
+        replica's batch serves (no collective, nothing sent between workers).
+        Off when `SYMBOLIC_BUILD_FIXED_IN` <= the Keras version.
+        """
+        strategy = self.distribute_strategy
+        if (iterator is not None and data_batch is None
+                and workaround_applies(SYMBOLIC_BUILD_FIXED_IN)
+                and in_multi_worker_mode(strategy)):
+            # As Keras does: the epoch iterator yields (begin, end, iterator).
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: _first_local_replica(v, strategy), next(batches)
+                )
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def _make_function(self, step_function):
+        """Gives every train/test step output a leading axis of length 1.
+
+        Bug 2 (tensorflow/tensorflow#72388, keras-team/keras#20585): under a
+        multi-worker strategy Keras' `reduce_per_replica` reduces every step
+        output with `strategy.reduce("MEAN", value, axis=0)`, which fails on
+        the scalar loss and metrics ("Invalid reduction dimension 0 for input
+        with 0 dimensions") and would average a vector metric over its own
+        entries. With a leading axis of 1, that reduction averages over the
+        replicas only and returns each output in its original shape.
+        Off when `SCALAR_REDUCE_FIXED_IN` <= the Keras version.
+        """
+        if workaround_applies(SCALAR_REDUCE_FIXED_IN) and in_multi_worker_mode(
+            self.distribute_strategy
+        ):
+            step_function = _with_leading_axis(step_function)
+        return super()._make_function(step_function)
