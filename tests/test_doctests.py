@@ -78,3 +78,18 @@ def test_docs_pages_are_linked():
     for page in (repo / "docs").glob("*.md"):
         for target in re.findall(r"\]\(([^)#:]+\.md)(?:#[^)]*)?\)", page.read_text()):
             assert (page.parent / target).exists(), (page.name, target)
+
+
+@pytest.mark.parametrize("page", sorted(
+    p.name for p in (Path(keras_sparse.__file__).parents[1] / "docs").glob("*.md")
+    if ">>>" in p.read_text()))
+def test_docs_examples(page):
+    # The `>>>` examples of the docs pages run too (the ```python blocks are illustrations).
+    path = Path(keras_sparse.__file__).parents[1] / "docs" / page
+    # A closing ``` fence would read as expected output: blank it.
+    text = re.sub(r"^```.*$", "", path.read_text(), flags=re.M)
+    test = doctest.DocTestParser().get_doctest(text, {"ks": keras_sparse}, page, str(path), 0)
+    failures = []
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    result = runner.run(test, out=failures.append)
+    assert result.attempted > 0 and result.failed == 0, "\n".join(failures)
