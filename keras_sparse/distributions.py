@@ -34,6 +34,9 @@ def check_distribution(distribution):
     Args:
         distribution: "uniform", "er" or "erk".
 
+    Returns:
+        `distribution`, unchanged.
+
     Raises:
         ValueError: any other value.
 
@@ -56,6 +59,9 @@ def matches(path, names):
         path: a weight path.
         names: layer names or weight paths.
 
+    Returns:
+        A bool.
+
     Example:
 
     >>> matches("sequential/dense/kernel", ["dense"])
@@ -72,6 +78,9 @@ def raw_score(shape, distribution, erk_power_scale=1.0):
         shape: the weight's shape.
         distribution: "er" or "erk".
         erk_power_scale: exponent of the ERK score.
+
+    Returns:
+        A float.
 
     Example:
 
@@ -95,6 +104,12 @@ def pinned(paths, sparsity, dense_layers=None, custom=None):
         sparsity: the global target (decides the default `dense_layers`).
         dense_layers: names kept dense, or None.
         custom: `{name: sparsity}`, or None.
+
+    Returns:
+        `{path: sparsity}` for the pinned paths only.
+
+    Raises:
+        TypeError, ValueError: a `custom` sparsity outside [0, 1).
 
     Example:
 

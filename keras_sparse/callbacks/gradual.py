@@ -44,6 +44,12 @@ class GradualMagnitudePruning(MaskCallback):
             even at sparsity >= 0.99, so the set of pruned layers does not
             change while the schedule rises.
 
+    Raises:
+        TypeError: `schedule` is not callable; from `fit`, the model is not a
+            `ks.SparseModel`.
+        ValueError: an unknown `distribution`; during `fit`, a scheduled
+            sparsity outside [0, 1) or a budget the `dense_layers` exceed.
+
     Example:
 
     ```python
