@@ -46,6 +46,9 @@ def check_distribution(distribution):
     Args:
         distribution: "uniform", "er" or "erk" (any case).
 
+    Returns:
+        `distribution`, lower-cased.
+
     Raises:
         ValueError: any other value.
 
@@ -111,6 +114,9 @@ def matches(path, names):
         path: a weight path.
         names: layer names or weight paths.
 
+    Returns:
+        A bool.
+
     Example:
 
     >>> matches("sequential/dense/kernel", ["dense"])
@@ -127,6 +133,9 @@ def raw_score(shape, distribution, erk_power_scale=1.0):
         shape: the weight's shape.
         distribution: "er" or "erk".
         erk_power_scale: exponent of the ERK score.
+
+    Returns:
+        A float.
 
     Example:
 
@@ -150,6 +159,9 @@ def pinned(paths, sparsity, dense_layers=None, custom=None):
         sparsity: the global target.
         dense_layers: names kept dense, or None.
         custom: `{name: sparsity}`, or None.
+
+    Returns:
+        `{path: sparsity}` for the pinned paths only.
 
     Raises:
         TypeError: `dense_layers` is a string, or `custom` is not a dict.

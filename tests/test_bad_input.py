@@ -1,4 +1,4 @@
-"""SPEC §3.7: bad input raises a clear error and changes nothing."""
+"""Bad input raises a clear TypeError/ValueError, naming the argument, and changes nothing."""
 
 import keras
 import numpy as np

@@ -1,4 +1,4 @@
-"""MirroredStrategy over two logical CPUs, in its own process (SPEC §3.5)."""
+"""MirroredStrategy over two logical CPUs, in its own process (replicas compute identical masks)."""
 
 import json
 import os

@@ -32,7 +32,7 @@ SHAPES = {
 def reference(sparsity, method, dense=(), custom=None, power=1.0):
     """RigL `sparse_utils.get_sparsities`, one dense layer at a time.
 
-    Differences kept on purpose (SPEC §4 + the core's interpretation):
+    Differences kept on purpose (this package's interpretation):
     `custom` layers count towards the global budget.
     """
     custom = dict(custom or {})

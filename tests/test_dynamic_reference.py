@@ -1,4 +1,4 @@
-"""Each dynamic-sparsity method against a NumPy reference of SPEC §5.
+"""Each dynamic-sparsity method against a NumPy reference of the drop-and-grow rules.
 
 The callback's update (one compiled tf.function over all layers) is run on a
 tiny model with hand-set weights, masks, dense gradients, counters and
@@ -52,7 +52,7 @@ def allocate(total, weights, capacity):
 
 
 def reference(weights, masks, grow_scores, fraction, redistribute=False, grow_init=0.0):
-    """New masks, the masks after the drop, and new weights (SPEC §5)."""
+    """New masks, the masks after the drop, and new weights (the rules as documented in DynamicSparsity)."""
     kept, drops = [], []
     for w, m in zip(weights, masks):
         n_active = int(m.sum())

@@ -1,4 +1,4 @@
-"""TF Serving export (SPEC §9): fresh-process loading, CSR, versions, errors."""
+"""TF Serving export: fresh-process loading, CSR, versions, errors."""
 
 import json
 import os

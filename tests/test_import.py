@@ -1,4 +1,4 @@
-"""SPEC §3.8: importing keras_sparse changes no global state (own process)."""
+"""Importing keras_sparse changes no global state: environment, logging, Keras settings (own process)."""
 
 import textwrap
 

@@ -74,7 +74,7 @@ def _data():
 
 
 def _assert_same_variables(a, b):
-    """Bit-identical: weights, masks and rule state (SPEC §3.4)."""
+    """Bit-identical: weights, masks and rule state (all saved as model variables)."""
     assert [w.path for w in a.weights] == [w.path for w in b.weights]
     for u, v in zip(a.weights, b.weights):
         np.testing.assert_array_equal(to_np(u), to_np(v), err_msg=u.path)

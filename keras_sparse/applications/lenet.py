@@ -50,6 +50,9 @@ def lenet5(input_shape=(28, 28, 1), num_classes=10, width=1.0):
     Returns:
         A Functional `keras.Model` returning logits.
 
+    Raises:
+        ValueError: `width` is not a number > 0.
+
     Example:
         >>> model = lenet5(input_shape=(28, 28, 1), num_classes=10)
         >>> model.output_shape

@@ -73,6 +73,9 @@ def mlp(
         A Functional `keras.Model`; hidden layers are named `fc1`, `fc2`,
         ... and the output layer `logits`.
 
+    Raises:
+        ValueError: empty or non-positive `widths`, or an unknown `activation`.
+
     Example:
         >>> model = mlp((256, 256), input_shape=(28, 28, 1), num_classes=10)
         >>> model.output_shape

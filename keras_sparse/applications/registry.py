@@ -27,6 +27,9 @@ _BUILDERS = {
 def names():
     """Returns the registered model names, sorted.
 
+    Returns:
+        A sorted list of names for `get`.
+
     Example:
         >>> "resnet20" in names()
         True
@@ -45,6 +48,9 @@ def get(name, **kwargs):
 
     Returns:
         A Functional `keras.Model` returning logits.
+
+    Raises:
+        ValueError: an unknown `name`.
 
     Example:
         >>> model = get("vgg16", num_classes=100)

@@ -50,6 +50,9 @@ def cifar_resnet(depth, input_shape=(32, 32, 3), num_classes=10):
         A Functional `keras.Model` named `resnet{depth}` returning logits;
         layers are named `stage{s}_block{b}_{1|2|shortcut}_{conv|bn}`.
 
+    Raises:
+        TypeError, ValueError: `depth` is not an integer of the form 6n + 2.
+
     Example:
         >>> model = cifar_resnet(20, num_classes=100)
         >>> model.output_shape
@@ -83,6 +86,9 @@ def resnet20(input_shape=(32, 32, 3), num_classes=10):
         input_shape: shape of one image.
         num_classes: number of output logits.
 
+    Returns:
+        A Functional `keras.Model` returning logits.
+
     Example:
         >>> model = resnet20()
         >>> model.count_params()
@@ -98,6 +104,9 @@ def resnet32(input_shape=(32, 32, 3), num_classes=10):
         input_shape: shape of one image.
         num_classes: number of output logits.
 
+    Returns:
+        A Functional `keras.Model` returning logits.
+
     Example:
         >>> model = resnet32(num_classes=100)
         >>> model.output_shape
@@ -112,6 +121,9 @@ def resnet56(input_shape=(32, 32, 3), num_classes=10):
     Args:
         input_shape: shape of one image.
         num_classes: number of output logits.
+
+    Returns:
+        A Functional `keras.Model` returning logits.
 
     Example:
         >>> model = resnet56()

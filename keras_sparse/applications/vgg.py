@@ -26,6 +26,9 @@ def vgg(depth, input_shape=(32, 32, 3), num_classes=10):
         A Functional `keras.Model` named `vgg{depth}` returning logits;
         layers are named `stage{s}_conv{c}`, `stage{s}_bn{c}`, ...
 
+    Raises:
+        ValueError: `depth` is not one of the VGG depths.
+
     Example:
         >>> model = vgg(19, num_classes=100)
         >>> model.output_shape

@@ -63,6 +63,10 @@ def wide_resnet(
         A Functional `keras.Model` named `wrn_{depth}_{width}` returning
         logits; layers are named `group{g}_block{b}_...`.
 
+    Raises:
+        TypeError, ValueError: `depth` not of the form 6n + 4, `width` < 1 or
+            `dropout` outside [0, 1).
+
     Example:
         >>> model = wide_resnet(depth=22, width=2, num_classes=10)
         >>> model.output_shape

@@ -56,6 +56,11 @@ class DissipatingGradients(MaskCallback):
         distribution, scope, dense_layers: layer budgets, as in
             `ks.sparsify` ("erk", "layer", none by default).
 
+    Raises:
+        TypeError, ValueError: a bad argument, naming it and what is allowed,
+            before training starts; `fit` raises a TypeError if the model is
+            not a `ks.SparseModel`.
+
     Example:
 
     ```python

@@ -166,6 +166,9 @@ class Momentum(Rule):
         momentum: decay of the gradient momentum, in (0, 1); 0.9 as the SGD
             momentum of the SNFS paper.
 
+    Raises:
+        TypeError, ValueError: `momentum` is not a number in (0, 1).
+
     Example:
 
     ```python
@@ -214,6 +217,10 @@ class Exploration(Rule):
             reading here and the default) or "steps" (training steps).
         c_scale: "absolute" (the paper's form, default) or "relative" (`c`
             times the layer's mean `abs(g)`).
+
+    Raises:
+        TypeError, ValueError: a bad `c`, `eps`, `c_decay`, `c_decay_every`,
+            `t` or `c_scale`, naming it.
 
     Example:
 
@@ -278,6 +285,10 @@ class Sum(Rule):
 
     Args:
         rules: a list of rules (instances, names in `RULES` or configs).
+
+    Raises:
+        ValueError: an unknown rule name.
+        TypeError: an entry that is neither a name, a config nor a `Rule`.
 
     Example:
 

@@ -45,6 +45,13 @@ class EGFLogger(keras.callbacks.Callback):
     The evaluation data is not part of `get_config()`; pass it again:
     `EGFLogger.from_config({**config, "data": data})`.
 
+    Raises:
+        TypeError: `data` is neither a dataset nor an `(x, y)` tuple, or an
+            integer argument of the wrong type.
+        ValueError: a bad `every`, `p`, `num_examples` or `batch_size`; when
+            training starts, a model without a loss or without weights
+            `ks.sparsify` can mask.
+
     Example:
 
     ```python

@@ -52,6 +52,12 @@ class GradualMagnitudePruning(MaskCallback):
             back. Start from `ks.sparsify(dense, 0.0)` or from a schedule
             that begins at the model's sparsity.
 
+    Raises:
+        TypeError: `schedule` is not callable; from `fit`, the model is not a
+            `ks.SparseModel`.
+        ValueError: an unknown `distribution`; during `fit`, a scheduled
+            sparsity outside [0, 1) or a budget the `dense_layers` exceed.
+
     Example:
 
     ```python

@@ -77,6 +77,11 @@ class KStarts(MaskCallback):
             `ks.sparsify` ("erk", "layer", none by default).
         seed: seed of the candidate masks.
 
+    Raises:
+        TypeError, ValueError: a bad argument, naming it and what is allowed,
+            before training starts; `fit` raises a TypeError if the model is
+            not a `ks.SparseModel`.
+
     Example:
 
     ```python

@@ -32,6 +32,11 @@ class OneShotPruning(MaskCallback):
         distribution: per-layer split, "erk" (default), "er" or "uniform".
         seed: seed of the random mask.
 
+    Raises:
+        TypeError, ValueError: a bad argument, naming it and what is allowed,
+            before training starts; `fit` raises a TypeError if the model is
+            not a `ks.SparseModel`.
+
     Example:
 
     ```python

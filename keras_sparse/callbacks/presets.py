@@ -37,6 +37,11 @@ class SET(_Preset):
         alpha: drop fraction (0.3).
         **kwargs: other `DynamicSparsity` arguments (`end_step`, `seed`, ...).
 
+    Raises:
+        TypeError, ValueError: a bad argument, naming it and what is allowed,
+            before training starts; `fit` raises a TypeError if the model is
+            not a `ks.SparseModel`.
+
     Example:
 
     ```python
@@ -67,6 +72,11 @@ class RigL(_Preset):
         alpha: initial drop fraction (0.3).
         **kwargs: other `DynamicSparsity` arguments (`end_step`, `seed`, ...).
 
+    Raises:
+        TypeError, ValueError: a bad argument, naming it and what is allowed,
+            before training starts; `fit` raises a TypeError if the model is
+            not a `ks.SparseModel`.
+
     Example:
 
     ```python
@@ -95,6 +105,11 @@ class SNFS(_Preset):
         drop_schedule: drop-fraction schedule ("cosine").
         alpha: initial prune rate (0.5).
         **kwargs: other `DynamicSparsity` arguments.
+
+    Raises:
+        TypeError, ValueError: a bad argument, naming it and what is allowed,
+            before training starts; `fit` raises a TypeError if the model is
+            not a `ks.SparseModel`.
 
     Example:
 
@@ -135,6 +150,11 @@ class DSTEE(_Preset):
             times the layer's mean `abs(g)`, free of the gradient's scale).
         delta_t, drop_schedule, alpha: as for `RigL` (100, "cosine", 0.3).
         **kwargs: other `DynamicSparsity` arguments.
+
+    Raises:
+        TypeError, ValueError: a bad argument, naming it and what is allowed,
+            before training starts; `fit` raises a TypeError if the model is
+            not a `ks.SparseModel`.
 
     Example:
 

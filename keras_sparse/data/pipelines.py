@@ -87,6 +87,9 @@ _LARGE_SHUFFLE_BUFFER = 10_000  # encoded JPEGs, ~1 GB for ImageNet
 def names():
     """Returns the data set names `load` and `info` accept, sorted.
 
+    Returns:
+        A sorted list of dataset names.
+
     Example:
         >>> "cifar10" in names()
         True
@@ -191,6 +194,13 @@ def load(
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)` batches, prefetched.
+
+    Raises:
+        ValueError: an unknown `name`, a bad `batch_size` or `subset`, or
+            `augment=True` for a data set without augmentation.
+        FileNotFoundError: the data set is not prepared in the data directory
+            and `download` is False; the message gives the `tfds build` command.
+        ImportError: tensorflow-datasets is not installed.
 
     Example:
         >>> ds = load("cifar10", "test", batch_size=256, subset=1000)

@@ -237,6 +237,12 @@ def gradient_flow(model, data, p=NORMS, loss=None, batch_size=128):
         `{"egf_l1": ..., "egf_l2": ..., "grad_norm_l1": ..., "grad_norm_l2": ...}`
         (EGF keys for the requested `p` only), as floats.
 
+    Raises:
+        TypeError: `data` is neither a dataset nor an `(x, y)` tuple, or a bad
+            `loss`.
+        ValueError: a bad `p`, no loss (model not compiled and no `loss`), no
+            trainable weight `ks.sparsify` can mask, or `data` without examples.
+
     Example:
 
     ```python
@@ -267,6 +273,12 @@ def effective_gradient_flow(model, data, p=2, loss=None, batch_size=128):
     Returns:
         The EGF as a float.
 
+    Raises:
+        TypeError: `data` is neither a dataset nor an `(x, y)` tuple, or a bad
+            `loss`.
+        ValueError: a bad `p`, no loss (model not compiled and no `loss`), no
+            trainable weight `ks.sparsify` can mask, or `data` without examples.
+
     Example:
 
     ```python
@@ -292,6 +304,12 @@ def gradient_norms(model, data, loss=None, batch_size=128):
 
     Returns:
         `{"grad_norm_l1": float, "grad_norm_l2": float}`.
+
+    Raises:
+        TypeError: `data` is neither a dataset nor an `(x, y)` tuple, or a bad
+            `loss`.
+        ValueError: a bad `p`, no loss (model not compiled and no `loss`), no
+            trainable weight `ks.sparsify` can mask, or `data` without examples.
 
     Example:
 

@@ -43,6 +43,10 @@ def report(path_or_model, sparse_format=None, min_sparsity=0.9, **export_kwargs)
         - `gzip_bytes`: the directory as an in-memory `.tar.gz` (what
           shipping it compressed costs).
 
+    Raises:
+        TypeError: `path_or_model` is neither a `keras.Model` nor a path.
+        ValueError: the path holds no SavedModel.
+
     Example:
 
     ```python

@@ -88,6 +88,13 @@ def export_for_serving(model, base_dir, version=None, sparse_format=None,
     Returns:
         The version directory written, as a string.
 
+    Raises:
+        TypeError: `model` is not a built Sequential/Functional model, or a
+            bad `base_dir` or `overwrite`.
+        ValueError: an unknown `sparse_format`, a bad `min_sparsity` or
+            `version`, a model without inputs, an existing `version` without
+            `overwrite=True`, or a `base_dir` that cannot be created.
+
     Example:
 
     ```python

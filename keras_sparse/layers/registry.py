@@ -139,6 +139,9 @@ def prunable_shapes(model):
     Args:
         model: a Keras model.
 
+    Returns:
+        `{weight path: shape tuple}` in model order.
+
     Example:
 
     ```python

@@ -19,6 +19,9 @@ class SparseWrapper(SparseLayer, keras.layers.Wrapper):
     Args:
         layer: a Keras layer defining `get_prunable_weights() -> list`.
 
+    Raises:
+        TypeError: `layer` does not define `get_prunable_weights()`.
+
     Example:
 
     ```python

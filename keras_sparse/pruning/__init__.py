@@ -52,6 +52,9 @@ def get(name):
         name: one of `METHODS` ("random", "magnitude", "snip", "grasp",
             "synflow").
 
+    Returns:
+        The pruning function, e.g. `ks.pruning.magnitude`.
+
     Raises:
         ValueError: `name` is not one of `METHODS`.
 

@@ -27,6 +27,9 @@ def check_scope(scope):
     Args:
         scope: "layer" (per-layer budgets) or "global" (one ranking).
 
+    Returns:
+        `scope`, unchanged.
+
     Raises:
         ValueError: any other value.
 
@@ -58,6 +61,10 @@ def masks_from_scores(model, scores, sparsity, distribution="erk", scope="layer"
 
     Returns:
         `{path: mask tensor}`.
+
+    Raises:
+        ValueError: a bad `sparsity`, `distribution` or `scope`, an unknown
+            layer name, or a budget the pinned layers exceed.
 
     Example:
 
@@ -144,6 +151,10 @@ def prune_with_scores(model, scores, sparsity, **kwargs):
 
     Returns:
         `model`.
+
+    Raises:
+        ValueError: a bad `sparsity`, `distribution` or `scope`, an unknown
+            layer name, or a budget the pinned layers exceed.
 
     Example:
 

@@ -45,6 +45,14 @@ def grasp_scores(model, data, examples_per_class=10, num_classes=None,
             compiled, else sparse categorical cross-entropy from logits.
         batch_size: examples per forward/backward pass.
 
+    Returns:
+        `{weight path: score tensor}` for every masked weight, in model order.
+
+    Raises:
+        TypeError: `model` is not a `ks.SparseModel`, or `data` is neither a
+            batched `tf.data.Dataset` nor an `(x, y)` tuple.
+        ValueError: a bad count, or `data` without examples.
+
     Example:
 
     ```python
@@ -112,6 +120,13 @@ def grasp(model, sparsity, distribution="erk", scope="layer", data=None, seed=0,
 
     Returns:
         `model`, with its masks set.
+
+    Raises:
+        TypeError: `model` is not a `ks.SparseModel`, or `data` is neither a
+            batched `tf.data.Dataset` nor an `(x, y)` tuple.
+        ValueError: a bad `sparsity`, `distribution`, `scope` or count, `data`
+            missing or empty, an unknown layer name, or a budget the pinned
+            layers exceed; the masks are unchanged then.
 
     Example:
 

@@ -27,6 +27,14 @@ def snip_scores(model, data, examples=100, loss=None):
             (`model.compute_loss`) if the model is compiled, else sparse
             categorical cross-entropy from logits.
 
+    Returns:
+        `{weight path: score tensor}` for every masked weight, in model order.
+
+    Raises:
+        TypeError: `model` is not a `ks.SparseModel`, or `data` is neither a
+            batched `tf.data.Dataset` nor an `(x, y)` tuple.
+        ValueError: a bad count, or `data` without examples.
+
     Example:
 
     ```python
@@ -72,6 +80,13 @@ def snip(model, sparsity, distribution="erk", scope="layer", data=None, seed=0,
 
     Returns:
         `model`, with its masks set.
+
+    Raises:
+        TypeError: `model` is not a `ks.SparseModel`, or `data` is neither a
+            batched `tf.data.Dataset` nor an `(x, y)` tuple.
+        ValueError: a bad `sparsity`, `distribution`, `scope` or count, `data`
+            missing or empty, an unknown layer name, or a budget the pinned
+            layers exceed; the masks are unchanged then.
 
     Example:
 

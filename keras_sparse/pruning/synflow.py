@@ -84,6 +84,13 @@ def synflow_scores(model, input_shape=None):
         input_shape: shape of one example, for models without symbolic
             inputs (default: from `model.inputs`).
 
+    Returns:
+        `{weight path: score tensor}` for every masked weight, in model order.
+
+    Raises:
+        TypeError: `model` is not a `ks.SparseModel`.
+        ValueError: the input shape is not fully known (pass `input_shape`).
+
     Example:
 
     ```python
@@ -120,6 +127,12 @@ def synflow(model, sparsity, distribution="erk", scope="layer", data=None, seed=
 
     Returns:
         `model`, with its masks set.
+
+    Raises:
+        TypeError: `model` is not a `ks.SparseModel`.
+        ValueError: a bad `sparsity`, `distribution`, `scope` or `rounds`,
+            input shapes that are not fully known (pass `input_shape`), an
+            unknown layer name, or a budget the pinned layers exceed.
 
     Example:
 

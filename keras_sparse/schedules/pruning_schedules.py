@@ -35,6 +35,10 @@ class PruningSchedule(Configurable):
             or -1 for no end where the schedule allows it.
         frequency: steps between updates (>= 1).
 
+    Raises:
+        TypeError, ValueError: `begin_step` < 0, `end_step` before
+            `begin_step`, or `frequency` < 1, naming it.
+
     Example:
 
     ```python
@@ -89,6 +93,10 @@ class ConstantSparsity(PruningSchedule):
         end_step: last pruning step; -1 (default) prunes until training ends.
         frequency: steps between pruning steps (100).
 
+    Raises:
+        TypeError, ValueError: a sparsity outside [0, 1), `begin_step` < 0,
+            `end_step` before `begin_step`, or `frequency` < 1, naming it.
+
     Example:
 
     ```python
@@ -126,6 +134,10 @@ class PolynomialDecay(PruningSchedule):
         end_step: last pruning step (>= begin_step; no -1 here).
         power: exponent of the decay (3, the cubic schedule).
         frequency: steps between pruning steps (100).
+
+    Raises:
+        TypeError, ValueError: a sparsity outside [0, 1), `begin_step` < 0,
+            `end_step` before `begin_step`, or `frequency` < 1, naming it.
 
     Example:
 
@@ -169,6 +181,9 @@ def check_schedule(schedule, name="schedule"):
     Args:
         schedule: a pruning schedule (this package's or tfmot's).
         name: the argument's name, for the message.
+
+    Returns:
+        `schedule`, unchanged.
 
     Raises:
         TypeError: `schedule` is not callable.
@@ -217,6 +232,9 @@ def deserialize(config):
 
     Args:
         config: what `serialize` returned.
+
+    Returns:
+        The schedule object.
 
     Example:
 

@@ -21,7 +21,7 @@ RECIPES = [{
     "distribution": "uniform",
     "published": [{"setting": "SNFS WRN-16-8 CIFAR-10, 5% weights", "metric": "test error",
                    "value": None, "source": PAPER, "note": UNCHECKED}],
-    "notes": "SNFS rules per SPEC §5 (momentum growth, prune rate 0.5 cosine, "
+    "notes": "SNFS rules as in docs/dynamic-sparse-training.md (momentum growth, prune rate 0.5 cosine, "
              "per epoch, redistribution by mean momentum) from a uniform start. "
              "interpretation: SGD schedule and epochs chosen here.",
     "presets": {"paper": {},

@@ -3,7 +3,7 @@
 from recipes.configs.common import UNCHECKED
 
 PAPER = "Haroon 2022, What to Prune and What Not to Prune at Initialization, arXiv:2209.02201"
-NOTES = ("Rules per SPEC §6 (K-starts: k = 5 random masks trained together for 2 "
+NOTES = ("Rules as in docs/pruning.md (K-starts: k = 5 random masks trained together for 2 "
          "epochs, fittest by weight magnitude; dissipating gradients: over 3 epochs "
          "remove weights that moved less than 10% of their initial value). "
          "interpretation: LeNet-300-100 on Fashion-MNIST with Adam, epochs chosen "

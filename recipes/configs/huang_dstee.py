@@ -4,10 +4,10 @@ from recipes.configs.common import UNCHECKED, cpu, piecewise, resnet50_imagenet,
 
 PAPER = ("Huang, Lei, Xu, Peng, Sun, Xie, Ding 2023, Dynamic Sparse Training via "
          "Balancing the Exploration-Exploitation Trade-off, DAC")
-# SPEC §5: the paper preset drops 50% (cosine) every 1000 steps.
+# The paper preset drops 50% (cosine) every 1000 steps.
 METHOD = {"name": "DSTEE", "args": {"c": 1e-5, "alpha": 0.5, "delta_t": 1000,
                                     "drop_schedule": "cosine"}}
-NOTES = ("DST-EE rule and paper preset (alpha 0.5 cosine, delta_t 1000) per SPEC §5; "
+NOTES = ("DST-EE rule and paper preset (alpha 0.5 cosine, delta_t 1000) as in docs/dynamic-sparse-training.md; "
          "c = 1e-5 (the paper sweeps 1e-5 to 1e-2). interpretation: the optimizer, "
          "LR schedule and epochs follow the usual CIFAR dynamic-sparse-training "
          "setup (SGD momentum 0.9, LR 0.1 divided by 10 at 50% and 75%, weight "
@@ -50,7 +50,7 @@ def _imagenet(sparsity):
         published=[{"setting": f"DST-EE ResNet-50 ImageNet, {tag}%",
                     "metric": "top-1 accuracy (%)", "value": None, "source": PAPER,
                     "note": UNCHECKED}],
-        notes="DST-EE rule and paper preset per SPEC §5. interpretation: "
+        notes="DST-EE rule and paper preset as in docs/dynamic-sparse-training.md. interpretation: "
               "RigL's ImageNet training setup (batch 4096, 100 epochs, LR 1.6 "
               "divided by 10 at epochs 30/70/90, label smoothing 0.1).",
     )

@@ -4,7 +4,7 @@ PAPER = ("Tessera, Hooker, Rosman 2021, Keep the Gradients Flowing: Using Gradie
          "Flow to Study Sparse Network Optimization, arXiv:2102.01670")
 DENSE, SPARSE = 100, 400
 RATIO = DENSE / SPARSE
-# Matched per layer (SPEC §7): first and last layers keep w_d/w_s of their
+# Matched per layer (docs/gradient-flow-and-analysis.md): first and last layers keep w_d/w_s of their
 # weights, hidden layers (w_d/w_s)**2, so active counts equal the dense MLP's.
 CUSTOM = {"fc1": 1 - RATIO, "fc2": 1 - RATIO**2, "logits": 1 - RATIO}
 ACTIVE = 784 * DENSE + DENSE * DENSE + DENSE * 10

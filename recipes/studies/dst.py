@@ -47,11 +47,11 @@ def static():
 
 
 def set_():
-    return {"name": "SET", "args": {"delta_t": DELTA_T, "schedule": "cosine", "alpha": 0.3}}
+    return {"name": "SET", "args": {"delta_t": DELTA_T, "drop_schedule": "cosine", "alpha": 0.3}}
 
 
 def rigl():
-    return {"name": "RigL", "args": {"delta_t": DELTA_T, "schedule": "cosine", "alpha": 0.3}}
+    return {"name": "RigL", "args": {"delta_t": DELTA_T, "drop_schedule": "cosine", "alpha": 0.3}}
 
 
 def snfs():
@@ -59,7 +59,7 @@ def snfs():
 
 
 def dstee(c=1e-5, **extra):
-    return {"name": "DSTEE", "args": {"c": c, "delta_t": DELTA_T, "schedule": "cosine",
+    return {"name": "DSTEE", "args": {"c": c, "delta_t": DELTA_T, "drop_schedule": "cosine",
                                       "alpha": 0.3, **extra}}
 
 
