@@ -72,6 +72,16 @@ def _study(parser, args):
     if args.seeds is not None and args.seeds < 1:
         parser.error(f"--seeds must be at least 1; got {args.seeds}")
     if args.name in analysis_studies.STUDIES:  # SC-SDC sweeps and loss paths
+        given = [flag for flag, value in (("--cells", args.cells),
+                                          ("--strategy", args.strategy != "none"),
+                                          ("--mixed-precision", args.mixed_precision),
+                                          ("--jit-compile", args.jit_compile is not None),
+                                          ("--data-dir", args.data_dir),
+                                          ("--download", args.download)) if value]
+        if given:
+            parser.error(f"{', '.join(given)}: not supported by the analysis study "
+                         f"{args.name!r} (it runs on the default device with "
+                         "$TFDS_DATA_DIR); leave them out")
         if args.aggregate_only:
             analysis_studies.report(args.name, args.preset, args.out)
         else:

@@ -181,3 +181,14 @@ def test_step_fractions_are_at_least_one_step():
     assert runner._build("0.02*total_steps", {"total_steps": 10}) == 1
     assert runner._build("0.02*total_steps", {"total_steps": 1000}) == 20
     assert runner._build("0.0*total_steps", {"total_steps": 1000}) == 0
+
+
+def test_analysis_studies_refuse_flags_they_do_not_use(tmp_path, capsys):
+    from recipes.__main__ import main
+
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", "evci_paths", "--strategy", "mirrored", "--out", str(out)])
+    assert exit_info.value.code == 2
+    assert "--strategy" in capsys.readouterr().err
+    assert not out.exists()
