@@ -15,7 +15,7 @@ from keras_sparse.export import csr, sparse_dense
 from keras_sparse.layers.base import SparseLayer, raw_weights
 from keras_sparse.layers.registry import flatten_layers
 from keras_sparse.utils import keras_compat
-from keras_sparse.utils.argument_validation import check_int, check_number
+from keras_sparse.utils.argument_validation import check_built_model, check_int, check_number
 
 __all__ = ["SPARSE_FORMATS", "export_for_serving"]
 
@@ -210,16 +210,7 @@ def _input_specs(model, input_signature):
                 for spec, name in zip(specs, names)]
     if _is_subclassed(model):
         return _specs_from_build(model)
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        inputs = None
-    if not inputs:
-        raise ValueError(
-            f"export_for_serving: `model` {model.name!r} has no inputs defined; export "
-            "needs a model built on keras.Input(...) (e.g. "
-            "keras.Sequential([keras.Input((784,)), ...])) or an `input_signature`."
-        )
+    inputs = check_built_model(model, "export_for_serving")
     names = _unique([t.name for t in inputs])
     return [tf.TensorSpec(t.shape, t.dtype, name=name) for t, name in zip(inputs, names)]
 
