@@ -324,9 +324,11 @@ def _own_weights(layer):
 def sparsity_report(model):
     """Per prunable weight: layer, weight, shape, total, active, sparsity.
 
-    Works on sparse and plain models: a weight `ks.sparsify` would mask but
-    that has no mask yet is reported dense (all entries active). The last
-    row, with `layer="total"`, sums every prunable weight.
+    Works on sparse and plain models. A masked weight's active entries are
+    its mask's ones; a weight `ks.sparsify` would mask but that has no mask
+    (a plain model, or one returned by `ks.strip`) counts its non-zero
+    entries, so a stripped model reports the sparsity it was trained to. The
+    last row, with `layer="total"`, sums every prunable weight.
 
     Args:
         model: a Keras model or layer.
@@ -366,7 +368,8 @@ def sparsity_report(model):
             continue
         for weight in prunable_weights_of(layer):
             if id(weight) not in seen:  # a layer inside a SparseWrapper
-                add(layer, weight.path.split("/")[-1], weight, int(np.prod(weight.shape)))
+                add(layer, weight.path.split("/")[-1], weight,
+                    int(np.count_nonzero(keras_compat.to_numpy(weight))))
     total = sum(r["total"] for r in rows)
     active = sum(r["active"] for r in rows)
     rows.append(dict(layer="total", weight="", shape=(), total=total, active=active,

@@ -345,6 +345,32 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
         self._dense_grad_requests = requests
         self.train_function = None  # retrace with the capture
 
+    def release_dense_gradients(self, owner=None):
+        """Withdraws `owner`'s dense-gradient request (see `request_dense_gradients`).
+
+        Mask-rule callbacks call it when training ends, so a later `fit` with
+        another rule (say SNFS after RigL, which keep different buffers) is
+        not held to the earlier rule's request. Releasing an owner that holds
+        no request does nothing.
+
+        Args:
+            owner: the object passed as `owner` to `request_dense_gradients`.
+
+        Example:
+
+        ```python
+        model.request_dense_gradients(owner=my_rule)
+        model.release_dense_gradients(owner=my_rule)
+        ```
+        """
+        requests = self._dense_grad_requests
+        if requests is None or id(owner) not in requests.by_owner:
+            return
+        del requests.by_owner[id(owner)]
+        if not requests.by_owner:
+            self._dense_grad_requests = None
+        self.train_function = None  # retrace without this owner's steps
+
     def dense_gradients(self):
         """The stored dense gradients, aligned with `masked_weights`.
 
@@ -357,11 +383,13 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
         grads = model.dense_gradients()   # [tensor of mw.weight.shape, ...]
         ```
         """
-        if self._dense_grad_requests is None:
+        # The buffers outlive a released request: the last captured values stay readable.
+        weights = self.masked_weights
+        if not weights or not all(mw.layer.has_mask_state(DENSE_GRAD) for mw in weights):
             raise ValueError(
                 "dense_gradients(): call request_dense_gradients() before fit."
             )
-        return [tf.convert_to_tensor(mw.state(DENSE_GRAD).value) for mw in self.masked_weights]
+        return [tf.convert_to_tensor(mw.state(DENSE_GRAD).value) for mw in weights]
 
     def _store_dense_gradients(self, dense):
         momentum = self._dense_grad_requests.momentum

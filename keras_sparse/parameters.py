@@ -23,8 +23,8 @@ def _size(variable):
 def count_params(model):
     """The parameters of `model`: active, total, and masks and rule state.
 
-    Works on sparse and plain Keras models (a plain model's weights are all
-    active).
+    Works on sparse and plain Keras models (in a plain model, such as one
+    returned by `ks.strip`, the prunable weights' zeros count as inactive).
 
     Args:
         model: a Keras model.

@@ -54,6 +54,24 @@ def test_second_fit_continues_the_schedule():
     assert second.history["dst/drop_fraction"][0] == pytest.approx(expected)
 
 
+def test_fits_with_different_rules_follow_each_other():
+    # RigL keeps the plain gradient, SNFS its momentum: one buffer, so the
+    # first fit's request must end with that fit.
+    model = sparse_model()
+    model.fit(X, Y, epochs=1, callbacks=[ks.callbacks.RigL(delta_t=2)], **FIT)
+    before = masks(model)
+    snfs = ks.callbacks.SNFS(delta_t=2, end_step=20)
+    model.fit(X, Y, epochs=2, callbacks=[snfs], **FIT)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, masks(model)))
+    assert model._dense_grad_requests is None  # released at the end of the fit
+    # the last captured values stay readable after the release
+    assert all(np.any(to_np(g) != 0) for g in model.dense_gradients())
+    model.fit(X, Y, epochs=3, initial_epoch=2, callbacks=[ks.callbacks.RigL(delta_t=2, end_step=30)],
+              **FIT)
+    for mw in model.masked_weights:
+        assert np.all(to_np(mw.weight)[to_np(mw.mask) == 0] == 0)
+
+
 def test_fit_after_load_model_continues_like_one_run(tmp_path):
     reference = sparse_model()
     reference.fit(X, Y, epochs=2, callbacks=[ks.callbacks.RigL(delta_t=4, end_step=40)], **FIT)

@@ -150,3 +150,11 @@ def test_sparsity_report_of_a_plain_model_counts_its_weights_as_dense():
     assert [(r["layer"], r["total"], r["active"]) for r in rows] == [
         ("fc1", 72, 72), ("fc2", 36, 36), ("total", 108, 108)]
     assert rows[-1]["sparsity"] == 0.0
+
+
+def test_sparsity_report_of_a_stripped_model_counts_its_zeros():
+    model = ks.sparsify(_dense(), 0.75, distribution="uniform")
+    want = [(r["layer"], r["total"], r["active"]) for r in ks.sparsity_report(model)]
+    stripped = ks.strip(model)
+    assert not any(isinstance(l, ks.layers.SparseLayer) for l in stripped.layers)
+    assert [(r["layer"], r["total"], r["active"]) for r in ks.sparsity_report(stripped)] == want

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_sparse.diagnostics.gradient_flow import _data_loss, as_dataset
+from keras_sparse.diagnostics.gradient_flow import data_loss, as_dataset
 from keras_sparse.layers.base import raw_weights
 from keras_sparse.layers.registry import flatten_layers
 
@@ -94,7 +94,7 @@ class _PathModel:
                 self.bn_layers.append((position[id(layer.moving_mean)],
                                        position[id(layer.moving_variance)], float(layer.momentum)))
         self.bn = {i for m, v, _ in self.bn_layers for i in (m, v)}
-        self.loss = _data_loss(model, loss)
+        self.loss = data_loss(model, loss)
         self._eval = tf.function(self._eval_batch)
         self._stats = tf.function(self._stats_batch)
 

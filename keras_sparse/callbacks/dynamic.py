@@ -383,6 +383,8 @@ class DynamicSparsity(MaskCallback):
 
     def on_train_end(self, logs=None):
         self._last_step = self._first_epoch = None
+        # A later fit may use another rule; `set_model` asks again if this one is reused.
+        self.model.release_dense_gradients(owner=self)
 
     def _global_step(self):
         return int(keras_compat.to_numpy(self.model.optimizer.iterations))

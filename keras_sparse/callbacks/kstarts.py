@@ -205,6 +205,8 @@ class KStarts(MaskCallback):
         log_sparsity(self.model, logs)
 
     def on_train_end(self, logs=None):
+        if self._uses_gradients:
+            self.model.release_dense_gradients(owner=self)
         if not self._selected:
             warnings.warn(
                 f"KStarts: training ended before the selection (it needs "

@@ -22,6 +22,7 @@ __all__ = [
     "GradientFlow",
     "as_dataset",
     "check_norms",
+    "data_loss",
     "effective_gradient_flow",
     "gradient_flow",
     "gradient_norms",
@@ -105,7 +106,7 @@ def _single_output_loss(loss):
     return loss if isinstance(loss, keras.losses.Loss) else _FunctionLoss(loss)
 
 
-def _data_loss(model, loss):
+def data_loss(model, loss):
     """The model's compiled loss without regularization, or `loss`.
 
     A private `CompileLoss` copy: the model's own one updates per-output
@@ -152,7 +153,7 @@ class GradientFlow:
 
     def __init__(self, model, loss=None):
         self.model = model
-        self._loss = _data_loss(model, loss)
+        self._loss = data_loss(model, loss)
         trainable = {id(w) for w in model.trainable_weights}
         self._prunable = [(w, m) for w, m in prunable_weights(model) if id(w) in trainable]
         if not self._prunable:
