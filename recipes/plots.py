@@ -97,6 +97,14 @@ def itop_over_training(histories, path, title):
     `histories` maps `(group, sparsity, method)` to a list of per-seed
     `dst/itop` series.
     """
+    history_over_training(histories, path, title, "ITOP rate (mean over seeds)")
+
+
+def history_over_training(histories, path, title, ylabel):
+    """A per-epoch metric (mean over seeds), one panel per (group, sparsity).
+
+    `histories` maps `(group, sparsity, method)` to a list of per-seed series.
+    """
     panels = sorted({(g, s) for g, s, _ in histories})
     figure, axes = _figure(len(panels), title)
     for ax, (group, sparsity) in zip(axes, panels):
@@ -106,7 +114,7 @@ def itop_over_training(histories, path, title):
             length = min(len(v) for v in series)
             mean = [sum(v[i] for v in series) / len(series) for i in range(length)]
             ax.plot(_epochs(mean), mean, marker="o", label=method)
-        ax.set(xlabel="epoch", ylabel="ITOP rate (mean over seeds)",
+        ax.set(xlabel="epoch", ylabel=ylabel,
                title=f"{group} {sparsity:.0%}".strip())
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)

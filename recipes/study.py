@@ -320,7 +320,10 @@ def aggregate(name, out=None, preset="cpu"):
             sparsity=results[0]["nominal_sparsity"], n=summary["n"], mean=summary["mean"],
             std=summary["std"], ci95_lo=summary["ci95"][0], ci95_hi=summary["ci95"][1],
             final_sparsity=_mean([r["sparsity"] for r in results]),
-            itop=_mean(itop), epochs_to_sparsity=_mean([r.get("epochs_to_sparsity")
+            itop=_mean(itop), grown_ever=_mean([r["final"].get("dst/grown_ever")
+                                                for r in results]),
+            regrown_fraction=_mean([_regrown_fraction(r) for r in results]),
+            epochs_to_sparsity=_mean([r.get("epochs_to_sparsity")
                                                         for r in results]),
             dense_equivalent_epochs=_mean([r.get("dense_equivalent_epochs") for r in results]),
             train_flops=_mean([r.get("train_flops") for r in results]),
@@ -347,10 +350,35 @@ def aggregate(name, out=None, preset="cpu"):
                 histories.setdefault(key, []).append(result["history"]["dst/itop"])
     if histories:
         plots.itop_over_training(histories, out / "itop.png", study["title"])
+    regrown = {}
+    for cell in grid:
+        for result in found[cell["name"]].values():
+            if "dst/regrown_fraction" in result["history"]:
+                key = (result["group"], result["nominal_sparsity"], result["method"])
+                regrown.setdefault(key, []).append(_updating_epochs(result,
+                                                                    "dst/regrown_fraction"))
+    if regrown:
+        plots.history_over_training(
+            regrown, out / "regrown.png", study["title"],
+            "grown connections active before (mean over seeds)")
     aggregate_ = {"study": name, "preset": preset, "metric": f"final {METRIC}",
                   "rows": rows, "comparisons": comparisons, "ranking": ranking}
     sweep.write_json(out / "aggregate.json", aggregate_)
     return aggregate_
+
+
+def _updating_epochs(result, metric):
+    """`metric` per epoch, over the epochs with at least one mask update."""
+    history = result["history"]
+    return [v for v, n in zip(history[metric], history["dst/updates"]) if n > 0]
+
+
+def _regrown_fraction(result):
+    """Mean over updating epochs of the fraction of grown connections active before."""
+    if "dst/regrown_fraction" not in result["history"]:
+        return None
+    values = _updating_epochs(result, "dst/regrown_fraction")
+    return sum(values) / len(values) if values else None
 
 
 def _ranking(rows):
@@ -376,7 +404,8 @@ def _ranking(rows):
 def _write_tables(study, out, rows, comparisons, ranking, preset):
     out.mkdir(parents=True, exist_ok=True)
     columns = ["cell", "method", "group", "sparsity", "n", "mean", "std", "ci95_lo", "ci95_hi",
-               "final_sparsity", "itop", "epochs_to_sparsity", "dense_equivalent_epochs",
+               "final_sparsity", "itop", "grown_ever", "regrown_fraction",
+               "epochs_to_sparsity", "dense_equivalent_epochs",
                "train_flops", "train_seconds", "baseline", "test", "mean_diff", "p_value",
                "p_holm"]
     with open(out / "table.csv", "w", newline="") as f:
@@ -384,7 +413,7 @@ def _write_tables(study, out, rows, comparisons, ranking, preset):
         writer.writerow(columns)
         for r in rows:
             t = r["test"] or {}
-            writer.writerow([r[c] for c in columns[:16]]
+            writer.writerow([r[c] for c in columns[:18]]
                             + [t.get("test"), t.get("mean_diff"), t.get("p_value"),
                                t.get("p_holm")])
     with open(out / "comparisons.csv", "w", newline="") as f:
@@ -404,21 +433,26 @@ def _write_tables(study, out, rows, comparisons, ranking, preset):
              "Paired tests (two-sided) on the seeds both cells have: "
              + (", ".join(names[t] for t in tests) or "none")
              + "; p_holm is Holm-adjusted over the tests of the table. ITOP: final "
-             "in-time over-parameterization rate (DST methods). Epochs to sparsity: first "
+             "in-time over-parameterization rate (DST methods); grown ever: distinct "
+             "connections ever grown; regrown: fraction of the grown connections that "
+             "had been active before, mean over the epochs with mask updates. Epochs to "
+             "sparsity: first "
              "epoch at whose end the target sparsity holds (0: sparse from the start). "
              "Dense-eq. epochs: training cost in epochs of the same model trained dense "
              "(compute-weighted density of the kernels summed over steps); train GFLOPs: "
              "6 x multiply-adds of the active kernels x examples (an estimate that "
              "compares models of different size).", "",
-             "| cell | method | group | sparsity | n | accuracy | 95% CI | ITOP | "
-             "epochs to sparsity | dense-eq. epochs | train GFLOPs | vs | diff | p | p_holm |",
-             "|" + "---|" * 15]
+             "| cell | method | group | sparsity | n | accuracy | 95% CI | ITOP | grown ever "
+             "| regrown | epochs to sparsity | dense-eq. epochs | train GFLOPs | vs | diff | p "
+             "| p_holm |",
+             "|" + "---|" * 17]
     for r in rows:
         t = r["test"] or {}
         lines.append(
             f"| {r['cell']} | {r['method']} | {r['group']} | {_fmt(r['sparsity'], 3)} | {r['n']} "
             f"| {_fmt(r['mean'])} ± {_fmt(r['std'])} | [{_fmt(r['ci95_lo'])}, "
-            f"{_fmt(r['ci95_hi'])}] | {_fmt(r['itop'], 3)} | {_fmt(r['epochs_to_sparsity'], 1)} "
+            f"{_fmt(r['ci95_hi'])}] | {_fmt(r['itop'], 3)} | {_fmt(r['grown_ever'], 0)} "
+            f"| {_fmt(r['regrown_fraction'], 3)} | {_fmt(r['epochs_to_sparsity'], 1)} "
             f"| {_fmt(r['dense_equivalent_epochs'], 2)} "
             f"| {_fmt(r['train_flops'] / 1e9 if r['train_flops'] else None, 1)} "
             f"| {r['baseline'] if t else '-'} "

@@ -4,6 +4,7 @@ import csv
 import math
 import json
 
+import numpy as np
 import pytest
 import scipy.stats
 
@@ -54,13 +55,18 @@ def test_micro_study_end_to_end_and_resume(micro, tmp_path, capsys):
             assert summary["epochs_to_sparsity"] == 0
             assert summary["dense_equivalent_epochs"] == pytest.approx(0.1, abs=2e-3)
     for name in ("table.csv", "table.md", "comparisons.csv", "ranking.md", "aggregate.json",
-                 "accuracy_vs_sparsity.png", "itop.png"):
+                 "accuracy_vs_sparsity.png", "itop.png", "regrown.png"):
         assert (out / name).stat().st_size > 0, name
     acc = {c: [r["final"]["val_accuracy"] for _, s, r in sweep.load_results(out / "runs")
                if _ == c] for c in ("static", "rigl")}
     row = _table(out / "table.csv")["rigl"]
     assert float(row["mean"]) == pytest.approx(stats.summarize(acc["rigl"])["mean"])
     assert row["test"] == "ttest" and row["baseline"] == "static"
+    runs = [r for c, _, r in sweep.load_results(out / "runs") if c == "rigl"]
+    assert float(row["grown_ever"]) == pytest.approx(
+        np.mean([r["final"]["dst/grown_ever"] for r in runs]))
+    assert 0 <= float(row["regrown_fraction"]) <= 1
+    assert _table(out / "table.csv")["static"]["regrown_fraction"] == ""  # no growth
     assert [r["method"] for r in result["ranking"]["overall"]] in (["RigL", "Static"],
                                                                    ["Static", "RigL"])
     # Resume: a rerun trains nothing; a deleted run is the only one redone.
