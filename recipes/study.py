@@ -270,6 +270,11 @@ def _fmt(value, digits=4):
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _md(text):
+    """`text` safe inside a Markdown table cell."""
+    return str(text).replace("|", "\\|")
+
+
 def _mean(values):
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else None
@@ -449,7 +454,7 @@ def _write_tables(study, out, rows, comparisons, ranking, preset):
     for r in rows:
         t = r["test"] or {}
         lines.append(
-            f"| {r['cell']} | {r['method']} | {r['group']} | {_fmt(r['sparsity'], 3)} | {r['n']} "
+            f"| {r['cell']} | {_md(r['method'])} | {r['group']} | {_fmt(r['sparsity'], 3)} | {r['n']} "
             f"| {_fmt(r['mean'])} ± {_fmt(r['std'])} | [{_fmt(r['ci95_lo'])}, "
             f"{_fmt(r['ci95_hi'])}] | {_fmt(r['itop'], 3)} | {_fmt(r['grown_ever'], 0)} "
             f"| {_fmt(r['regrown_fraction'], 3)} | {_fmt(r['epochs_to_sparsity'], 1)} "
@@ -469,9 +474,9 @@ def _write_tables(study, out, rows, comparisons, ranking, preset):
                   "Mean rank of each method over the (group, sparsity) settings it "
                   "appears in with others (1 = best mean accuracy).", "",
                   "| method | mean rank | settings |", "|---|---|---|"]
-    rank_lines += [f"| {m['method']} | {m['mean_rank']:.2f} | {m['settings']} |"
+    rank_lines += [f"| {_md(m['method'])} | {m['mean_rank']:.2f} | {m['settings']} |"
                    for m in ranking["overall"]]
     rank_lines += ["", "| group | sparsity | best to worst |", "|---|---|---|"]
-    rank_lines += [f"| {s['group']} | {_fmt(s['sparsity'], 3)} | {' > '.join(s['order'])} |"
+    rank_lines += [f"| {s['group']} | {_fmt(s['sparsity'], 3)} | {_md(' > '.join(s['order']))} |"
                    for s in ranking["per_setting"]]
     (out / "ranking.md").write_text("\n".join(rank_lines) + "\n")

@@ -153,7 +153,7 @@ def test_preset_rules_and_defaults():
     assert (snfs.alpha, snfs.delta_t) == (0.5, "epoch")
     dstee = ks.callbacks.DSTEE()
     assert [type(p) for p in dstee.grow.parts()] == [Gradient, Exploration]
-    assert (dstee.exploration.c, dstee.delta_t, dstee.alpha) == (1e-5, 100, 0.3)
+    assert (dstee.exploration.c, dstee.delta_t, dstee.alpha) == (1e-2, 100, 0.3)
 
 
 def test_schedules():

@@ -209,7 +209,9 @@ class Exploration(Rule):
     layer, so `c` does not depend on the scale of the loss or the layer.
 
     Args:
-        c: weight of the bonus, >= 0 (1e-5; the paper sweeps 1e-5 to 1e-2).
+        c: weight of the bonus, >= 0 (1e-2, the top of the paper's sweep
+            1e-5 to 1e-2: smaller values barely change RigL's masks on a
+            LeNet-300-100; see `ks.callbacks.DSTEE`).
         eps: added to `N_i`, > 0 (1.0).
         c_decay: factor applied to `c` every `c_decay_every` rounds, > 0.
         c_decay_every: rounds between decays, an int >= 1, or `None` (never).
@@ -234,7 +236,7 @@ class Exploration(Rule):
     T_CHOICES = ("rounds", "steps")
     SCALES = ("absolute", "relative")
 
-    def __init__(self, c=1e-5, eps=1.0, c_decay=1.0, c_decay_every=None, t="rounds",
+    def __init__(self, c=1e-2, eps=1.0, c_decay=1.0, c_decay_every=None, t="rounds",
                  c_scale="absolute"):
         self.c = check_number(c, "c", low=0)
         self.eps = check_number(eps, "eps", low=0, low_open=True)

@@ -141,7 +141,17 @@ class DSTEE(_Preset):
     directly; the paper's preset uses `alpha=0.5, delta_t=1000`.
 
     Args:
-        c: exploration weight (1e-5; the paper sweeps 1e-5 to 1e-2).
+        c: exploration weight (1e-2; the paper sweeps 1e-5 to 1e-2). The
+            default is the one value of that range that changed the masks
+            in this package's own study (LeNet-300-100 on Fashion-MNIST at
+            98%, 3 seeds): with `c=1e-5` the run grows about as many distinct
+            connections as RigL (12,119 vs 12,307) and its ITOP rate is
+            RigL's (0.066); with `c=1e-2` it grows 17,669, the ITOP rate is
+            0.086, and the share of grown connections that had been active
+            before falls from 0.71 to 0.48, at the same accuracy. The
+            absolute bonus is compared with `abs(g)`, so the right `c`
+            depends on the model's gradient scale: `c_scale="relative"`
+            (e.g. `c=10`) is free of it.
         eps: added to the counters (1.0).
         c_decay: factor applied to `c` every `c_decay_every` rounds (1.0).
         c_decay_every: rounds between decays, or `None` (never).
@@ -163,7 +173,7 @@ class DSTEE(_Preset):
     ```
     """
 
-    def __init__(self, c=1e-5, eps=1.0, c_decay=1.0, c_decay_every=None, t="rounds",
+    def __init__(self, c=1e-2, eps=1.0, c_decay=1.0, c_decay_every=None, t="rounds",
                  c_scale="absolute", delta_t=100, drop_schedule=None, alpha=0.3, **kwargs):
         bonus = Exploration(c=c, eps=eps, c_decay=c_decay, c_decay_every=c_decay_every,
                             t=t, c_scale=c_scale)

@@ -58,7 +58,7 @@ def snfs():
     return {"name": "SNFS", "args": {}}
 
 
-def dstee(c=1e-5, **extra):
+def dstee(c=1e-2, **extra):
     return {"name": "DSTEE", "args": {"c": c, "delta_t": DELTA_T, "drop_schedule": "cosine",
                                       "alpha": 0.3, **extra}}
 
