@@ -1,5 +1,7 @@
 """PNG plots of a recipe run (matplotlib, Agg backend, no pyplot state)."""
 
+import textwrap
+
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -8,7 +10,7 @@ from matplotlib.ticker import MaxNLocator
 def _figure(columns, title):
     figure = Figure(figsize=(5 * columns, 4), layout="constrained")
     FigureCanvasAgg(figure)
-    figure.suptitle(title)
+    figure.suptitle(textwrap.fill(title, 45 * columns), fontsize="medium")
     return figure, figure.subplots(1, columns, squeeze=False)[0]
 
 

@@ -365,7 +365,7 @@ def aggregate(name, out=None, preset="cpu"):
     if regrown:
         plots.history_over_training(
             regrown, out / "regrown.png", study["title"],
-            "grown connections active before (mean over seeds)")
+            "regrown fraction (mean over seeds)")
     aggregate_ = {"study": name, "preset": preset, "metric": f"final {METRIC}",
                   "rows": rows, "comparisons": comparisons, "ranking": ranking}
     sweep.write_json(out / "aggregate.json", aggregate_)
