@@ -1,0 +1,266 @@
+"""`SparseDense(compute="sparse")`: the true-sparse training path equals the
+masked one (outputs, gradients, fits, mask rules, files) to float rounding,
+and keeps the sparse invariants."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_sparse as ks
+from keras_sparse.layers import sparse_matmul
+from keras_sparse.layers.base import dense_weight_gradients, raw_weights
+from keras_sparse.optimizer_slots import slots_for
+
+RNG = np.random.default_rng(0)
+X = RNG.standard_normal((64, 12)).astype("float32")
+Y = (X[:, 0] > 0).astype("int32") + (X[:, 1] > 0.5).astype("int32")
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+to_np = keras.ops.convert_to_numpy
+
+
+def mlp(compute, sparsity=0.7, seed=0):
+    """12-24-16-3 MLP, uniform random masks (the same for both computes)."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((12,))
+    x = ks.layers.SparseDense(24, activation="relu", compute=compute, name="h1")(inputs)
+    x = ks.layers.SparseDense(16, activation="tanh", compute=compute, name="h2")(x)
+    model = ks.SparseModel(inputs, ks.layers.SparseDense(3, compute=compute, name="out")(x))
+    ks.pruning.random(model, sparsity, distribution="uniform", seed=seed)
+    return model
+
+
+def pair(sparsity=0.7, optimizer=None):
+    models = [mlp(compute, sparsity) for compute in ("masked", "sparse")]
+    for model in models:
+        if optimizer is not None:
+            model.compile(optimizer(), LOSS)
+    return models
+
+
+def assert_close(a, b, rtol=1e-5, what=""):
+    a, b = np.asarray(a), np.asarray(b)
+    scale = max(float(np.max(np.abs(b))), 1e-12)
+    assert float(np.max(np.abs(a - b))) <= rtol * scale, what
+
+
+def assert_invariants(model):
+    """Inactive weights and every optimizer slot there are exactly 0."""
+    for mw in model.masked_weights:
+        inactive = to_np(mw.mask) == 0
+        np.testing.assert_array_equal(to_np(mw.weight)[inactive], 0.0, err_msg=mw.path)
+        slots = slots_for(model.optimizer, mw.weight, model.trainable_variables)
+        assert slots, mw.path
+        for slot in slots:
+            np.testing.assert_array_equal(to_np(slot)[inactive], 0.0, err_msg=slot.name)
+
+
+def step_gradients(model, x, y, when=None):
+    """Loss and gradients of one train-step forward pass (raw kernels)."""
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        with raw_weights(), dense_weight_gradients(when):
+            loss = LOSS(y, model(x, training=True))
+    kernels = [mw.weight for mw in model.masked_weights]
+    return loss, tape.gradient(loss, [x] + kernels)
+
+
+# -- the layer ----------------------------------------------------------------
+
+
+def test_bad_compute_is_refused_naming_argument_value_and_choices():
+    for bad in ("foo", None, 1):
+        with pytest.raises(ValueError, match=r"`compute`.*'masked', 'sparse'.*got") as info:
+            ks.layers.SparseDense(4, compute=bad)
+        assert repr(bad) in str(info.value)
+    dense = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"`compute`.*'foo'"):
+        ks.sparsify(dense, 0.5, compute="foo")
+
+
+def test_kernel_products_equal_dense_ones():
+    mask = (RNG.random((40, 30)) > 0.9).astype("float32")
+    kernel = tf.constant(RNG.standard_normal((40, 30)).astype("float32") * mask)
+    x = tf.constant(RNG.standard_normal((7, 40)).astype("float32"))
+    dy = tf.constant(RNG.standard_normal((7, 30)).astype("float32"))
+    positions = sparse_matmul.active_positions(mask)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, kernel])
+        y = sparse_matmul.sparse_matmul(x, kernel, positions)
+        y_dense = sparse_matmul.sparse_matmul(x, kernel, positions, weight_gradient="dense")
+    assert_close(y, x @ kernel, what="forward")
+    dx, dw = tape.gradient(y, [x, kernel], output_gradients=dy)
+    assert_close(dx, dy @ tf.transpose(kernel), what="input gradient")
+    full = tf.transpose(x) @ dy
+    assert_close(dw, full * mask, what="weight gradient at active positions")
+    np.testing.assert_array_equal(to_np(dw)[mask == 0], 0.0)  # exactly, not rounded
+    assert_close(tape.gradient(y_dense, kernel, output_gradients=dy), full, what="dense")
+
+
+def test_forward_loss_and_gradients_equal_the_masked_path():
+    masked, sparse = pair()
+    for a, b in zip(masked.weights, sparse.weights):
+        np.testing.assert_array_equal(to_np(a), to_np(b))
+    assert [type(mw.layer) for mw in sparse.masked_weights] == [ks.layers.SparseDense] * 3
+    assert all(mw.layer.get_config()["compute"] == "sparse" for mw in sparse.masked_weights)
+    assert_close(sparse(X, training=True), masked(X, training=True), what="outputs")
+    loss_m, (dx_m, *dw_m) = step_gradients(masked, X[:16], Y[:16])
+    loss_s, (dx_s, *dw_s) = step_gradients(sparse, X[:16], Y[:16])
+    assert_close(loss_s, loss_m, what="loss")
+    assert_close(dx_s, dx_m, what="input gradient")
+    for mw, got, want in zip(sparse.masked_weights, dw_s, dw_m):
+        mask = to_np(mw.mask)
+        assert_close(to_np(got) * mask, to_np(want) * mask, what=mw.path)
+        np.testing.assert_array_equal(to_np(got)[mask == 0], 0.0)
+    # On a step that keeps dense gradients, the kernel's gradient is dL/d(W*M)
+    # everywhere, as the masked path's.
+    for when in (tf.constant(True), tf.Variable(True)):
+        _, (_, *dense) = step_gradients(sparse, X[:16], Y[:16], when=when)
+        for mw, got, want in zip(sparse.masked_weights, dense, dw_m):
+            assert_close(got, want, what="dense gradient")
+            assert np.count_nonzero(to_np(got)[to_np(mw.mask) == 0])
+
+
+def test_inputs_of_higher_rank_and_inference():
+    layer = ks.layers.SparseDense(5, sparsity=0.6, seed=3, compute="sparse")
+    twin = ks.layers.SparseDense(5, sparsity=0.6, seed=3)
+    x = RNG.standard_normal((2, 3, 7)).astype("float32")
+    layer(x), twin(x)
+    twin.set_weights(layer.get_weights())
+    for training in (True, False):
+        assert_close(layer(x, training=training), twin(x, training=training))
+    assert layer(x, training=True).shape == (2, 3, 5)
+    assert layer.supports_jit is False and twin.supports_jit is True
+
+    @tf.function(jit_compile=False)
+    def call(x):
+        return layer(x, training=True)
+
+    assert_close(call(tf.constant(x)), twin(x))
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda: keras.optimizers.SGD(0.1, momentum=0.9),
+    lambda: keras.optimizers.Adam(0.02),
+], ids=["sgd_momentum", "adam"])
+def test_fit_gives_the_masked_weights_and_keeps_the_invariants(optimizer):
+    masked, sparse = pair(optimizer=optimizer)
+    before = [to_np(mw.weight) for mw in sparse.masked_weights]
+    for model in (masked, sparse):
+        model.fit(X, Y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    for a, b in zip(masked.weights, sparse.weights):
+        assert_close(to_np(b), to_np(a), rtol=1e-5, what=a.path)
+    for mw, old in zip(sparse.masked_weights, before):
+        assert not np.allclose(to_np(mw.weight), old)  # it trained
+    assert_invariants(sparse)
+
+
+def test_mask_change_rebuilds_the_positions():
+    masked, sparse = pair(optimizer=lambda: keras.optimizers.SGD(0.1, momentum=0.9))
+    for model in (masked, sparse):
+        model.fit(X, Y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    layer = sparse.get_layer("h1")
+    assert bool(layer._active.ready.numpy())
+    first = layer._active.positions.numpy()
+    new = {path: (RNG.random(mask.shape) > 0.5).astype("float32")
+           for path, mask in masked.get_masks().items()}
+    for model in (masked, sparse):
+        model.set_masks(new, grow_init=0.01)
+    assert not bool(layer._active.ready.numpy())
+    assert_close(sparse(X, training=True), masked(X, training=True), what="after set_masks")
+    rebuilt = layer._active.positions.numpy()
+    np.testing.assert_array_equal(rebuilt, np.argwhere(new["h1/kernel"] > 0))
+    assert rebuilt.shape != first.shape or (rebuilt != first).any()
+    for model in (masked, sparse):
+        model.fit(X, Y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(masked.weights, sparse.weights):
+        assert_close(to_np(b), to_np(a), what=a.path)
+    assert_invariants(sparse)
+
+
+@pytest.mark.parametrize("rule", [
+    lambda: ks.callbacks.RigL(delta_t=2, end_step=10, seed=1),
+    lambda: ks.callbacks.DSTEE(delta_t=2, end_step=10, c=1e-3, seed=1),
+    lambda: ks.callbacks.SET(delta_t=2, end_step=10, seed=1),
+], ids=["rigl", "dstee", "set"])
+def test_mask_rules_give_the_masks_of_the_masked_path(rule):
+    masked, sparse = pair(optimizer=lambda: keras.optimizers.SGD(0.05, momentum=0.9))
+    start = masked.get_masks()
+    for model in (masked, sparse):
+        model.fit(X, Y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[rule()])
+    masks_m, masks_s = masked.get_masks(), sparse.get_masks()
+    assert any((masks_m[p] != start[p]).any() for p in start)  # the rule changed them
+    for path in start:
+        np.testing.assert_array_equal(masks_s[path], masks_m[path], err_msg=path)
+    for a, b in zip(masked.weights, sparse.weights):
+        assert_close(to_np(b), to_np(a), rtol=1e-4, what=a.path)
+    assert_invariants(sparse)
+    assert_close(sparse(X, training=True), masked(X, training=True), rtol=1e-4)
+
+
+def test_dense_gradients_are_captured_on_requested_steps_only():
+    masked, sparse = pair(optimizer=lambda: keras.optimizers.SGD(0.05, momentum=0.5))
+    for model in (masked, sparse):
+        model.request_dense_gradients(when=lambda step: tf.equal(step, 2))
+        model.fit(X[:32], Y[:32], batch_size=8, epochs=1, shuffle=False, verbose=0)
+    for mw, got, want in zip(sparse.masked_weights, sparse.dense_gradients(),
+                             masked.dense_gradients()):
+        assert np.count_nonzero(to_np(want)[to_np(mw.mask) == 0])  # dense indeed
+        assert_close(got, want, what=mw.path)
+    for a, b in zip(masked.weights, sparse.weights):
+        assert_close(to_np(b), to_np(a), what=a.path)
+    assert_invariants(sparse)
+
+
+def test_keras_file_round_trip_keeps_compute_and_training_continues(tmp_path):
+    _, sparse = pair(optimizer=lambda: keras.optimizers.Adam(0.02))
+    sparse.fit(X, Y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    path = str(tmp_path / "model.keras")
+    sparse.save(path)
+    loaded = keras.models.load_model(path)
+    assert [mw.layer.compute for mw in loaded.masked_weights] == ["sparse"] * 3
+    assert_close(loaded(X, training=True), sparse(X, training=True))
+    for model in (sparse, loaded):
+        model.fit(X, Y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(sparse.weights, loaded.weights):
+        assert_close(to_np(b), to_np(a), what=a.path)
+    assert_invariants(loaded)
+    # strip gives plain Dense layers computing the same outputs.
+    plain = ks.strip(loaded)
+    assert {type(layer) for layer in plain.layers[1:]} == {keras.layers.Dense}
+    assert "compute" not in plain.layers[1].get_config()
+    assert_close(plain(X), loaded(X))
+
+
+def test_sparsify_passes_compute_to_dense_layers():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 1))
+    x = keras.layers.Conv2D(3, 3)(inputs)
+    x = keras.layers.Dense(4)(keras.layers.Flatten()(x))
+    model = ks.sparsify(keras.Model(inputs, x), 0.5, compute="sparse")
+    computes = {type(mw.layer).__name__: getattr(mw.layer, "compute", None)
+                for mw in model.masked_weights}
+    assert computes == {"SparseConv2D": None, "SparseDense": "sparse"}
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    model.fit(RNG.standard_normal((8, 6, 6, 1)), RNG.standard_normal((8, 4)), verbose=0)
+    for mw in model.masked_weights:
+        np.testing.assert_array_equal(to_np(mw.weight)[to_np(mw.mask) == 0], 0.0)
+
+
+def test_mixed_float16_trains_and_matches_the_masked_path():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        masked, sparse = pair(optimizer=lambda: keras.optimizers.SGD(0.05, momentum=0.9))
+        out = sparse(X, training=True)
+        assert out.dtype == tf.float16
+        assert_close(tf.cast(out, tf.float32), tf.cast(masked(X, training=True), tf.float32),
+                     rtol=1e-2)
+        for model in (masked, sparse):
+            model.fit(X, Y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        for a, b in zip(masked.weights, sparse.weights):
+            assert_close(to_np(b), to_np(a), rtol=1e-2, what=a.path)
+        assert_invariants(sparse)
+    finally:
+        keras.config.set_dtype_policy(previous)
