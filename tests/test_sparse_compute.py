@@ -30,12 +30,18 @@ def mlp(compute, sparsity=0.7, seed=0):
     return model
 
 
-def pair(sparsity=0.7, optimizer=None):
+def pair(sparsity=0.7, optimizer=None, weight_gradient="dense"):
+    """A masked and a sparse-compute copy of `mlp` (weight gradient as given)."""
     models = [mlp(compute, sparsity) for compute in ("masked", "sparse")]
+    for mw in models[1].masked_weights:
+        mw.layer._weight_gradient = weight_gradient
     for model in models:
         if optimizer is not None:
             model.compile(optimizer(), LOSS)
     return models
+
+
+WEIGHT_GRADIENTS = pytest.mark.parametrize("weight_gradient", ["dense", "active"])
 
 
 def assert_close(a, b, rtol=1e-5, what=""):
@@ -98,8 +104,21 @@ def test_kernel_products_equal_dense_ones():
     assert_close(tape.gradient(y_dense, kernel, output_gradients=dy), full, what="dense")
 
 
-def test_forward_loss_and_gradients_equal_the_masked_path():
-    masked, sparse = pair()
+def test_weight_gradient_in_pieces_equals_the_whole():
+    mask = RNG.random((50, 9)) > 0.7
+    x = tf.constant(RNG.standard_normal((6, 50)).astype("float32"))
+    dy = tf.constant(RNG.standard_normal((6, 9)).astype("float32"))
+    positions = sparse_matmul.active_positions(mask)
+    want = to_np(tf.transpose(x) @ dy)[mask]  # row-major, as positions
+    assert sparse_matmul._chunks(50 * 9) == 1 and sparse_matmul._chunks(4096 * 4096) == 64
+    for pieces in (1, 4, 7):  # 7 does not divide the active count: padded
+        got = sparse_matmul._active_weight_gradient(x, dy, positions, pieces)
+        assert_close(got, want, what=f"{pieces} pieces")
+
+
+@WEIGHT_GRADIENTS
+def test_forward_loss_and_gradients_equal_the_masked_path(weight_gradient):
+    masked, sparse = pair(weight_gradient=weight_gradient)
     for a, b in zip(masked.weights, sparse.weights):
         np.testing.assert_array_equal(to_np(a), to_np(b))
     assert [type(mw.layer) for mw in sparse.masked_weights] == [ks.layers.SparseDense] * 3
@@ -111,8 +130,12 @@ def test_forward_loss_and_gradients_equal_the_masked_path():
     assert_close(dx_s, dx_m, what="input gradient")
     for mw, got, want in zip(sparse.masked_weights, dw_s, dw_m):
         mask = to_np(mw.mask)
-        assert_close(to_np(got) * mask, to_np(want) * mask, what=mw.path)
-        np.testing.assert_array_equal(to_np(got)[mask == 0], 0.0)
+        assert mw.layer.masks_own_gradients == (weight_gradient == "active")
+        if weight_gradient == "dense":  # dL/d(W*M) everywhere, as the masked path's
+            assert_close(got, want, what=mw.path)
+        else:  # only at active positions, exactly 0 elsewhere
+            assert_close(to_np(got) * mask, to_np(want) * mask, what=mw.path)
+            np.testing.assert_array_equal(to_np(got)[mask == 0], 0.0)
     # On a step that keeps dense gradients, the kernel's gradient is dL/d(W*M)
     # everywhere, as the masked path's.
     for when in (tf.constant(True), tf.Variable(True)):
@@ -144,8 +167,9 @@ def test_inputs_of_higher_rank_and_inference():
     lambda: keras.optimizers.SGD(0.1, momentum=0.9),
     lambda: keras.optimizers.Adam(0.02),
 ], ids=["sgd_momentum", "adam"])
-def test_fit_gives_the_masked_weights_and_keeps_the_invariants(optimizer):
-    masked, sparse = pair(optimizer=optimizer)
+@WEIGHT_GRADIENTS
+def test_fit_gives_the_masked_weights_and_keeps_the_invariants(optimizer, weight_gradient):
+    masked, sparse = pair(optimizer=optimizer, weight_gradient=weight_gradient)
     before = [to_np(mw.weight) for mw in sparse.masked_weights]
     for model in (masked, sparse):
         model.fit(X, Y, batch_size=16, epochs=3, shuffle=False, verbose=0)
@@ -157,7 +181,8 @@ def test_fit_gives_the_masked_weights_and_keeps_the_invariants(optimizer):
 
 
 def test_mask_change_rebuilds_the_positions():
-    masked, sparse = pair(optimizer=lambda: keras.optimizers.SGD(0.1, momentum=0.9))
+    masked, sparse = pair(optimizer=lambda: keras.optimizers.SGD(0.1, momentum=0.9),
+                          weight_gradient="active")
     for model in (masked, sparse):
         model.fit(X, Y, batch_size=16, epochs=1, shuffle=False, verbose=0)
     layer = sparse.get_layer("h1")
@@ -179,13 +204,18 @@ def test_mask_change_rebuilds_the_positions():
     assert_invariants(sparse)
 
 
-@pytest.mark.parametrize("rule", [
-    lambda: ks.callbacks.RigL(delta_t=2, end_step=10, seed=1),
-    lambda: ks.callbacks.DSTEE(delta_t=2, end_step=10, c=1e-3, seed=1),
-    lambda: ks.callbacks.SET(delta_t=2, end_step=10, seed=1),
-], ids=["rigl", "dstee", "set"])
-def test_mask_rules_give_the_masks_of_the_masked_path(rule):
-    masked, sparse = pair(optimizer=lambda: keras.optimizers.SGD(0.05, momentum=0.9))
+RIGL = lambda: ks.callbacks.RigL(delta_t=2, end_step=10, seed=1)  # noqa: E731
+
+
+@pytest.mark.parametrize("rule,weight_gradient", [
+    (RIGL, "dense"),
+    (RIGL, "active"),
+    (lambda: ks.callbacks.DSTEE(delta_t=2, end_step=10, c=1e-3, seed=1), "active"),
+    (lambda: ks.callbacks.SET(delta_t=2, end_step=10, seed=1), "active"),
+], ids=["rigl", "rigl-active", "dstee-active", "set-active"])
+def test_mask_rules_give_the_masks_of_the_masked_path(rule, weight_gradient):
+    masked, sparse = pair(optimizer=lambda: keras.optimizers.SGD(0.05, momentum=0.9),
+                          weight_gradient=weight_gradient)
     start = masked.get_masks()
     for model in (masked, sparse):
         model.fit(X, Y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[rule()])
@@ -200,7 +230,9 @@ def test_mask_rules_give_the_masks_of_the_masked_path(rule):
 
 
 def test_dense_gradients_are_captured_on_requested_steps_only():
-    masked, sparse = pair(optimizer=lambda: keras.optimizers.SGD(0.05, momentum=0.5))
+    # Active-only weight gradients, so the dense ones come from the capture.
+    masked, sparse = pair(optimizer=lambda: keras.optimizers.SGD(0.05, momentum=0.5),
+                          weight_gradient="active")
     for model in (masked, sparse):
         model.request_dense_gradients(when=lambda step: tf.equal(step, 2))
         model.fit(X[:32], Y[:32], batch_size=8, epochs=1, shuffle=False, verbose=0)

@@ -60,26 +60,28 @@ class SparseDense(SparseLayer, keras.layers.Dense):
     masked.
 
     With `compute="sparse"` (opt-in), training calls (`training=True`, as in
-    `fit`) compute with the active weights only: the forward pass and the
-    input gradient multiply by a sparse (CSR) copy of the kernel, and the
-    kernel's gradient is computed at the active positions only (exactly 0
-    elsewhere, so the train step need not mask it). The kernel and mask
-    variables, the optimizer, saving, mask rules and `ks.strip` are the same
-    as with `compute="masked"`; only the arithmetic changes, and results
-    agree with the masked path to float rounding. Details:
+    `fit`) multiply by the active weights only: the forward pass and the
+    input gradient use a sparse (CSR) copy of the kernel's active entries,
+    gathered from the kernel at each step. The kernel and mask variables,
+    the optimizer, saving, mask rules and `ks.strip` are the same as with
+    `compute="masked"`; only the arithmetic changes, and results agree with
+    the masked path to float rounding. Details:
 
+    - the kernel's gradient is the dense `x^T @ dy`, masked by the train
+      step as for `compute="masked"` (so growth rules such as RigL read
+      `dL/d(W*M)` at every step). Computing it at the active positions only
+      (`keras_sparse.layers.sparse_matmul`, `weight_gradient="active"`;
+      then dense gradients are computed on the steps a growth rule asks
+      for) measured slower on 2 CPU cores at 95-99% sparsity;
     - the active positions are cached and rebuilt from the mask at the next
       training call after a mask change (`SparseModel.set_masks`,
       `assign_mask`, `fit`, loading); after assigning `kernel_mask`
       directly, call `layer.mask_changed()`;
-    - on the steps where the train step keeps dense gradients for a growth
-      rule (RigL, DST-EE: `SparseModel.request_dense_gradients`), the
-      kernel's gradient is the dense `dL/d(W*M)` instead, as growth needs;
     - inference (`training=False`: `predict`, `evaluate`, export) uses the
       masked dense product; `ks.export.export_for_serving` writes sparse
       kernels for serving;
     - the optimizer still updates the whole kernel variable (Keras
-      optimizers are dense), which limits the speed-up: see
+      optimizers are dense), which bounds the speed-up: see
       `benchmarks/BENCHMARKS.md`, "sparse_train_step";
     - not XLA-compilable (TensorFlow's CSR ops have no XLA kernels), so the
       layer reports `supports_jit = False`; under mixed precision the sparse
@@ -101,18 +103,19 @@ class SparseDense(SparseLayer, keras.layers.Dense):
     layer = ks.layers.SparseDense(64, activation="relu")
     y = layer(x)   # == relu(x @ (kernel * kernel_mask) + bias)
 
-    # Training computes with the ~10% active weights only.
-    fast = ks.layers.SparseDense(4096, sparsity=0.9, compute="sparse")
+    # Training multiplies by the 2% active weights only.
+    fast = ks.layers.SparseDense(4096, sparsity=0.98, compute="sparse")
     ```
     """
 
     prunable = ("kernel",)
     kernel = MaskedAttribute()
 
-    # The kernel's gradient in a "sparse" training call: "active" (only at
-    # active positions) or "dense" (`x^T @ dy`, then masked by the train
-    # step). Read when the train step is traced; a benchmark knob.
-    _weight_gradient = "active"
+    # The kernel's gradient in a "sparse" training call: "dense" (`x^T @ dy`,
+    # masked by the train step) or "active" (at active positions only, 0
+    # elsewhere). "dense" measured faster at 95-99% on 2 CPU cores (see the
+    # class docstring). Read when the train step is traced.
+    _weight_gradient = "dense"
 
     def __init__(self, *args, compute="masked", **kwargs):
         check_choice(compute, "compute", COMPUTE_MODES)
