@@ -145,7 +145,7 @@ class SparseDense(SparseLayer, keras.layers.Dense):
             training = tf.get_static_value(training)  # unknown: the masked path
         if self._active is None or not training or keras_compat.in_stateless_scope():
             return super().call(inputs, training=training)
-        kernel = self._kernel.value  # autocast under mixed precision
+        kernel = self.get_prunable_weights()[0].value  # autocast under mixed precision
         n_in = kernel.shape[0]
         dtype = inputs.dtype
         # CSR products take float32/float64, not float16.
