@@ -72,7 +72,8 @@ class SparseDense(SparseLayer, keras.layers.Dense):
       `dL/d(W*M)` at every step). Computing it at the active positions only
       (`keras_sparse.layers.sparse_matmul`, `weight_gradient="active"`;
       then dense gradients are computed on the steps a growth rule asks
-      for) measured slower on 2 CPU cores at 95-99% sparsity;
+      for) measured slower on 2 CPU cores at 95% and 98% sparsity, and
+      not clearly faster at 99%;
     - the active positions are cached and rebuilt from the mask at the next
       training call after a mask change (`SparseModel.set_masks`,
       `assign_mask`, `fit`, loading); after assigning `kernel_mask`
@@ -113,8 +114,8 @@ class SparseDense(SparseLayer, keras.layers.Dense):
 
     # The kernel's gradient in a "sparse" training call: "dense" (`x^T @ dy`,
     # masked by the train step) or "active" (at active positions only, 0
-    # elsewhere). "dense" measured faster at 95-99% on 2 CPU cores (see the
-    # class docstring). Read when the train step is traced.
+    # elsewhere). "dense" measured faster at 95% and 98% on 2 CPU cores (see
+    # the class docstring). Read when the train step is traced.
     _weight_gradient = "dense"
 
     def __init__(self, *args, compute="masked", **kwargs):

@@ -12,10 +12,15 @@ entries alone:
   (so the intermediates stay a few MB), then written into the kernel's
   shape (exactly 0 elsewhere); `"dense"`: `x^T @ dy` at every position.
 
-The choice of kernels was made by timing them on the 4096 x 4096 layer of
-the MLP 784-4096-4096-10 at batch 128 on 2 CPU cores (see
-`benchmarks/sparse_train_step.py`). The CSR ops have no XLA kernels, so
-this path is not `jit_compile`d.
+Why these kernels: `python -m benchmarks.sparse_training_kernels` times the
+three products alone on the MLP 784-4096-4096-10; CSR was the fastest of
+TensorFlow's options there (COO `sparse_dense_matmul` and an XLA-compiled
+gather + `unsorted_segment_sum` were slower than the dense products at 98%).
+The CSR ops have no XLA kernels, so this path is not `jit_compile`d. In a
+whole train step (`python -m benchmarks run --only sparse_train_step`) the
+"active" weight gradient measured slower than the dense one at 95% and 98%
+and not clearly faster at 99% (faster in one run, slower in another, both
+within the spread of the rounds), so `SparseDense` uses "dense".
 
 On request (`dense_weight_gradient`, a boolean tensor) the weight gradient
 is the dense `x^T @ dy`: the gradient `dL/d(W*M)` a dense weight would
