@@ -296,3 +296,36 @@ def test_mixed_float16_trains_and_matches_the_masked_path():
         assert_invariants(sparse)
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+DISTRIBUTED = '''
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import numpy as np, keras
+import keras_sparse as ks
+X = np.random.RandomState(0).randn(64, 12).astype("float32")
+Y = (X[:, 0] > 0).astype("int32")
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+weights = {}
+for compute in ("masked", "sparse"):
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((12,))
+        h = ks.layers.SparseDense(16, activation="relu", compute=compute)(inputs)
+        model = ks.SparseModel(inputs, ks.layers.SparseDense(2, compute=compute)(h))
+        ks.pruning.random(model, 0.7, distribution="uniform", seed=0)
+        for mw in model.masked_weights:
+            mw.layer._weight_gradient = "active"
+        model.compile(keras.optimizers.SGD(0.05, momentum=0.9),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(X, Y, batch_size=16, epochs=2, verbose=0, shuffle=False,
+              callbacks=[ks.callbacks.RigL(delta_t=2, end_step=6, seed=1)])
+    weights[compute] = [v.numpy() for v in model.weights]
+print(max(float(np.max(np.abs(a - b))) for a, b in zip(*weights.values())))
+'''
+
+
+def test_two_replicas_give_the_masked_results(run_python):
+    # MirroredStrategy over 2 logical CPUs, RigL updating the masks.
+    assert float(run_python(DISTRIBUTED).split()[-1]) < 1e-5

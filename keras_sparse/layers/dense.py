@@ -42,14 +42,14 @@ class _ActivePositions:
 
         def rebuild():
             positions = sparse_matmul.active_positions(mask)
-            self.positions.assign(positions)
-            self.ready.assign(True)
+            self.positions.assign(positions, read_value=False)
+            self.ready.assign(True, read_value=False)
             return positions
 
         return tf.cond(self.ready, lambda: tf.identity(self.positions), rebuild)
 
     def invalidate(self):
-        self.ready.assign(False)
+        self.ready.assign(False, read_value=False)
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
