@@ -61,12 +61,16 @@ def assert_invariants(model):
             np.testing.assert_array_equal(to_np(slot)[inactive], 0.0, err_msg=slot.name)
 
 
-def step_gradients(model, x, y, when=None):
-    """Loss and gradients of one train-step forward pass (raw kernels)."""
+def step_gradients(model, x, y, when=None, raw=True):
+    """Loss and gradients of one train-step forward pass (raw kernels), or
+    of a plain training call (`raw=False`)."""
     x = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(x)
-        with raw_weights(), dense_weight_gradients(when):
+        if raw:
+            with raw_weights(), dense_weight_gradients(when):
+                loss = LOSS(y, model(x, training=True))
+        else:
             loss = LOSS(y, model(x, training=True))
     kernels = [mw.weight for mw in model.masked_weights]
     return loss, tape.gradient(loss, [x] + kernels)
@@ -143,6 +147,13 @@ def test_forward_loss_and_gradients_equal_the_masked_path(weight_gradient):
         for mw, got, want in zip(sparse.masked_weights, dense, dw_m):
             assert_close(got, want, what="dense gradient")
             assert np.count_nonzero(to_np(got)[to_np(mw.mask) == 0])
+    # Outside the train step the kernel's gradient is masked, as that of W * M.
+    _, (dx_m, *dw_m) = step_gradients(masked, X[:16], Y[:16], raw=False)
+    _, (dx_s, *dw_s) = step_gradients(sparse, X[:16], Y[:16], raw=False)
+    assert_close(dx_s, dx_m, what="input gradient, plain call")
+    for mw, got, want in zip(sparse.masked_weights, dw_s, dw_m):
+        assert_close(got, want, what=f"{mw.path}, plain call")
+        np.testing.assert_array_equal(to_np(got)[to_np(mw.mask) == 0], 0.0)
 
 
 def test_inputs_of_higher_rank_and_inference():
@@ -178,6 +189,29 @@ def test_fit_gives_the_masked_weights_and_keeps_the_invariants(optimizer, weight
     for mw, old in zip(sparse.masked_weights, before):
         assert not np.allclose(to_np(mw.weight), old)  # it trained
     assert_invariants(sparse)
+
+
+@WEIGHT_GRADIENTS
+def test_a_plain_keras_model_keeps_inactive_weights_at_zero(weight_gradient):
+    # No SparseModel train step: the layer's own gradient keeps them at 0.
+    keras.utils.set_random_seed(0)
+    layers = [ks.layers.SparseDense(16, activation="relu", sparsity=0.8, seed=1,
+                                    compute=compute) for compute in ("masked", "sparse")]
+    models = []
+    for layer in layers:
+        layer._weight_gradient = weight_gradient
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((12,)), layer, keras.layers.Dense(3)])
+        model.compile(keras.optimizers.Adam(0.02), LOSS)
+        models.append(model)
+    models[1].set_weights(models[0].get_weights())
+    for model in models:
+        model.fit(X, Y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    for a, b in zip(*(model.weights for model in models)):
+        assert_close(to_np(b), to_np(a), what=a.path)
+    kernel, mask = to_np(layers[1].get_prunable_weights()[0]), to_np(layers[1].kernel_mask)
+    assert (mask == 0).sum() == round(0.8 * mask.size)
+    np.testing.assert_array_equal(kernel[mask == 0], 0.0)
 
 
 def test_mask_change_rebuilds_the_positions():

@@ -33,6 +33,7 @@ __all__ = [
     "dense_weight_gradients",
     "dense_weight_gradients_requested",
     "raw_weights",
+    "reading_raw_weights",
 ]
 
 # How `sparsity=` chooses a layer's initial mask at build.
@@ -50,6 +51,11 @@ def raw_weights():
         yield
     finally:
         _STATE.raw = previous
+
+
+def reading_raw_weights():
+    """True inside `raw_weights()` (the train step's forward pass)."""
+    return getattr(_STATE, "raw", False)
 
 
 @contextlib.contextmanager
@@ -100,7 +106,7 @@ class MaskedAttribute:
             return self
         variable = getattr(layer, self.raw_attr)  # AttributeError before build
         mask = layer._masks.get(self.name) if hasattr(layer, "_masks") else None
-        if mask is None or getattr(_STATE, "raw", False):
+        if mask is None or reading_raw_weights():
             return variable
         value = variable.value  # autocast under mixed precision
         return ops.multiply(value, ops.cast(mask.value, value.dtype))

@@ -8,6 +8,7 @@ from keras_sparse.layers.base import (
     MaskedAttribute,
     SparseLayer,
     dense_weight_gradients_requested,
+    reading_raw_weights,
 )
 from keras_sparse.utils import keras_compat
 from keras_sparse.utils.argument_validation import check_choice
@@ -152,10 +153,18 @@ class SparseDense(SparseLayer, keras.layers.Dense):
         # CSR products take float32/float64, not float16.
         work = dtype if dtype in (tf.float32, tf.float64) else tf.float32
         x = tf.cast(tf.reshape(inputs, [-1, n_in]), work)
+        mask = self._masks["kernel"].value
+        if reading_raw_weights():
+            # SparseModel's train step: it masks the kernel's gradient itself
+            # and may want the dense one (see masks_own_gradients).
+            options = dict(dense_weight_gradient=dense_weight_gradients_requested())
+        else:
+            # Elsewhere (a plain keras.Model's fit, a user's GradientTape)
+            # the kernel's gradient is masked, as that of `kernel * mask`.
+            options = dict(mask=mask)
         y = sparse_matmul.sparse_matmul(
-            x, tf.cast(kernel, work), self._active.get(self._masks["kernel"].value),
-            weight_gradient=self._weight_gradient,
-            dense_weight_gradient=dense_weight_gradients_requested())
+            x, tf.cast(kernel, work), self._active.get(mask),
+            weight_gradient=self._weight_gradient, **options)
         y = tf.reshape(tf.cast(y, dtype), tf.concat([tf.shape(inputs)[:-1], [self.units]], 0))
         if self.bias is not None:
             y = keras.ops.add(y, self.bias)

@@ -83,7 +83,8 @@ def _active_weight_gradient(x, dy, positions, pieces):
     return tf.reshape(tf.stack(values), [-1])[:n]
 
 
-def sparse_matmul(x, kernel, positions, weight_gradient="active", dense_weight_gradient=None):
+def sparse_matmul(x, kernel, positions, weight_gradient="active", dense_weight_gradient=None,
+                  mask=None):
     """`x @ kernel` from the active entries of `kernel` only.
 
     Args:
@@ -97,6 +98,10 @@ def sparse_matmul(x, kernel, positions, weight_gradient="active", dense_weight_g
         dense_weight_gradient: `None`, or a boolean tensor: where true, the
             kernel's gradient is the dense `x^T @ dy` whatever
             `weight_gradient` says.
+        mask: `None`, or the kernel's mask: a dense weight gradient is then
+            masked (by selection: 0 wherever `mask` is 0, even where the
+            product is Inf or NaN), as the gradient of `x @ (kernel * mask)`
+            with respect to `kernel` is.
 
     Returns:
         `[batch, units]`, with gradients for `x` and for `kernel`.
@@ -131,7 +136,10 @@ def sparse_matmul(x, kernel, positions, weight_gradient="active", dense_weight_g
                     sparse_input=_csr(values, positions, shape), type=values.dtype)
 
             def dense():
-                return tf.matmul(x, dy, transpose_a=True)
+                full = tf.matmul(x, dy, transpose_a=True)
+                if mask is None:
+                    return full
+                return tf.math.multiply_no_nan(full, tf.cast(mask, full.dtype))
 
             if weight_gradient == "dense":
                 return dx, dense()
