@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 from keras_sparse import distributions, layers, pruning
+from keras_sparse.layers.dense import COMPUTE_MODES
 from keras_sparse.layers.registry import (
     SPARSE_CLASSES,
     flatten_layers,
@@ -14,7 +15,11 @@ from keras_sparse.layers.registry import (
 )
 from keras_sparse.model import SparseModel
 from keras_sparse.utils import keras_compat
-from keras_sparse.utils.argument_validation import check_built_model, check_sparsity
+from keras_sparse.utils.argument_validation import (
+    check_built_model,
+    check_choice,
+    check_sparsity,
+)
 
 __all__ = ["is_sparse", "sparsify", "sparsity_report", "strip"]
 
@@ -118,7 +123,7 @@ def _copy_weights(old, new, fold_masks=False):
 
 def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
              seed=0, dense_layers=None, custom=None, erk_power_scale=1.0,
-             scale_init=False, scope="layer"):
+             scale_init=False, scope="layer", compute="masked"):
     """Converts a Keras model into a `SparseModel`, keeping its weights.
 
     Every `Dense`, `Conv1D/2D/3D`, `DepthwiseConv2D`, `SeparableConv2D`
@@ -150,6 +155,10 @@ def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
             layer keeps the dense layer's output variance.
         scope: "layer" (budgets from `distribution`) or "global" (one
             ranking across layers).
+        compute: "masked" (default) or "sparse": passed to every
+            `SparseDense` (training computes with the active weights only;
+            see `ks.layers.SparseDense`). Other layer kinds always compute
+            masked.
 
     Returns:
         A new `ks.SparseModel`; `model` is left unchanged.
@@ -157,10 +166,10 @@ def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
     Raises:
         TypeError: `model` is not a Keras model, or a name in `custom` or
             `dense_layers` is a layer that cannot be made sparse.
-        ValueError: a bad `sparsity`, `distribution`, `mask_init` or
-            `scope`, an unknown layer name, a model without inputs, one that
-            is already sparse, has nothing to make sparse, or a budget that
-            cannot be met.
+        ValueError: a bad `sparsity`, `distribution`, `mask_init`,
+            `scope` or `compute`, an unknown layer name, a model without
+            inputs, one that is already sparse, has nothing to make sparse,
+            or a budget that cannot be met.
 
     Example:
 
@@ -172,6 +181,7 @@ def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
     ```
     """
     check_sparsity(sparsity)
+    check_choice(compute, "compute", COMPUTE_MODES)
     distribution = distributions.check_distribution(distribution)
     method = pruning.get(mask_init)
     check_built_model(model, "sparsify")
@@ -189,7 +199,10 @@ def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
     # The per-layer targets are solved once, by the mask method below.
     def convert(layer):
         if type(layer) in SPARSE_CLASSES:
-            return SPARSE_CLASSES[type(layer)].from_config(layer.get_config())
+            config = layer.get_config()
+            if SPARSE_CLASSES[type(layer)] is layers.SparseDense:
+                config["compute"] = compute
+            return SPARSE_CLASSES[type(layer)].from_config(config)
         if is_opt_in(layer):
             inner = layer.__class__.from_config(layer.get_config())
             # Built here, as `load_model` does, so weight paths stay the same.
@@ -259,7 +272,7 @@ def strip(model):
             return layer.layer.__class__.from_config(layer.layer.get_config())
         if type(layer) in sparse_to_base:
             config = layer.get_config()
-            for key in ("mask_states", "sparsity", "mask_init", "seed"):
+            for key in ("mask_states", "sparsity", "mask_init", "seed", "compute"):
                 config.pop(key, None)
             return sparse_to_base[type(layer)].from_config(config)
         return None

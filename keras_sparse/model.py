@@ -7,7 +7,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_sparse import masks as masks_lib
-from keras_sparse.layers.base import raw_weights
+from keras_sparse.layers.base import dense_weight_gradients, raw_weights
 from keras_sparse.layers.registry import masked_weights
 from keras_sparse.optimizer_slots import reset_slots
 from keras_sparse.utils import keras_compat
@@ -235,6 +235,7 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
         mw.weight.assign(tf.where(kept, weight, grown_value))
         reset_slots(self._optimizer_or_none(), mw.weight, kept, self.trainable_variables)
         mw.mask.assign(new)
+        mw.layer.mask_changed()
 
     # Private name kept for callers written against earlier versions.
     _assign_mask = assign_mask
@@ -260,6 +261,7 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
             weight = tf.convert_to_tensor(mw.weight)
             mw.weight.assign(tf.where(active, weight, tf.zeros_like(weight)))  # NaN-safe
             reset_slots(self._optimizer_or_none(), mw.weight, active, self.trainable_variables)
+            mw.layer.mask_changed()  # masks may have been written directly
 
     def fit(self, *args, **kwargs):
         try:
@@ -391,7 +393,7 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
             )
         return [tf.convert_to_tensor(mw.state(DENSE_GRAD).value) for mw in weights]
 
-    def _store_dense_gradients(self, dense):
+    def _store_dense_gradients(self, dense, when):
         momentum = self._dense_grad_requests.momentum
         weights = self.masked_weights
 
@@ -404,8 +406,7 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
                 buffer.assign(momentum * buffer.value + grad if momentum else grad)
             return tf.constant(True)
 
-        step = tf.convert_to_tensor(self.optimizer.iterations)
-        tf.cond(self._dense_grad_requests.when(step), store, lambda: tf.constant(False))
+        tf.cond(when, store, lambda: tf.constant(False))
 
     # -- training -------------------------------------------------------------
 
@@ -413,8 +414,13 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
         # Keras' TensorFlow train step, plus the mask handling above.
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         capture = self._dense_grad_requests is not None
+        # Whether this step keeps dense gradients (`step`: 0-based index of
+        # the step being run); sparse-compute layers then compute them.
+        when = None
+        if capture:
+            when = self._dense_grad_requests.when(tf.convert_to_tensor(self.optimizer.iterations))
         with tf.GradientTape() as tape:
-            with raw_weights():
+            with raw_weights(), dense_weight_gradients(when):
                 if "training" in self.call_signature_parameters:
                     y_pred = self(x, training=True)
                 else:
@@ -437,13 +443,13 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
 
         weights = self.trainable_weights
         gradients = tape.gradient(loss, weights)
-        dense = self._mask_gradients(weights, gradients)
+        dense = self._mask_gradients(weights, gradients, when)
         if capture:
-            self._store_dense_gradients(dense)
+            self._store_dense_gradients(dense, when)
         self.optimizer.apply_gradients(zip(gradients, weights))
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
-    def _mask_gradients(self, weights, gradients):
+    def _mask_gradients(self, weights, gradients, when=None):
         """Masks prunable gradients in place; returns the dense ones.
 
         The forward pass read the raw weights (exactly 0.0 where inactive), so
@@ -451,6 +457,11 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
         inactive weights from moving, even when that gradient is Inf or NaN
         at an inactive position. Returned loss-scaled, aligned with
         `masked_weights` (zeros for a weight outside the trainable list).
+
+        A layer that `masks_own_gradients` (`SparseDense(compute="sparse")`)
+        gives exactly 0 at inactive positions already, except at steps where
+        `when` is true (it then computes the dense gradient): its gradient is
+        masked on those steps only.
         """
         position = {id(w): i for i, w in enumerate(weights)}
         dense = []
@@ -465,7 +476,17 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
             # the weight and its slots. multiply_no_nan returns 0 wherever
             # the mask is 0, whatever `grad` holds, in one element-wise pass
             # (as cheap as the multiply; tf.where would add a compare).
-            gradients[i] = tf.math.multiply_no_nan(grad, tf.cast(mw.mask, grad.dtype))
+            def masked(grad=grad, mask=mw.mask):
+                return tf.math.multiply_no_nan(grad, tf.cast(mask, grad.dtype))
+
+            if not mw.layer.masks_own_gradients:
+                gradients[i] = masked()
+            elif when is not None:
+                static = tf.get_static_value(when)
+                if static is None:
+                    gradients[i] = tf.cond(when, masked, lambda grad=grad: grad)
+                elif static:
+                    gradients[i] = masked()
             dense.append(grad)
         return dense
 

@@ -63,6 +63,23 @@ def test_tiny_train_step_benchmark_end_to_end(tmp_path):
     assert f"| train_step | {comparison['name']} |" in text
 
 
+def test_tiny_sparse_train_step_benchmark(tmp_path):
+    from benchmarks import sparse_train_step
+
+    result = harness.run(sparse_train_step, harness.Settings("tiny"), tmp_path)
+    check_schema(result)
+    assert result["status"] == "ok", result["notes"]
+    names = {m["name"] for m in result["measurements"]}
+    for kind in ("dense", "masked", "sparse", "sparse, active-only dW"):
+        assert f"mlp_256 98%/{kind} step" in names
+    main = result["comparisons"][0]
+    assert main["name"] == "mlp_256 98%: dense / sparse-compute step"
+    assert main["target"] == {"op": ">=", "value": 2.0} and main["ratio"] > 0
+    if main["status"] == "not met":  # the split of the step's time is recorded
+        assert "mlp_256 98%/optimizer, dense-shaped weights" in names
+        assert any("forward+backward" in note for note in result["notes"])
+
+
 def test_interleaved_alternates_order_and_drops_warmup():
     calls = []
     times = harness.interleaved(

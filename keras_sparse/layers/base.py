@@ -26,7 +26,15 @@ from keras_sparse.masks import num_inactive, stateless_uniform, topk_mask
 from keras_sparse.utils import keras_compat
 from keras_sparse.utils.argument_validation import check_choice, check_int, check_sparsity
 
-__all__ = ["MASK_INITS", "MaskedAttribute", "SparseLayer", "raw_weights"]
+__all__ = [
+    "MASK_INITS",
+    "MaskedAttribute",
+    "SparseLayer",
+    "dense_weight_gradients",
+    "dense_weight_gradients_requested",
+    "raw_weights",
+    "reading_raw_weights",
+]
 
 # How `sparsity=` chooses a layer's initial mask at build.
 MASK_INITS = ("random", "magnitude")
@@ -43,6 +51,34 @@ def raw_weights():
         yield
     finally:
         _STATE.raw = previous
+
+
+def reading_raw_weights():
+    """True inside `raw_weights()` (the train step's forward pass)."""
+    return getattr(_STATE, "raw", False)
+
+
+@contextlib.contextmanager
+def dense_weight_gradients(when):
+    """Tells sparse-compute layers when the train step needs dense gradients.
+
+    `SparseModel.train_step` wraps its forward pass in it. A layer that
+    computes its weight gradient at active positions only (`SparseDense(...,
+    compute="sparse")`) computes the dense `dL/d(W*M)` instead on the steps
+    where `when` (a boolean tensor, or None for never) is true, so growth
+    rules read the same gradient as with the masked path.
+    """
+    previous = getattr(_STATE, "dense_when", None)
+    _STATE.dense_when = when
+    try:
+        yield
+    finally:
+        _STATE.dense_when = previous
+
+
+def dense_weight_gradients_requested():
+    """The `when` of the enclosing `dense_weight_gradients`, or None."""
+    return getattr(_STATE, "dense_when", None)
 
 
 class MaskedAttribute:
@@ -70,7 +106,7 @@ class MaskedAttribute:
             return self
         variable = getattr(layer, self.raw_attr)  # AttributeError before build
         mask = layer._masks.get(self.name) if hasattr(layer, "_masks") else None
-        if mask is None or getattr(_STATE, "raw", False):
+        if mask is None or reading_raw_weights():
             return variable
         value = variable.value  # autocast under mixed precision
         return ops.multiply(value, ops.cast(mask.value, value.dtype))
@@ -186,6 +222,28 @@ class SparseLayer:
             return tf.cast(keep, dtype or variable.dtype)
 
         return initial_mask
+
+    # -- sparse compute hooks (see SparseDense(compute="sparse")) ---------------
+
+    @property
+    def masks_own_gradients(self):
+        """True if the backward pass already gives exactly 0 at inactive weights.
+
+        Then the train step need not mask this layer's weight gradients,
+        except on steps where dense gradients were requested
+        (`dense_weight_gradients`). False for the masked layers.
+        """
+        return False
+
+    def mask_changed(self):
+        """Tells the layer its masks were written (a no-op for masked layers).
+
+        `SparseModel` calls it wherever it changes or reloads masks
+        (`set_masks`, `assign_mask`, `apply_masks`, hence `fit`,
+        `set_weights` and `load_weights`), and so does loading a `.keras`
+        file. Call it after assigning a mask variable directly. Usable
+        inside `tf.function`.
+        """
 
     def _unlocked(self):
         # Keras locks a layer's state after build; LoRA unlocks it the same way.
@@ -341,10 +399,12 @@ class SparseLayer:
             # Older layout: rule state numbered after the masks, in order.
             for i, (_, variable) in enumerate(states, start=len(base)):
                 variable.assign(store[str(i)])
+            self.mask_changed()
             return
         for name, variable in states:
             if self.STATE_KEY + name in named:
                 variable.assign(store[self.STATE_KEY + name])
+        self.mask_changed()
 
     # A LoRA adapter or a quantized kernel would replace the masked kernel.
     def enable_lora(self, *args, **kwargs):

@@ -25,6 +25,10 @@ What is private and why:
 - the attribute under which `Dense`, `Conv*` and `EinsumDense` keep their
   kernel variable (`_kernel`), so a sparse layer can mask the public
   `kernel` property.
+- `in_stateless_scope` (`keras.src.backend.common.stateless_scope`): whether
+  variables currently read substituted values (symbolic calls,
+  `stateless_call`), where `SparseDense(compute="sparse")` must not use its
+  cache of active positions, which follows the real mask.
 - `MultiWorkerFixes`: `SparseModel` overrides the TensorFlow trainer's
   `_maybe_symbolic_build` and `_make_function` to work around two bugs that
   stop `fit` under `MultiWorkerMirroredStrategy` (Keras 3.15); whether a
@@ -41,6 +45,7 @@ import contextlib
 import keras
 import tensorflow as tf
 from keras.src.models.functional import Functional
+from keras.src.backend.common.stateless_scope import in_stateless_scope
 from keras.src.models.model import Trainer, functional_init_arguments
 from keras.src.trainers.compile_utils import CompileLoss
 
@@ -56,6 +61,7 @@ __all__ = [
     "compiled_loss",
     "functional_init_arguments",
     "in_multi_worker_mode",
+    "in_stateless_scope",
     "kernel_attribute",
     "loss_tracker",
     "own_variables",
