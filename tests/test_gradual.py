@@ -86,6 +86,25 @@ def test_keeps_the_largest_magnitudes():
         assert dropped[-1] <= kept[0]
 
 
+def test_large_layer_keeps_exactly_the_largest_magnitudes():
+    # 256 x 256 = 65,536 weights: the mask comes from the radix select.
+    from keras_sparse import masks
+    keras.utils.set_random_seed(4)
+    dense = keras.Sequential([keras.Input((256,)), keras.layers.Dense(256), keras.layers.Dense(3)])
+    model = ks.sparsify(dense, 0.0)
+    assert model.masked_weights[0].size >= masks.RADIX_MIN_SIZE
+    model.compile(keras.optimizers.SGD(learning_rate=0.0),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    initial = np.abs(np.asarray(model.masked_weights[0].weight))
+    schedule = ks.schedules.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=4, frequency=2)
+    x = np.random.RandomState(1).randn(16, 256).astype("float32")
+    model.fit(x, np.arange(16) % 3, batch_size=4, epochs=1, verbose=0,
+              callbacks=[ks.callbacks.GradualMagnitudePruning(schedule)])
+    mask = np.asarray(model.masked_weights[0].mask)
+    assert int((mask == 0).sum()) == num_inactive(initial.size, 0.8)
+    assert np.sort(initial[mask == 0])[-1] <= np.sort(initial[mask == 1])[0]
+
+
 def test_distribution_option_and_config_round_trip():
     model = make()
     schedule = ks.schedules.ConstantSparsity(0.7, begin_step=0, frequency=100)

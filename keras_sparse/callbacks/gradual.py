@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from keras_sparse import distributions
 from keras_sparse.callbacks.base import MaskCallback, log_sparsity
-from keras_sparse.masks import num_inactive, topk_mask, warn_non_finite
+from keras_sparse.masks import largest_mask, num_inactive, warn_non_finite
 from keras_sparse.schedules import pruning_schedules
 from keras_sparse.utils import keras_compat
 from keras_sparse.utils.argument_validation import check_sparsity
@@ -176,7 +176,7 @@ class GradualMagnitudePruning(MaskCallback):
             # Pruned weights score 0, selected (never `w * mask`: NaN * 0 is NaN).
             score = tf.where(old > 0, tf.abs(weight), tf.zeros_like(weight))
             ok = tf.reduce_all(tf.math.is_finite(score))
-            new = tf.cond(ok, lambda: tf.cast(topk_mask(score, keep[i]), old.dtype),
+            new = tf.cond(ok, lambda: tf.cast(largest_mask(score, keep[i]), old.dtype),
                           lambda: old)
             self.model.assign_mask(mw, new)
             finite.append(ok)
