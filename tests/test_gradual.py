@@ -73,6 +73,36 @@ def test_steps_per_execution_applies_the_latest_scheduled_step():
         assert recorder.counts[step] == [num_inactive(n, sparsity) for n in sizes]
 
 
+class ProtocolOnly:
+    """A schedule with only the tfmot protocol (no `prunes_at`), like a tfmot instance."""
+
+    def __init__(self, schedule):
+        self.inner = schedule
+
+    def __call__(self, step):
+        return self.inner(step)
+
+
+def test_protocol_only_schedule_prunes_at_the_same_steps():
+    # Its steps are evaluated in windows of 1,024 (one compiled call each):
+    # the epochs here cross a window boundary.
+    schedule = ks.schedules.PolynomialDecay(0.2, 0.8, begin_step=1010, end_step=1030, frequency=7)
+    counts = {}
+    for name, used in (("ks", schedule), ("protocol", ProtocolOnly(schedule))):
+        model = make()
+        model.optimizer.iterations.assign(1000)
+        recorder = Recorder()
+        model.fit(X, Y, batch_size=8, epochs=6, shuffle=False, verbose=0,
+                  callbacks=[ks.callbacks.GradualMagnitudePruning(used), recorder])
+        counts[name] = recorder.counts
+    assert counts["ks"] == counts["protocol"]
+    # Pruned at 1010, 1017 and 1024 (the last one in the second window).
+    assert len({tuple(c) for c in counts["ks"].values()}) == 4
+    sizes = [mw.size for mw in make().masked_weights]
+    sparsity = float(schedule(1024)[1])
+    assert counts["protocol"][1036] == [num_inactive(n, sparsity) for n in sizes]
+
+
 def test_keeps_the_largest_magnitudes():
     model = make(keras.optimizers.SGD(learning_rate=0.0))  # weights never move
     initial = [np.abs(np.asarray(mw.weight)) for mw in model.masked_weights]
