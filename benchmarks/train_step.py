@@ -50,10 +50,11 @@ def _xla_pair(model_name, ds, steps, repeats):
 def run(settings):
     batch_size = settings.pick(128, 128, 32)
     models = list(workloads.MODELS) if settings.mode != "tiny" else ["lenet_300_100"]
-    # Steps per timed block: about 0.3 s (full) on 2 cores.
-    steps = {"lenet_300_100": settings.pick(250, 100, 3), "resnet20": settings.pick(4, 2, 1)}
+    # Short blocks, many rounds: on a shared machine the load changes within
+    # seconds, and the sides of a round should see the same load.
+    steps = {"lenet_300_100": settings.pick(50, 50, 3), "resnet20": settings.pick(2, 2, 1)}
     steps = {m: steps[m] for m in models}
-    repeats = settings.pick(21, 5, 2)
+    repeats = {"lenet_300_100": settings.pick(61, 11, 2), "resnet20": settings.pick(21, 5, 2)}
     measurements, comparisons, data, notes = [], [], {}, []
     for model_name in models:
         dataset_name = workloads.MODELS[model_name]
@@ -61,13 +62,10 @@ def run(settings):
         dense, sparse = workloads.dense_and_sparse(model_name, SPARSITY)
         ds = workloads.batches(x, y, batch_size)
         n = steps[model_name]
-        # The profile side (no gradient masking) runs in the same rounds: the
-        # cheap LeNet always, ResNet-20 only in full runs.
         candidates = {"dense": workloads.stepper(dense, ds, n), "sparse": workloads.stepper(sparse, ds, n)}
-        profile = model_name == "lenet_300_100" or settings.mode == "full"
-        if profile:
-            candidates["sparse, gradients unmasked"] = workloads.stepper(_unmasked(model_name), ds, n)
-        times = harness.interleaved(candidates, repeats=repeats)
+        # The profile side (no gradient masking) runs in the same rounds.
+        candidates["sparse, gradients unmasked"] = workloads.stepper(_unmasked(model_name), ds, n)
+        times = harness.interleaved(candidates, repeats=repeats[model_name])
         step = {
             kind: harness.summary(f"{model_name}/{kind} step", samples, "ms/step", scale=1000.0 / n)
             for kind, samples in times.items()
@@ -78,26 +76,22 @@ def run(settings):
             target=TARGET[model_name], op="<=", description="median step time, sparse over dense",
             paired=(times["sparse"], times["dense"]),
         )
-        comparisons.append(comparison)
-        if profile:
-            comparisons += [
-                harness.ratio(
-                    f"{model_name}: sparse, gradients unmasked / dense step",
-                    step["sparse, gradients unmasked"], step["dense"],
-                    description="profile: the sparse step without its gradient masking (breaks "
-                                "the invariants; shows what the masking costs)",
-                    paired=(times["sparse, gradients unmasked"], times["dense"])),
-            ]
+        comparisons += [comparison, harness.ratio(
+            f"{model_name}: sparse, gradients unmasked / dense step",
+            step["sparse, gradients unmasked"], step["dense"],
+            description="profile: the sparse step without its gradient masking (breaks the "
+                        "invariants; shows what the masking costs)",
+            paired=(times["sparse, gradients unmasked"], times["dense"]))]
         xla = None
         if model_name == "lenet_300_100":
-            xla_times, xla = _xla_pair(model_name, ds, n, repeats)
+            xla_times, xla = _xla_pair(model_name, ds, n, repeats[model_name])
             measurements += list(xla.values())
             comparisons.append(harness.ratio(
                 f"{model_name}: sparse / dense step, both jit_compile=True", xla["sparse"], xla["dense"],
                 description="profile: with XLA the gradient masking fuses into the optimizer update",
                 paired=(xla_times["sparse"], xla_times["dense"])))
         if comparison["status"] == "not met":
-            notes.append(_where_the_time_goes(model_name, step, xla, profile))
+            notes.append(_where_the_time_goes(model_name, step, xla))
     return dict(
         config=dict(
             batch_size=batch_size, sparsity=SPARSITY, distribution="erk", mask="random, static",
@@ -112,7 +106,7 @@ def run(settings):
     )
 
 
-def _where_the_time_goes(model_name, step, xla, profile):
+def _where_the_time_goes(model_name, step, xla):
     dense, sparse = step["dense"]["median"], step["sparse"]["median"]
     text = (f"where the time goes, {model_name}: the sparse step takes {sparse - dense:.3f} ms "
             f"({(sparse / dense - 1) * 100:.1f}%) more than the dense one ({dense:.3f} ms). Its "
@@ -120,13 +114,12 @@ def _where_the_time_goes(model_name, step, xla, profile):
             "multiply_no_nan (the gradient masking by selection that keeps inactive weights, their "
             "optimizer slots and NaN/Inf gradients apart); the forward pass reads the raw kernels "
             "(no W*M).")
-    if profile:
-        unmasked = step["sparse, gradients unmasked"]["median"]
-        text += (f" Without the masking the sparse step is {unmasked / dense:.3f}x the dense one, so "
-                 f"the masking is {sparse - unmasked:.3f} ms: an extra memory-bound pass over each "
-                 "kernel's gradient (3 floats read or written per weight), which TensorFlow's "
-                 "op-by-op CPU executor cannot fuse into the matmul that produces the gradient or "
-                 "into the optimizer's own passes.")
+    unmasked = step["sparse, gradients unmasked"]["median"]
+    text += (f" Without the masking the sparse step is {unmasked / dense:.3f}x the dense one, so "
+             f"the masking is {sparse - unmasked:.3f} ms: an extra memory-bound pass over each "
+             "kernel's gradient (3 floats read or written per weight), which TensorFlow's "
+             "op-by-op CPU executor cannot fuse into the matmul that produces the gradient or "
+             "into the optimizer's own passes.")
     if xla is not None:
         text += (f" With jit_compile=True on both models XLA fuses it into the update: sparse / "
                  f"dense = {xla['sparse']['median'] / xla['dense']['median']:.3f}.")
