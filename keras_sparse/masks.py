@@ -102,12 +102,10 @@ def largest_mask(scores, num_active):
     key = tf.where(bits < 0, tf.int32.min - bits, bits)
     num_active = tf.cast(num_active, tf.int32)
 
+    # The highest bin b of `counts` with (entries in bins >= b) + offset >=
+    # num_active, and (entries in bins > b) + offset. In two levels of 256:
+    # a cumulative sum over 65,536 bins is slow on CPU.
     def last_bin_reaching(counts, offset):
-        """The highest bin b with (entries in bins >= b) + offset >= num_active,
-        and the entries in bins above b (+ offset).
-
-        Two levels of 256 (a cumulative sum over 65,536 bins is slow on CPU).
-        """
         def last_reaching(row, offset):
             at_or_above = tf.cumsum(row, reverse=True) + offset
             index = tf.reduce_max(tf.where(at_or_above >= num_active, tf.range(256), -1))
