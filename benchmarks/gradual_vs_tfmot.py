@@ -117,12 +117,12 @@ def _write_workdir(workdir, settings):
 # side -> (worker module, setup arguments); the dense sides are the floor each
 # framework starts from; "keras_sparse, no callback" (profile) is the sparse
 # train step alone, so the report can say where pruning time goes.
-_SIDES = {
+_SIDES = {  # neighbours in a round are the compared pairs (the order alternates)
     "keras_sparse": ("benchmarks.gradual_vs_tfmot", dict(prune=True)),
-    "tfmot": ("benchmarks.tfmot_worker", dict(prune=True)),
     "Keras dense": ("benchmarks.gradual_vs_tfmot", dict(prune=False)),
-    "tf_keras dense": ("benchmarks.tfmot_worker", dict(prune=False)),
     "keras_sparse, no callback": ("benchmarks.gradual_vs_tfmot", dict(prune=True, callback=False)),
+    "tfmot": ("benchmarks.tfmot_worker", dict(prune=True)),
+    "tf_keras dense": ("benchmarks.tfmot_worker", dict(prune=False)),
 }
 
 
