@@ -73,6 +73,36 @@ def test_steps_per_execution_applies_the_latest_scheduled_step():
         assert recorder.counts[step] == [num_inactive(n, sparsity) for n in sizes]
 
 
+class ProtocolOnly:
+    """A schedule with only the tfmot protocol (no `prunes_at`), like a tfmot instance."""
+
+    def __init__(self, schedule):
+        self.inner = schedule
+
+    def __call__(self, step):
+        return self.inner(step)
+
+
+def test_protocol_only_schedule_prunes_at_the_same_steps():
+    # Its steps are evaluated in windows of 1,024 (one compiled call each):
+    # the epochs here cross a window boundary.
+    schedule = ks.schedules.PolynomialDecay(0.2, 0.8, begin_step=1010, end_step=1030, frequency=7)
+    counts = {}
+    for name, used in (("ks", schedule), ("protocol", ProtocolOnly(schedule))):
+        model = make()
+        model.optimizer.iterations.assign(1000)
+        recorder = Recorder()
+        model.fit(X, Y, batch_size=8, epochs=6, shuffle=False, verbose=0,
+                  callbacks=[ks.callbacks.GradualMagnitudePruning(used), recorder])
+        counts[name] = recorder.counts
+    assert counts["ks"] == counts["protocol"]
+    # Pruned at 1010, 1017 and 1024 (the last one in the second window).
+    assert len({tuple(c) for c in counts["ks"].values()}) == 4
+    sizes = [mw.size for mw in make().masked_weights]
+    sparsity = float(schedule(1024)[1])
+    assert counts["protocol"][1036] == [num_inactive(n, sparsity) for n in sizes]
+
+
 def test_keeps_the_largest_magnitudes():
     model = make(keras.optimizers.SGD(learning_rate=0.0))  # weights never move
     initial = [np.abs(np.asarray(mw.weight)) for mw in model.masked_weights]
@@ -84,6 +114,25 @@ def test_keeps_the_largest_magnitudes():
         dropped = np.sort(w[mask == 0])
         assert len(dropped) == num_inactive(w.size, 0.75)
         assert dropped[-1] <= kept[0]
+
+
+def test_large_layer_keeps_exactly_the_largest_magnitudes():
+    # 256 x 256 = 65,536 weights: the mask comes from the radix select.
+    from keras_sparse import masks
+    keras.utils.set_random_seed(4)
+    dense = keras.Sequential([keras.Input((256,)), keras.layers.Dense(256), keras.layers.Dense(3)])
+    model = ks.sparsify(dense, 0.0)
+    assert model.masked_weights[0].size >= masks.RADIX_MIN_SIZE
+    model.compile(keras.optimizers.SGD(learning_rate=0.0),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    initial = np.abs(np.asarray(model.masked_weights[0].weight))
+    schedule = ks.schedules.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=4, frequency=2)
+    x = np.random.RandomState(1).randn(16, 256).astype("float32")
+    model.fit(x, np.arange(16) % 3, batch_size=4, epochs=1, verbose=0,
+              callbacks=[ks.callbacks.GradualMagnitudePruning(schedule)])
+    mask = np.asarray(model.masked_weights[0].mask)
+    assert int((mask == 0).sum()) == num_inactive(initial.size, 0.8)
+    assert np.sort(initial[mask == 0])[-1] <= np.sort(initial[mask == 1])[0]
 
 
 def test_distribution_option_and_config_round_trip():
