@@ -27,7 +27,8 @@ def _unmasked(model_name):
     measured sparse model (same seeds).
     """
     _, sparse = workloads.dense_and_sparse(model_name, SPARSITY)
-    sparse._mask_gradients = lambda weights, gradients: [None] * len(sparse.masked_weights)
+    sparse._mask_gradients = lambda weights, gradients, when=None: [None] * len(
+        sparse.masked_weights)
     return sparse
 
 
