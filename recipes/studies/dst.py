@@ -11,6 +11,10 @@ methods of a study.
 
 Measured time per cell (the cpu preset):
 
+Whole studies, measured here (2 cores, shared with other work at load 3-7):
+`dst_fashion_mnist` 132 runs in 42 min of wall time; `dstee_exploration`
+13 runs in 12 min (the other 26 in an earlier session).
+
 - `dst_fashion_mnist`: measured here (1 seed per cell, 2 cores shared with
   other jobs, load average 13-14): cpu preset (10,000 training examples, 5
   epochs, Adam 1e-3, batch 128, full 10,000-image test set once at the end)

@@ -11,7 +11,8 @@ extra dense training is not mistaken for the method. Every run records the
 epochs it needs to reach its sparsity and its training cost in
 dense-equivalent epochs (compute-weighted density summed over steps).
 
-Measured time per cell (the cpu preset):
+The whole study (198 runs) took 48 min of wall time here (2 cores shared
+with other work, load 3-7). Measured time per cell (the cpu preset):
 
 - `haroon_init`: measured here (1 seed per cell, 2 cores shared, load
   average 13-14), cpu preset with 6,000 training examples x 8 epochs:
