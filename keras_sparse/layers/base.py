@@ -43,22 +43,26 @@ _STATE = threading.local()
 
 
 @contextlib.contextmanager
-def raw_weights():
-    """Makes sparse layers read their variables unmasked (see module doc)."""
-    previous = getattr(_STATE, "raw", False)
-    _STATE.raw = True
+def _thread_setting(name, value):
+    """Sets `_STATE.<name>` to `value` for the `with` block (per thread)."""
+    previous = getattr(_STATE, name, None)
+    setattr(_STATE, name, value)
     try:
         yield
     finally:
-        _STATE.raw = previous
+        setattr(_STATE, name, previous)
+
+
+def raw_weights():
+    """Makes sparse layers read their variables unmasked (see module doc)."""
+    return _thread_setting("raw", True)
 
 
 def reading_raw_weights():
     """True inside `raw_weights()` (the train step's forward pass)."""
-    return getattr(_STATE, "raw", False)
+    return bool(getattr(_STATE, "raw", False))
 
 
-@contextlib.contextmanager
 def dense_weight_gradients(when):
     """Tells sparse-compute layers when the train step needs dense gradients.
 
@@ -68,12 +72,7 @@ def dense_weight_gradients(when):
     where `when` (a boolean tensor, or None for never) is true, so growth
     rules read the same gradient as with the masked path.
     """
-    previous = getattr(_STATE, "dense_when", None)
-    _STATE.dense_when = when
-    try:
-        yield
-    finally:
-        _STATE.dense_when = previous
+    return _thread_setting("dense_when", when)
 
 
 def dense_weight_gradients_requested():
