@@ -27,8 +27,7 @@ def _unmasked(model_name):
     measured sparse model (same seeds).
     """
     _, sparse = workloads.dense_and_sparse(model_name, SPARSITY)
-    sparse._mask_gradients = lambda weights, gradients, when=None: [None] * len(
-        sparse.masked_weights)
+    sparse._mask_gradients = lambda weights, gradients, *args: [None] * len(sparse.masked_weights)
     return sparse
 
 

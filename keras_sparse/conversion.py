@@ -12,6 +12,7 @@ from keras_sparse.layers.registry import (
     masked_weights,
     prunable_shapes,
     prunable_weights_of,
+    sync_trained_values,
 )
 from keras_sparse.model import SparseModel
 from keras_sparse.utils import keras_compat
@@ -262,6 +263,7 @@ def strip(model):
     plain.save("model.keras")
     ```
     """
+    sync_trained_values(model)  # kernels trained as value vectors
     if isinstance(model, keras.Model) and _is_subclassed(model):
         return _strip_subclassed(model)
     check_built_model(model, "strip")
@@ -272,7 +274,7 @@ def strip(model):
             return layer.layer.__class__.from_config(layer.layer.get_config())
         if type(layer) in sparse_to_base:
             config = layer.get_config()
-            for key in ("mask_states", "sparsity", "mask_init", "seed", "compute"):
+            for key in ("mask_states", "sparsity", "mask_init", "seed", "compute", "value_capacity"):
                 config.pop(key, None)
             return sparse_to_base[type(layer)].from_config(config)
         return None
@@ -372,6 +374,7 @@ def sparsity_report(model):
         rows.append(dict(layer=layer.name, weight=name, shape=tuple(weight.shape),
                          total=size, active=active, sparsity=1.0 - active / size))
 
+    sync_trained_values(model)
     masked = {id(mw.weight): mw for mw in masked_weights(model)}
     for layer in flatten_layers(model):
         if isinstance(layer, layers.SparseLayer):

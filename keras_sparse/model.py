@@ -8,7 +8,7 @@ from keras import ops
 
 from keras_sparse import masks as masks_lib
 from keras_sparse.layers.base import dense_weight_gradients, raw_weights
-from keras_sparse.layers.registry import masked_weights
+from keras_sparse.layers.registry import masked_weights, sync_trained_values, value_storages
 from keras_sparse.optimizer_slots import reset_slots
 from keras_sparse.utils import keras_compat
 from keras_sparse.utils.argument_validation import check_number, pair_by_path
@@ -199,6 +199,16 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
             (mw, masks_lib.check_mask(m, mw.weight.shape, mw.path)) for mw, m in pairs
         ]
         for mw, mask in checked:
+            storage = getattr(mw.layer, "value_storage", None)
+            active = int((mask > 0).sum())
+            if storage is not None and active > storage.capacity:
+                raise ValueError(
+                    f"set_masks: the mask for {mw.path!r} has {active} active weights; "
+                    f"its layer (compute='sparse') trains at most {storage.capacity} "
+                    "(its count when training started). Pass a mask with at most that "
+                    "many ones, or build the model again with the new masks."
+                )
+        for mw, mask in checked:
             self.assign_mask(mw, tf.constant(mask, dtype=mw.mask.dtype), grow_init)
 
     def assign_mask(self, masked_weight, mask, grow_init=0.0):
@@ -225,7 +235,11 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
         ```
         """
         mw = masked_weight
+        storage = getattr(mw.layer, "value_storage", None)
         new = tf.cast(mask, mw.mask.dtype)
+        if storage is not None:
+            storage.sync()
+            storage.check_capacity(new)  # before anything changes
         active = new > 0
         kept = active & (tf.convert_to_tensor(mw.mask) > 0)
         weight = tf.convert_to_tensor(mw.weight)
@@ -236,6 +250,8 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
         reset_slots(self._optimizer_or_none(), mw.weight, kept, self.trainable_variables)
         mw.mask.assign(new)
         mw.layer.mask_changed()
+        if storage is not None:
+            storage.relayout(self._optimizer_or_none(), self.trainable_variables)
 
     # Private name kept for callers written against earlier versions.
     _assign_mask = assign_mask
@@ -256,12 +272,53 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
         model.apply_masks()
         ```
         """
+        self._store_values()
+        self.sync_weights()
         for mw in self.masked_weights:
             active = tf.convert_to_tensor(mw.mask) > 0
             weight = tf.convert_to_tensor(mw.weight)
             mw.weight.assign(tf.where(active, weight, tf.zeros_like(weight)))  # NaN-safe
             reset_slots(self._optimizer_or_none(), mw.weight, active, self.trainable_variables)
             mw.layer.mask_changed()  # masks may have been written directly
+            storage = getattr(mw.layer, "value_storage", None)
+            if storage is not None:
+                storage.relayout(self._optimizer_or_none(), self.trainable_variables)
+
+    def _store_values(self):
+        """Switches `compute="sparse"` layers to training their active values.
+
+        Only where the optimizer can still take a new variable (not built
+        yet), eagerly, on one replica: the layer then trains a vector of as
+        many values as its mask has active weights. Elsewhere the layer
+        trains its kernel (sparse products, dense-shaped optimizer update).
+        """
+        optimizer = self._optimizer_or_none()
+        if (not tf.executing_eagerly() or getattr(optimizer, "built", False)
+                or self.distribute_strategy.num_replicas_in_sync > 1):
+            return
+        for mw in self.masked_weights:
+            if getattr(mw.layer, "compute", None) == "sparse" and mw.layer.value_storage is None:
+                count = int(tf.math.count_nonzero(tf.convert_to_tensor(mw.mask) > 0))
+                mw.layer.store_values(max(count, 1))
+
+    def sync_weights(self):
+        """Brings every kernel up to date with the values trained for it.
+
+        `SparseDense(compute="sparse")` layers in a `SparseModel` train a
+        vector of their active weights and write it into the kernel
+        variable only when something reads kernels: mask rules, `fit`'s end
+        and each epoch's end, `get_weights`, saving, `ks.strip`, export. Call
+        it before reading such a kernel variable yourself during training
+        (e.g. in a callback's `on_train_batch_end`).
+
+        Example:
+
+        ```python
+        model.sync_weights()
+        kernel = model.get_layer("fc").kernel.numpy()
+        ```
+        """
+        sync_trained_values(self)
 
     def fit(self, *args, **kwargs):
         try:
@@ -283,13 +340,31 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
         position = getattr(x, "ks_epoch_position", None)
         if position is not None and len(args) < 6:  # callbacks not positional
             kwargs["callbacks"] = position.with_sync(x, kwargs.get("callbacks"))
-        return super().fit(*args, **kwargs)
+        if len(args) < 6 and any(getattr(mw.layer, "compute", None) == "sparse"
+                                 for mw in self.masked_weights):
+            kwargs["callbacks"] = _with_weight_sync(kwargs.get("callbacks"))
+        try:
+            return super().fit(*args, **kwargs)
+        finally:
+            self.sync_weights()
 
     # The train step reads raw kernels, so weights written from outside are
     # masked at once (direct `variable.assign` is masked at the next `fit`).
     def set_weights(self, weights):
         super().set_weights(weights)
         self.apply_masks()
+
+    def get_weights(self):
+        self.sync_weights()
+        return super().get_weights()
+
+    def save(self, *args, **kwargs):
+        self.sync_weights()
+        return super().save(*args, **kwargs)
+
+    def save_weights(self, *args, **kwargs):
+        self.sync_weights()
+        return super().save_weights(*args, **kwargs)
 
     def load_weights(self, *args, **kwargs):
         super().load_weights(*args, **kwargs)
@@ -441,15 +516,25 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
             if self.optimizer is not None:
                 loss = self.optimizer.scale_loss(loss)
 
-        weights = self.trainable_weights
-        gradients = tape.gradient(loss, weights)
-        dense = self._mask_gradients(weights, gradients, when)
+        # `trainable_variables`: value vectors (see `sync_weights`) are
+        # trained but are not among the `weights`.
+        weights = self.trainable_variables
+        storages = value_storages(self)
+        # Their kernels are not trained; the dense gradient reaches them on
+        # steps that keep it.
+        kernels = [s.kernel for s in storages] if capture else []
+        gradients = tape.gradient(loss, weights + kernels)
+        extra = dict(zip((id(k) for k in kernels), gradients[len(weights):]))
+        gradients = gradients[:len(weights)]
+        dense = self._mask_gradients(weights, gradients, when, extra)
         if capture:
             self._store_dense_gradients(dense, when)
         self.optimizer.apply_gradients(zip(gradients, weights))
+        for storage in storages:
+            storage.mark_trained()
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
-    def _mask_gradients(self, weights, gradients, when=None):
+    def _mask_gradients(self, weights, gradients, when=None, untrained=None):
         """Masks prunable gradients in place; returns the dense ones.
 
         The forward pass read the raw weights (exactly 0.0 where inactive), so
@@ -461,13 +546,18 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
         A layer that `masks_own_gradients` (`SparseDense(compute="sparse")`)
         gives exactly 0 at inactive positions already, except at steps where
         `when` is true (it then computes the dense gradient): its gradient is
-        masked on those steps only.
+        masked on those steps only. `untrained` maps `id(kernel)` to the dense
+        gradient of a kernel that is not trained itself (its layer trains a
+        vector of values).
         """
         position = {id(w): i for i, w in enumerate(weights)}
         dense = []
         for mw in self.masked_weights:
             i = position.get(id(mw.weight))
             grad = gradients[i] if i is not None else None
+            if i is None and untrained and untrained.get(id(mw.weight)) is not None:
+                dense.append(untrained[id(mw.weight)])
+                continue
             if grad is None:
                 dense.append(tf.zeros(mw.weight.shape, mw.weight.dtype))
                 continue
@@ -507,6 +597,19 @@ def _make_functional(cls):
     if issubclass(cls, SparseModel) and not issubclass(cls, keras_compat.Functional):
         cls.__bases__ = tuple(_make_functional(base) for base in cls.__bases__)
     return cls
+
+
+class _SyncWeights(keras.callbacks.Callback):
+    """Brings kernels up to date at each epoch's end, before other callbacks."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.sync_weights()
+
+
+def _with_weight_sync(callbacks):
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        return callbacks  # already assembled by the caller
+    return [_SyncWeights()] + list(tf.nest.flatten(callbacks or []))
 
 
 def _check_exclusive_callbacks(callbacks):

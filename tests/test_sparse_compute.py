@@ -50,15 +50,47 @@ def assert_close(a, b, rtol=1e-5, what=""):
     assert float(np.max(np.abs(a - b))) <= rtol * scale, what
 
 
-def assert_invariants(model):
-    """Inactive weights and every optimizer slot there are exactly 0."""
-    for mw in model.masked_weights:
+def kernel_slots(model, mw):
+    """The optimizer slots of `mw`'s kernel, kernel-shaped.
+
+    A layer training a vector of values (`value_storage`) has its slots
+    over those values: they are scattered to their kernel positions, after
+    checking the vector's padding is 0 in values and slots.
+    """
+    storage = getattr(mw.layer, "value_storage", None)
+    if storage is None:
+        return [to_np(s) for s in slots_for(model.optimizer, mw.weight, model.trainable_variables)]
+    positions, count = storage.active()
+    positions, count = positions.numpy(), int(count)
+    np.testing.assert_array_equal(positions, np.argwhere(to_np(mw.mask) > 0), err_msg=mw.path)
+    values = to_np(storage.values)
+    np.testing.assert_array_equal(values[count:], 0.0, err_msg=mw.path)
+    model.sync_weights()
+    np.testing.assert_array_equal(values[:count], to_np(mw.weight)[tuple(positions.T)],
+                                  err_msg=mw.path)
+    found = []
+    for slot in slots_for(model.optimizer, storage.values, model.trainable_variables):
+        slot = to_np(slot)
+        np.testing.assert_array_equal(slot[count:], 0.0, err_msg=mw.path)
+        dense = np.zeros(mw.weight.shape, slot.dtype)
+        dense[tuple(positions.T)] = slot[:count]
+        found.append(dense)
+    return found
+
+
+def assert_invariants(model, reference=None):
+    """Inactive weights and every optimizer slot there are exactly 0 (and
+    the slots equal those of `reference`, the masked twin, if given)."""
+    for i, mw in enumerate(model.masked_weights):
         inactive = to_np(mw.mask) == 0
         np.testing.assert_array_equal(to_np(mw.weight)[inactive], 0.0, err_msg=mw.path)
-        slots = slots_for(model.optimizer, mw.weight, model.trainable_variables)
+        slots = kernel_slots(model, mw)
         assert slots, mw.path
         for slot in slots:
-            np.testing.assert_array_equal(to_np(slot)[inactive], 0.0, err_msg=slot.name)
+            np.testing.assert_array_equal(slot[inactive], 0.0, err_msg=mw.path)
+        if reference is not None:
+            for got, want in zip(slots, kernel_slots(reference, reference.masked_weights[i])):
+                assert_close(got, want, rtol=1e-4, what=f"{mw.path} slots")
 
 
 def step_gradients(model, x, y, when=None, raw=True):
@@ -188,7 +220,7 @@ def test_fit_gives_the_masked_weights_and_keeps_the_invariants(optimizer, weight
         assert_close(to_np(b), to_np(a), rtol=1e-5, what=a.path)
     for mw, old in zip(sparse.masked_weights, before):
         assert not np.allclose(to_np(mw.weight), old)  # it trained
-    assert_invariants(sparse)
+    assert_invariants(sparse, masked)
 
 
 @WEIGHT_GRADIENTS
@@ -214,28 +246,69 @@ def test_a_plain_keras_model_keeps_inactive_weights_at_zero(weight_gradient):
     np.testing.assert_array_equal(kernel[mask == 0], 0.0)
 
 
-def test_mask_change_rebuilds_the_positions():
-    masked, sparse = pair(optimizer=lambda: keras.optimizers.SGD(0.1, momentum=0.9),
-                          weight_gradient="active")
+def _permuted(masks, fraction=1.0):
+    """Each mask's ones moved to random positions; `fraction` of them kept."""
+    found = {}
+    for path, mask in masks.items():
+        ones = int(mask.sum() * fraction)
+        flat = np.zeros(mask.size, "float32")
+        flat[RNG.permutation(mask.size)[:ones]] = 1.0
+        found[path] = flat.reshape(mask.shape)
+    return found
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.6], ids=["same_count", "fewer"])
+def test_mask_change_relays_the_values_and_their_slots(fraction):
+    # SGD momentum: kept connections keep their momentum, grown ones restart.
+    masked, sparse = pair(optimizer=lambda: keras.optimizers.SGD(0.1, momentum=0.9))
     for model in (masked, sparse):
         model.fit(X, Y, batch_size=16, epochs=1, shuffle=False, verbose=0)
-    layer = sparse.get_layer("h1")
-    assert bool(layer._active.ready.numpy())
-    first = layer._active.positions.numpy()
-    new = {path: (RNG.random(mask.shape) > 0.5).astype("float32")
-           for path, mask in masked.get_masks().items()}
+    storage = sparse.get_layer("h1").value_storage
+    capacity = storage.capacity
+    assert capacity == int(masked.get_masks()["h1/kernel"].sum())
+    first = storage.active()[0].numpy()
+    new = _permuted(masked.get_masks(), fraction)
     for model in (masked, sparse):
         model.set_masks(new, grow_init=0.01)
-    assert not bool(layer._active.ready.numpy())
+    positions, count = storage.active()
+    np.testing.assert_array_equal(positions.numpy(), np.argwhere(new["h1/kernel"] > 0))
+    assert int(count) <= capacity and (positions.shape != first.shape
+                                       or (positions.numpy() != first).any())
+    assert_invariants(sparse, masked)  # values, padding and remapped slots
     assert_close(sparse(X, training=True), masked(X, training=True), what="after set_masks")
-    rebuilt = layer._active.positions.numpy()
-    np.testing.assert_array_equal(rebuilt, np.argwhere(new["h1/kernel"] > 0))
-    assert rebuilt.shape != first.shape or (rebuilt != first).any()
     for model in (masked, sparse):
         model.fit(X, Y, batch_size=16, epochs=1, shuffle=False, verbose=0)
     for a, b in zip(masked.weights, sparse.weights):
         assert_close(to_np(b), to_np(a), what=a.path)
-    assert_invariants(sparse)
+    assert_invariants(sparse, masked)
+
+
+def test_a_mask_denser_than_the_values_vector_is_refused_and_changes_nothing():
+    _, sparse = pair(optimizer=lambda: keras.optimizers.SGD(0.1, momentum=0.9))
+    sparse.fit(X, Y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    before = [to_np(v) for v in sparse.variables]
+    denser = {path: np.ones_like(mask) for path, mask in sparse.get_masks().items()}
+    with pytest.raises(ValueError, match="h1.*at most"):
+        sparse.set_masks(denser)
+    for old, variable in zip(before, sparse.variables):
+        np.testing.assert_array_equal(to_np(variable), old, err_msg=variable.path)
+
+
+def test_values_are_trained_only_under_sparse_model_fit_on_one_replica():
+    # A plain keras.Model trains the kernel (the vector needs SparseModel's
+    # train step); a SparseModel trains the vector, with slots of its size.
+    masked, sparse = pair(optimizer=lambda: keras.optimizers.Adam(0.01))
+    assert all(mw.layer.value_storage is None for mw in sparse.masked_weights)
+    sparse.fit(X, Y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    for mw in sparse.masked_weights:
+        storage = mw.layer.value_storage
+        assert storage.capacity == int(to_np(mw.mask).sum())
+        assert not mw.weight.trainable and storage.values.trainable
+        assert all(w is not storage.values for w in mw.layer.weights)  # as with "masked"
+        slots = slots_for(sparse.optimizer, storage.values, sparse.trainable_variables)
+        assert [tuple(s.shape) for s in slots] == [(storage.capacity,)] * 2  # Adam m, v
+        assert not slots_for(sparse.optimizer, mw.weight, sparse.trainable_variables)
+    assert len(sparse.get_weights()) == len(masked.get_weights())
 
 
 RIGL = lambda: ks.callbacks.RigL(delta_t=2, end_step=10, seed=1)  # noqa: E731
@@ -259,7 +332,7 @@ def test_mask_rules_give_the_masks_of_the_masked_path(rule, weight_gradient):
         np.testing.assert_array_equal(masks_s[path], masks_m[path], err_msg=path)
     for a, b in zip(masked.weights, sparse.weights):
         assert_close(to_np(b), to_np(a), rtol=1e-4, what=a.path)
-    assert_invariants(sparse)
+    assert_invariants(sparse, masked)
     assert_close(sparse(X, training=True), masked(X, training=True), rtol=1e-4)
 
 
@@ -276,7 +349,7 @@ def test_dense_gradients_are_captured_on_requested_steps_only():
         assert_close(got, want, what=mw.path)
     for a, b in zip(masked.weights, sparse.weights):
         assert_close(to_np(b), to_np(a), what=a.path)
-    assert_invariants(sparse)
+    assert_invariants(sparse, masked)
 
 
 def test_keras_file_round_trip_keeps_compute_and_training_continues(tmp_path):
@@ -363,3 +436,68 @@ print(max(float(np.max(np.abs(a - b))) for a, b in zip(*weights.values())))
 def test_two_replicas_give_the_masked_results(run_python):
     # MirroredStrategy over 2 logical CPUs, RigL updating the masks.
     assert float(run_python(DISTRIBUTED).split()[-1]) < 1e-5
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2:
+            raise RuntimeError("interrupted")
+
+
+def test_backup_and_restore_resumes_the_values_like_an_uninterrupted_run(tmp_path):
+    # RigL moves masks (values relaid, slots remapped); the backup holds the
+    # kernel, mask and slots, from which the values are laid out again.
+    def run(callbacks):
+        _, model = pair(optimizer=lambda: keras.optimizers.SGD(0.05, momentum=0.9))
+        try:
+            model.fit(X, Y, batch_size=8, epochs=4, shuffle=False, verbose=0,
+                      callbacks=[ks.callbacks.RigL(delta_t=3, end_step=28, seed=1)] + callbacks)
+        except RuntimeError:
+            pass
+        return model
+
+    uninterrupted = run([])
+    backup = str(tmp_path / "backup")
+    run([keras.callbacks.BackupAndRestore(backup), _Interrupt()])
+    resumed = run([keras.callbacks.BackupAndRestore(backup)])
+    assert int(resumed.optimizer.iterations) == int(uninterrupted.optimizer.iterations) == 32
+    masks_u, masks_r = uninterrupted.get_masks(), resumed.get_masks()
+    for path in masks_u:
+        np.testing.assert_array_equal(masks_r[path], masks_u[path], err_msg=path)
+    for a, b in zip(uninterrupted.weights, resumed.weights):
+        assert_close(to_np(b), to_np(a), rtol=1e-5, what=a.path)
+    assert_invariants(resumed, uninterrupted)
+
+
+def test_callbacks_read_current_kernels_at_epoch_end_and_after_sync_weights():
+    class Record(keras.callbacks.Callback):
+        def __init__(self, sync):
+            super().__init__()
+            self.sync, self.kernels = sync, []
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                if self.sync:
+                    self.model.sync_weights()
+                self.kernels.append(to_np(self.model.masked_weights[0].weight))
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.kernels.append(to_np(self.model.masked_weights[0].weight))
+
+    masked, sparse = pair(optimizer=lambda: keras.optimizers.SGD(0.1, momentum=0.9))
+    records = [Record(sync=model is sparse) for model in (masked, sparse)]
+    for model, record in zip((masked, sparse), records):
+        model.fit(X, Y, batch_size=16, epochs=2, shuffle=False, verbose=0, callbacks=[record])
+    assert len(records[1].kernels) == 4
+    for got, want in zip(records[1].kernels, records[0].kernels):
+        assert_close(got, want)
+
+
+def test_snfs_redistribution_is_refused_for_layers_training_a_fixed_count():
+    _, sparse = pair(optimizer=lambda: keras.optimizers.SGD(0.05, momentum=0.9))
+    masks = sparse.get_masks()
+    with pytest.raises(ValueError, match="redistribution.*h1"):
+        sparse.fit(X, Y, batch_size=8, epochs=1, verbose=0,
+                   callbacks=[ks.callbacks.SNFS(delta_t=2)])
+    for path, mask in sparse.get_masks().items():
+        np.testing.assert_array_equal(mask, masks[path])

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from keras_sparse.callbacks import drop_grow, drop_schedules
 from keras_sparse.callbacks.base import MaskCallback, require_inactive_weights
+from keras_sparse.layers.registry import value_storages
 from keras_sparse.masks import topk_mask, warn_non_finite
 from keras_sparse.utils import keras_compat
 from keras_sparse.utils import tensorboard
@@ -298,7 +299,19 @@ class DynamicSparsity(MaskCallback):
 
     def on_train_begin(self, logs=None):
         self._bounds()  # bad settings fail before the first step
+        self._check_fixed_counts()
         self._last_step = self._first_epoch = None
+
+    def _check_fixed_counts(self):
+        """Redistribution moves weights between layers; a layer that trains a
+        vector of its active weights (`compute="sparse"`) has a fixed count."""
+        fixed = [s.layer.name for s in value_storages(self.model)]
+        if self.redistribution is not None and fixed:
+            raise ValueError(
+                f"{type(self).__name__}: `redistribution` moves active weights between "
+                f"layers, but layers {fixed} (SparseDense compute='sparse') train a fixed "
+                "number of them. Use redistribution=None, or compute='masked'."
+            )
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._last_step is None:
@@ -434,6 +447,7 @@ class DynamicSparsity(MaskCallback):
                 f"`drop_schedule` {type(self.drop_schedule).__name__} gave drop fraction "
                 f"{fraction} at step {step}; it must be in [0, 1]."
             )
+        self.model.sync_weights()  # kernels trained as value vectors (compute="sparse")
         with self.model.distribute_strategy.scope():
             update = self._function()
             start = time.perf_counter()

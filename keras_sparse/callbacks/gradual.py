@@ -180,6 +180,7 @@ class GradualMagnitudePruning(MaskCallback):
         targets = distributions.solve(self._shapes, sparsity, self.distribution,
                                       self.dense_layers or [])
         keep = [mw.size - num_inactive(mw.size, targets[mw.path]) for mw in self._weights]
+        self.model.sync_weights()  # kernels trained as value vectors (compute="sparse")
         finite = self._update(tf.constant(keep, tf.int32))
         for mw, ok in zip(self._weights, np.asarray(finite)):
             if not ok:

@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from keras_sparse.layers import sparse_matmul
+from keras_sparse.layers import sparse_matmul, value_storage
 from keras_sparse.layers.base import (
     MaskedAttribute,
     SparseLayer,
@@ -11,7 +11,7 @@ from keras_sparse.layers.base import (
     reading_raw_weights,
 )
 from keras_sparse.utils import keras_compat
-from keras_sparse.utils.argument_validation import check_choice
+from keras_sparse.utils.argument_validation import check_choice, check_int
 
 __all__ = ["COMPUTE_MODES", "SparseDense"]
 
@@ -60,44 +60,59 @@ class SparseDense(SparseLayer, keras.layers.Dense):
     The mask is the non-trainable variable `kernel_mask`; the bias is never
     masked.
 
-    With `compute="sparse"` (opt-in), training calls (`training=True`, as in
-    `fit`) multiply by the active weights only: the forward pass and the
-    input gradient use a sparse (CSR) copy of the kernel's active entries,
-    gathered from the kernel at each step. The kernel and mask variables,
-    the optimizer, saving, mask rules and `ks.strip` are the same as with
-    `compute="masked"`; only the arithmetic changes, and results agree with
-    the masked path to float rounding. Details:
+    With `compute="sparse"` (opt-in), training multiplies by the active
+    weights only, and inside a `ks.SparseModel` it also stores and
+    optimizes only them. Results agree with `compute="masked"` to float
+    rounding (the same masks under RigL, SET, DST-EE). Details:
 
-    - the kernel's gradient is the dense `x^T @ dy`, masked by the train
-      step as for `compute="masked"` (so growth rules such as RigL read
-      `dL/d(W*M)` at every step). Computing it at the active positions only
-      (`keras_sparse.layers.sparse_matmul`, `weight_gradient="active"`;
-      then dense gradients are computed on the steps a growth rule asks
-      for) measured slower on 2 CPU cores at 95% and 98% sparsity, and
-      not clearly faster at 99%;
-    - the active positions are cached and rebuilt from the mask at the next
-      training call after a mask change (`SparseModel.set_masks`,
-      `assign_mask`, `fit`, loading); after assigning `kernel_mask`
-      directly, call `layer.mask_changed()`;
-    - inference (`training=False`: `predict`, `evaluate`, export) uses the
-      masked dense product; `ks.export.export_for_serving` writes sparse
-      kernels for serving;
-    - the optimizer still updates the whole kernel variable (Keras
-      optimizers are dense), which bounds the speed-up: see
-      `benchmarks/BENCHMARKS.md`, "sparse_train_step";
+    - in `SparseModel.fit` (one replica), the layer trains a vector of its
+      active weights (`kernel_values`, as many entries as the mask has ones
+      when training starts: `value_capacity`): the optimizer updates that
+      vector and keeps its slots (momentum, Adam m and v) for it alone. The
+      kernel stays the layer's weight for everything else (`get_weights`,
+      files, mask rules, `ks.strip`, export) and is written from the vector
+      when something reads it: each epoch's end and `fit`'s end, before mask
+      rules, `get_weights`, saving, `ks.strip`; call
+      `model.sync_weights()` before reading it yourself mid-epoch;
+    - a mask change through the model (`set_masks`, `assign_mask`, the
+      mask-rule callbacks) lays the vector out again: kept weights keep
+      their optimizer state, grown ones start fresh. A mask with more ones
+      than `value_capacity` is refused (`set_masks`: ValueError, nothing
+      changes): the count is fixed when training starts, as for every
+      drop-and-grow rule; fewer is fine (the rest is zero padding);
+    - the forward pass and the input gradient use a sparse (CSR) matrix of
+      the active values; the values' gradient is read out of the dense
+      `x^T @ dy`, which is also what growth rules receive on their update
+      steps. Computing it at the active positions only (private
+      `_weight_gradient = "active"`) measured slower on 2 CPU cores at 95%
+      and 98% sparsity;
+    - elsewhere (a plain `keras.Model`, several replicas, an optimizer
+      built before `fit`) the kernel is trained, with the same sparse
+      products and a dense-shaped optimizer update; positions are cached
+      and rebuilt after a mask change (call `layer.mask_changed()` after
+      assigning `kernel_mask` directly);
+    - inference (`training=False`: `predict`, `evaluate`) uses the masked
+      dense product; `ks.export.export_for_serving` writes sparse kernels;
     - not XLA-compilable (TensorFlow's CSR ops have no XLA kernels), so the
       layer reports `supports_jit = False`; under mixed precision the sparse
       products run in float32.
+
+    Speed (MLP 784-4096-4096-10, batch 128, 2 CPU cores): see
+    `benchmarks/BENCHMARKS.md`, "sparse_train_step".
 
     Args:
         *args, **kwargs: the arguments of `keras.layers.Dense`.
         compute: "masked" (default: `x @ (kernel * mask)` with dense
             matrices) or "sparse" (see above).
+        value_capacity: `None`, or int >= 1: the size of the trained vector
+            of active weights (written by `get_config` once training chose
+            it, so a saved model restores its optimizer state).
         mask_states: rule state to re-create at build (written by
             `get_config`; mask rules add it with `add_mask_state`).
 
     Raises:
-        ValueError: `compute` is not one of "masked", "sparse".
+        ValueError: `compute` is not one of "masked", "sparse";
+            `value_capacity` is not an int >= 1.
 
     Example:
 
@@ -105,7 +120,7 @@ class SparseDense(SparseLayer, keras.layers.Dense):
     layer = ks.layers.SparseDense(64, activation="relu")
     y = layer(x)   # == relu(x @ (kernel * kernel_mask) + bias)
 
-    # Training multiplies by the 2% active weights only.
+    # Training multiplies, stores and optimizes the 2% active weights only.
     fast = ks.layers.SparseDense(4096, sparsity=0.98, compute="sparse")
     ```
     """
@@ -119,11 +134,16 @@ class SparseDense(SparseLayer, keras.layers.Dense):
     # the class docstring). Read when the train step is traced.
     _weight_gradient = "dense"
 
-    def __init__(self, *args, compute="masked", **kwargs):
+    def __init__(self, *args, compute="masked", value_capacity=None, **kwargs):
         check_choice(compute, "compute", COMPUTE_MODES)
+        if value_capacity is not None:
+            value_capacity = check_int(value_capacity, "value_capacity", minimum=1,
+                                       allowed=" or None")
         super().__init__(*args, **kwargs)
         self.compute = compute
+        self.value_capacity = value_capacity if compute == "sparse" else None
         self._active = None
+        self._storage = None
         if compute == "sparse":
             self.supports_jit = False  # CSR ops have no XLA kernels
 
@@ -131,6 +151,61 @@ class SparseDense(SparseLayer, keras.layers.Dense):
         super().build(input_shape)
         if self.compute == "sparse":
             self._active = _ActivePositions(self.name)
+            if self.value_capacity is not None:
+                self.store_values(self.value_capacity)
+
+    # -- training the active values (see value_storage) ----------------------
+
+    @property
+    def value_storage(self):
+        """The `ValueStorage` whose values this layer trains, or None."""
+        return self._storage
+
+    def store_values(self, capacity):
+        """From now on, trains a vector of `capacity` values, not the kernel.
+
+        `ks.SparseModel` calls it when `fit` starts (capacity: the active
+        count then); a layer loaded from a file re-creates it at build. The
+        kernel stays the layer's weight but is no longer optimized itself
+        (Keras `trainable` False); the values vector is tracked as a
+        variable of the layer (for the optimizer and checkpoints) but is not
+        one of its `weights`, so `get_weights`/`set_weights` and files are the
+        same as with `compute="masked"`.
+
+        Args:
+            capacity: int >= 1, the most active weights the layer can train.
+
+        Returns:
+            The `ValueStorage` (the existing one if already created).
+        """
+        if self._storage is not None:
+            return self._storage
+        capacity = check_int(capacity, "capacity", minimum=1)
+        kernel = self.get_prunable_weights()[0]
+        with self._unlocked():
+            values = value_storage.add_values_variable(self, capacity, kernel.dtype)
+        kernel.trainable = False  # the values are trained instead
+        self.value_capacity = capacity
+        self._storage = value_storage.ValueStorage(self, kernel, self.kernel_mask, values)
+        return self._storage
+
+    @property
+    def weights(self):
+        weights = super().weights
+        if self._storage is None:
+            return weights
+        return [w for w in weights if w is not self._storage.values]
+
+    def _base_variables(self):
+        variables = super()._base_variables()
+        if self._storage is None:
+            return variables
+        return [v for v in variables if v is not self._storage.values]
+
+    def load_own_variables(self, store):
+        super().load_own_variables(store)
+        if self._storage is not None:
+            self._storage.forget_layout()
 
     @property
     def masks_own_gradients(self):
@@ -145,14 +220,15 @@ class SparseDense(SparseLayer, keras.layers.Dense):
         # substituted variable values: they take the masked path.
         if tf.is_tensor(training):
             training = tf.get_static_value(training)  # unknown: the masked path
-        if self._active is None or not training or keras_compat.in_stateless_scope():
+        stateless = keras_compat.in_stateless_scope()
+        if self._storage is not None and not stateless:
+            if training and reading_raw_weights():
+                return self._finish(self._values_product(inputs), inputs)
+            self._storage.sync()  # the kernel may lag behind the trained values
+        if self._active is None or not training or stateless:
             return super().call(inputs, training=training)
         kernel = self.get_prunable_weights()[0].value  # autocast under mixed precision
-        n_in = kernel.shape[0]
-        dtype = inputs.dtype
-        # CSR products take float32/float64, not float16.
-        work = dtype if dtype in (tf.float32, tf.float64) else tf.float32
-        x = tf.cast(tf.reshape(inputs, [-1, n_in]), work)
+        x, work = self._flat_inputs(inputs, kernel.shape[0])
         mask = self._masks["kernel"].value
         if reading_raw_weights():
             # SparseModel's train step: it masks the kernel's gradient itself
@@ -165,7 +241,32 @@ class SparseDense(SparseLayer, keras.layers.Dense):
         y = sparse_matmul.sparse_matmul(
             x, tf.cast(kernel, work), self._active.get(mask),
             weight_gradient=self._weight_gradient, **options)
-        y = tf.reshape(tf.cast(y, dtype), tf.concat([tf.shape(inputs)[:-1], [self.units]], 0))
+        return self._finish(y, inputs)
+
+    def _flat_inputs(self, inputs, n_in):
+        # CSR products take float32/float64, not float16.
+        dtype = inputs.dtype
+        work = dtype if dtype in (tf.float32, tf.float64) else tf.float32
+        return tf.cast(tf.reshape(inputs, [-1, n_in]), work), work
+
+    def _values_product(self, inputs):
+        """The train step's product from the trained values (see `store_values`)."""
+        storage = self._storage
+        with tf.control_dependencies([storage.ensure_laid_out()]):
+            positions, _ = storage.active()
+        x, work = self._flat_inputs(inputs, storage.shape[0])
+        when = dense_weight_gradients_requested()
+        # The kernel (not read) receives the dense gradient when the step keeps it.
+        kernel = None if when is None else keras_compat.backend_variable(storage.kernel)
+        return sparse_matmul.values_matmul(
+            x, tf.cast(storage.values.value, work), positions, storage.shape,
+            weight_gradient=self._weight_gradient,
+            kernel=None if kernel is None else tf.convert_to_tensor(kernel),
+            dense_weight_gradient=when)
+
+    def _finish(self, y, inputs):
+        y = tf.reshape(tf.cast(y, inputs.dtype),
+                       tf.concat([tf.shape(inputs)[:-1], [self.units]], 0))
         if self.bias is not None:
             y = keras.ops.add(y, self.bias)
         if self.activation is not None:
@@ -175,4 +276,6 @@ class SparseDense(SparseLayer, keras.layers.Dense):
     def get_config(self):
         config = super().get_config()
         config["compute"] = self.compute
+        if self.value_capacity is not None:
+            config["value_capacity"] = self.value_capacity
         return config

@@ -34,6 +34,8 @@ __all__ = [
     "masked_weights",
     "prunable_shapes",
     "prunable_weights_of",
+    "sync_trained_values",
+    "value_storages",
     "without_masks",
 ]
 
@@ -237,3 +239,32 @@ def without_masks(variables, model):
     """
     masks = {id(mw.mask) for mw in masked_weights(model)}
     return [v for v in variables if id(v) not in masks]
+
+
+def value_storages(model):
+    """The `ValueStorage` of every layer of `model` that trains value vectors."""
+    found = []
+    for layer in flatten_layers(model):
+        storage = getattr(layer, "value_storage", None)
+        if storage is not None:
+            found.append(storage)
+    return found
+
+
+def sync_trained_values(model):
+    """Writes trained value vectors into their kernels (see `ValueStorage.sync`).
+
+    `SparseDense(compute="sparse")` trains a vector of its active weights and
+    updates the kernel variable from it lazily; whatever reads kernels
+    directly (mask rules, `ks.strip`, export, reports) calls this first.
+    Cheap when nothing trained since the last call.
+
+    Example:
+
+    ```python
+    sync_trained_values(model)
+    kernel = model.layers[1].kernel.numpy()
+    ```
+    """
+    for storage in value_storages(model):
+        storage.sync()

@@ -152,3 +152,70 @@ def sparse_matmul(x, kernel, positions, weight_gradient="active", dense_weight_g
         return y, grad
 
     return product(x, kernel)
+
+
+def values_matmul(x, values, positions, shape, weight_gradient="dense", kernel=None,
+                  dense_weight_gradient=None):
+    """`x @ W` for the `W` whose active entries are `values` at `positions`.
+
+    The product of `SparseDense(compute="sparse")` when the layer trains a
+    vector of values (`value_storage`): the gradient goes to `values`.
+
+    Args:
+        x: float32 `[batch, n_in]`.
+        values: float32 `[capacity]`; the first `len(positions)` entries are
+            the active weights in `positions` order, the rest padding
+            (its gradient is 0).
+        positions: int64 `[count, 2]`, row-major (`active_positions`).
+        shape: `[n_in, units]`.
+        weight_gradient: "dense": the values' gradient is read out of the
+            dense `x^T @ dy`; "active": computed at the active positions
+            only (see `sparse_matmul`).
+        kernel: `None`, or the kernel variable's value: it then also gets a
+            gradient, the dense `x^T @ dy` (`dL/d(W*M)`, for growth rules).
+            With "active", only on the steps where `dense_weight_gradient`
+            (a boolean tensor) is true, zeros on the others.
+        dense_weight_gradient: see `kernel`.
+
+    Returns:
+        `[batch, units]`, with gradients for `x`, `values` (and `kernel`).
+
+    Example:
+
+    ```python
+    y = values_matmul(x, values, positions, [784, 300])
+    ```
+    """
+    count = tf.shape(positions)[0]
+    capacity = tf.shape(values)[0]
+    pieces = _chunks(shape[0] * shape[1])
+
+    def product(x, values, *kernel_arg):
+        csr = _csr(values[:count], positions, shape)
+        y = tf.raw_ops.SparseMatrixMatMul(
+            a=csr, b=x, transpose_a=True, transpose_b=True, transpose_output=True)
+
+        def grad(dy):
+            dx = tf.raw_ops.SparseMatrixMatMul(
+                a=csr, b=dy, transpose_b=True, transpose_output=True)
+            pad = [[0, capacity - count]]
+
+            def full():
+                return tf.matmul(x, dy, transpose_a=True)
+
+            if weight_gradient == "dense":
+                dense = full()
+                dvalues = tf.gather_nd(dense, positions)
+            else:
+                dvalues = _active_weight_gradient(x, dy, positions, pieces)
+                if kernel_arg:
+                    when = (tf.constant(True) if dense_weight_gradient is None
+                            else dense_weight_gradient)
+                    dense = tf.cond(when, full, lambda: tf.zeros(shape, dy.dtype))
+            grads = (dx, tf.pad(dvalues, pad))
+            return grads + ((dense,) if kernel_arg else ())
+
+        return y, grad
+
+    args = (x, values) + (() if kernel is None else (kernel,))
+    return tf.custom_gradient(product)(*args)

@@ -128,6 +128,14 @@ def own_variables(layer):
     return list(layer._trainable_variables) + list(layer._non_trainable_variables)
 
 
+def backend_variable(variable):
+    """The `tf.Variable` behind a Keras variable (never an autocast copy).
+
+    For in-place TensorFlow ops Keras does not wrap (`scatter_nd_update`).
+    """
+    return getattr(variable, "_value", variable)
+
+
 def loss_tracker(model):
     """The compiled model's "loss" metric (a `keras.metrics.Mean`), or None."""
     return getattr(model, "_loss_tracker", None)
