@@ -351,6 +351,8 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
     # The train step reads raw kernels, so weights written from outside are
     # masked at once (direct `variable.assign` is masked at the next `fit`).
     def set_weights(self, weights):
+        for storage in value_storages(self):
+            storage.dirty.assign(False)  # the kernels are overwritten: drop pending values
         super().set_weights(weights)
         self.apply_masks()
 

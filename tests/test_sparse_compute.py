@@ -501,3 +501,23 @@ def test_snfs_redistribution_is_refused_for_layers_training_a_fixed_count():
                    callbacks=[ks.callbacks.SNFS(delta_t=2)])
     for path, mask in sparse.get_masks().items():
         np.testing.assert_array_equal(mask, masks[path])
+
+
+def test_set_weights_mid_training_overrides_the_trained_values():
+    class SetAt(keras.callbacks.Callback):
+        def __init__(self, weights):
+            super().__init__()
+            self.weights_ = weights
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                self.model.set_weights(self.weights_)
+
+    masked, sparse = pair(optimizer=lambda: keras.optimizers.SGD(0.1, momentum=0.9))
+    start = masked.get_weights()
+    for model in (masked, sparse):
+        model.fit(X, Y, batch_size=16, epochs=1, shuffle=False, verbose=0,
+                  callbacks=[SetAt(start)])
+    for a, b in zip(masked.weights, sparse.weights):
+        assert_close(to_np(b), to_np(a), what=a.path)
+    assert_invariants(sparse, masked)
