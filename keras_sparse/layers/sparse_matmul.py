@@ -20,7 +20,11 @@ The CSR ops have no XLA kernels, so this path is not `jit_compile`d. In a
 whole train step (`python -m benchmarks run --only sparse_train_step`) the
 "active" weight gradient measured slower than the dense one at 95% and 98%
 and not clearly faster at 99% (faster in one run, slower in another, both
-within the spread of the rounds), so `SparseDense` uses "dense".
+within the spread of the rounds), so `SparseDense` uses "dense" (and reads
+a values vector's gradient out of it).
+
+`values_matmul` is the same product for a layer that trains a vector of
+its active weights (`value_storage`): the gradient goes to that vector.
 
 On request (`dense_weight_gradient`, a boolean tensor) the weight gradient
 is the dense `x^T @ dy`: the gradient `dL/d(W*M)` a dense weight would
@@ -29,7 +33,7 @@ receive, which growth rules (RigL, DST-EE) read at inactive positions.
 
 import tensorflow as tf
 
-__all__ = ["WEIGHT_GRADIENTS", "active_positions", "sparse_matmul"]
+__all__ = ["WEIGHT_GRADIENTS", "active_positions", "sparse_matmul", "values_matmul"]
 
 WEIGHT_GRADIENTS = ("active", "dense")
 
