@@ -31,17 +31,25 @@ import uuid
 
 import tensorflow as tf
 
-KERNELS = ("dense", "coo", "csr", "segment", "ell_xla")
+KERNELS = ("dense", "coo", "csr", "segment", "ell_xla", "coo_split2", "csr_split2")
 XLA_KERNELS = ("ell_xla",)
 
-# Load-time tensors each kernel reads (besides `values` and `bias`).
+# Tensors each kernel reads besides `bias`: the stored `values`, and the
+# load-time tensors `derive` builds. A call reads only these.
 NEEDS = {
     "dense": ("dense_kernel",),
-    "coo": ("coo_indices",),
-    "csr": ("coo_indices",),
-    "segment": ("rows32", "cols32"),
+    "coo": ("values", "coo_indices"),
+    "csr": ("values", "coo_indices"),
+    "segment": ("values", "rows32", "cols32"),
     "ell_xla": ("ell_cols", "ell_values"),
+    "coo_split2": ("block_shapes",) + tuple(f"block{i}_{part}" for i in range(2)
+                                             for part in ("indices", "values")),
+    "csr_split2": ("block_shapes",) + tuple(f"block{i}_{part}" for i in range(2)
+                                             for part in ("indices", "values")),
 }
+# Row blocks of the `_split2` kernels: one independent product per block,
+# which TensorFlow's inter-op thread pool runs concurrently.
+BLOCKS = 2
 
 
 def derive(name, rows, cols, values, units, input_dim, ell_width):
@@ -54,6 +62,8 @@ def derive(name, rows, cols, values, units, input_dim, ell_width):
         return tf.cast(rows, tf.int32)
     if name == "cols32":
         return tf.cast(cols, tf.int32)
+    if name == "block_shapes" or name.startswith("block"):
+        return _block_tensor(name, rows, cols, values, units, input_dim)
     if name in ("ell_cols", "ell_values"):
         counts = tf.math.bincount(tf.cast(rows, tf.int32), minlength=units, maxlength=units,
                                   dtype=tf.int64)
@@ -66,7 +76,32 @@ def derive(name, rows, cols, values, units, input_dim, ell_width):
     raise ValueError(f"unknown load-time tensor {name!r}.")
 
 
+def _block_bounds(rows, units):
+    """`BLOCKS + 1` row boundaries splitting the nonzeros into equal parts."""
+    nnz = tf.shape(rows, tf.int64)[0]
+    # The row of the nonzero at each split point (`units` if there is none).
+    rows_or_end = tf.concat([rows, tf.constant([units], tf.int64)], 0)
+    inner = [tf.gather(rows_or_end, (nnz * i) // BLOCKS) for i in range(1, BLOCKS)]
+    return tf.stack([tf.constant(0, tf.int64)] + inner + [tf.constant(units, tf.int64)])
+
+
+def _block_tensor(name, rows, cols, values, units, input_dim):
+    """`block_shapes` (`[BLOCKS, 2]`) or one block's `indices`/`values`."""
+    bounds = _block_bounds(rows, units)
+    if name == "block_shapes":
+        return tf.stack([bounds[1:] - bounds[:-1],
+                         tf.fill([BLOCKS], tf.constant(input_dim, tf.int64))], 1)
+    block, part = name[len("block"):].split("_")
+    low, high = bounds[int(block)], bounds[int(block) + 1]
+    inside = (rows >= low) & (rows < high)
+    if part == "values":
+        return tf.boolean_mask(values, inside)
+    return tf.stack([tf.boolean_mask(rows, inside) - low, tf.boolean_mask(cols, inside)], 1)
+
+
 def shape_and_dtype(name, nnz, units, input_dim, ell_width, dtype):
+    if name.startswith("block") and name != "block_shapes":  # sizes known at load
+        return ([None, 2], tf.int64) if name.endswith("indices") else ([None], dtype)
     return {
         "dense_kernel": ([input_dim, units], dtype),
         "coo_indices": ([nnz, 2], tf.int64),
@@ -74,6 +109,7 @@ def shape_and_dtype(name, nnz, units, input_dim, ell_width, dtype):
         "cols32": ([nnz], tf.int32),
         "ell_cols": ([units, ell_width], tf.int32),
         "ell_values": ([units, ell_width], dtype),
+        "block_shapes": ([BLOCKS, 2], tf.int64),
     }[name]
 
 
@@ -120,7 +156,13 @@ class LoadTimeTensor(tf.saved_model.experimental.TrackableResource):
 
 
 def _finish(y, bias, activation):
-    return activation(y if bias is None else y + bias)
+    # BiasAdd rather than AddV2: TensorFlow's graph optimizer fuses
+    # MatMul + BiasAdd + activation into one op, as for a Keras Dense.
+    if bias is None:
+        return activation(y)
+    if bias.shape.rank == 1 and y.shape.rank == 2:
+        return activation(tf.nn.bias_add(y, bias))
+    return activation(y + bias)
 
 
 def _dense(x, t, bias, activation, units):
@@ -163,7 +205,37 @@ def _ell_xla(x, t, bias, activation, units):
     return fused(x, t["ell_cols"], t["ell_values"], *extra)
 
 
-_APPLY = {"dense": _dense, "coo": _coo, "csr": _csr, "segment": _segment, "ell_xla": _ell_xla}
+def _blocks(t):
+    """`[(indices, values, dense_shape)]` of the row blocks of `W^T`."""
+    return [(t[f"block{i}_indices"], t[f"block{i}_values"], t["block_shapes"][i])
+            for i in range(BLOCKS)]
+
+
+def _coo_split2(x, t, bias, activation, units):
+    # Independent ops, run concurrently: TensorFlow's COO kernel uses one
+    # thread at small batches.
+    parts = [tf.sparse.sparse_dense_matmul(tf.SparseTensor(indices, values, shape), x,
+                                           adjoint_b=True)
+             for indices, values, shape in _blocks(t)]
+    y = tf.transpose(tf.concat(parts, 0))
+    y.set_shape([x.shape[0], units])
+    return _finish(y, bias, activation)
+
+
+def _csr_split2(x, t, bias, activation, units):
+    parts = []
+    for indices, values, shape in _blocks(t):
+        matrix = tf.raw_ops.SparseTensorToCSRSparseMatrix(indices=indices, values=values,
+                                                           dense_shape=shape)
+        parts.append(tf.raw_ops.SparseMatrixMatMul(a=matrix, b=x, transpose_b=True,
+                                                   transpose_output=True))
+    y = tf.concat(parts, 1)
+    y.set_shape([x.shape[0], units])
+    return _finish(y, bias, activation)
+
+
+_APPLY = {"dense": _dense, "coo": _coo, "csr": _csr, "segment": _segment, "ell_xla": _ell_xla,
+          "coo_split2": _coo_split2, "csr_split2": _csr_split2}
 
 
 def apply(kernel, x, tensors, bias, activation, units):
@@ -194,7 +266,7 @@ def eager_tensors(rows, cols, values, units, input_dim, ell_width, names):
     rows, cols = tf.constant(rows, tf.int64), tf.constant(cols, tf.int64)
     values = tf.constant(values)
     found = {"values": values}
-    for name in names:
+    for name in set(names) - {"values"}:
         found[name] = derive(name, rows, cols, values, units, input_dim, ell_width)
     return found
 
