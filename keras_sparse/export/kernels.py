@@ -50,6 +50,8 @@ NEEDS = {
 # Row blocks of the `_split2` kernels: one independent product per block,
 # which TensorFlow's inter-op thread pool runs concurrently.
 BLOCKS = 2
+# Fewest output units a kernel handles (a block holds at least one row).
+MIN_UNITS = {"coo_split2": BLOCKS, "csr_split2": BLOCKS}
 
 
 def derive(name, rows, cols, values, units, input_dim, ell_width):
@@ -81,7 +83,10 @@ def _block_bounds(rows, units):
     nnz = tf.shape(rows, tf.int64)[0]
     # The row of the nonzero at each split point (`units` if there is none).
     rows_or_end = tf.concat([rows, tf.constant([units], tf.int64)], 0)
-    inner = [tf.gather(rows_or_end, (nnz * i) // BLOCKS) for i in range(1, BLOCKS)]
+    # Every block keeps at least one row (TensorFlow's CSR kernel fails on
+    # a matrix without rows); the kernels need `units >= BLOCKS`.
+    inner = [tf.clip_by_value(tf.gather(rows_or_end, (nnz * i) // BLOCKS), i, units - BLOCKS + i)
+             for i in range(1, BLOCKS)]
     return tf.stack([tf.constant(0, tf.int64)] + inner + [tf.constant(units, tf.int64)])
 
 

@@ -79,7 +79,8 @@ def select_kernels(kernel, bias, activation, batch_sizes, allow_xla=False,
     input_dim, units = kernel.shape
     rows, cols, values = encoding.nonzeros(kernel)
     width = max(1, int(np.bincount(rows, minlength=units).max())) if rows.size else 1
-    names = [k for k in kernels.KERNELS if allow_xla or k not in kernels.XLA_KERNELS]
+    names = [k for k in kernels.KERNELS if (allow_xla or k not in kernels.XLA_KERNELS)
+             and units >= kernels.MIN_UNITS.get(k, 1)]
     tensors = kernels.eager_tensors(rows, cols, values, units, input_dim, width,
                                     sorted({n for k in names for n in kernels.NEEDS[k]}))
     bias = None if bias is None else tf.constant(bias, tf.float32)
@@ -256,6 +257,9 @@ class SparseKernelDense(keras.layers.Layer):
             if name not in kernels.KERNELS:
                 raise ValueError(f"SparseKernelDense: unknown kernel {name!r} in `regimes`; "
                                  f"known: {kernels.KERNELS}.")
+            if self.units < kernels.MIN_UNITS.get(name, 1):
+                raise ValueError(f"SparseKernelDense: kernel {name!r} needs at least "
+                                 f"{kernels.MIN_UNITS[name]} units; got units={self.units}.")
         self.activation = keras.activations.get(activation)
         self.bias_shape = None if bias_shape is None else tuple(bias_shape)
 
