@@ -67,7 +67,10 @@ def export_for_serving(model, base_dir, version=None, sparse_format=None,
             and keeps, per batch size, the fastest one only if it is clearly
             faster than the dense matmul, else dense (rebuilt from the
             compact form at load); the exported layer picks its kernel from
-            the batch size of each call. Other layers are unchanged.
+            the batch size of each call. The assembled model is then timed
+            against the dense one, and at a batch size where it is slower
+            every layer goes back to dense (`report(path)["model_check"]`).
+            Other layers are unchanged.
         min_sparsity: fraction of zeros from which a kernel is stored
             sparse, in [0, 1]. Interpretation: "density threshold" is read
             as sparsity >= 0.9.
