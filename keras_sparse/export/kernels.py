@@ -7,7 +7,10 @@ when the SavedModel is loaded (`LoadTimeTensor`), never per call.
 
 Kernels (measured for a 4096x4096 kernel at 98% on 2 shared CPU cores by
 `benchmarks/export_latency.py`, "kernel" rows; `ks.export` times them again
-per layer at export time when `sparse_format="auto"`):
+per layer at export time when `sparse_format="auto"`). On a quiet machine
+(load ~0.5), with bias and ReLU, ms per call at batch 1 / 64: dense 3.5 /
+11.5, `coo` 2.4 / 41, `csr` 6.6 / 5.9, `segment` 4.4 / 16, `ell_xla`
+1.9 / 25.
 
 - `dense`: `tf.matmul` with `W` rebuilt dense at load; the reference, and
   the choice whenever no sparse kernel is faster (the file still stores `W`
@@ -17,7 +20,10 @@ per layer at export time when `sparse_format="auto"`):
 - `csr`: `SparseMatrixMatMul` with `transpose_b` / `transpose_output`
   (no explicit transposes), CSR built from the COO indices at each call
   (TensorFlow has no op taking CSR components, and a CSR matrix cannot be
-  stored in a SavedModel variable); fastest from batch ~16 up.
+  stored in a SavedModel variable: read back from a resource it loses the
+  shape information `SparseMatrixMatMul` needs); fastest from batch ~16 up.
+  The per-call conversion is a large share: about 2.3 ms of 7 ms at batch
+  64 (measured once, load ~1).
 - `segment`: gather the input columns, scale, `tf.math.segment_sum` per
   output unit.
 - `ell_xla`: the nonzeros padded to the longest row (ELLPACK), a gather and
@@ -25,6 +31,27 @@ per layer at export time when `sparse_format="auto"`):
   activation fused in: no intermediate tensor, fastest at small batches.
   Needs XLA at serving time (TF Serving: `--xla_cpu_compilation_enabled`),
   so it is only a candidate when the export allows XLA.
+- `coo_split2`, `csr_split2`: `coo` and `csr` on two row blocks of `W^T`
+  (split where half the nonzeros lie), two independent ops that
+  TensorFlow's inter-op pool runs at once, then concatenated. TensorFlow's
+  COO kernel appears to use one thread at small batches: with a free
+  second core the split takes about 0.75x its time; on a loaded machine it
+  gains nothing and the export-time timing keeps the unsplit kernel.
+  Measured (rough: 2 shared cores, load ~1.3, medians of 25-30 alternating
+  rounds): the layer alone, batch 1, `coo_split2` 1.47 ms vs `coo` 1.93
+  (dense 2.79); batch 64, `csr_split2` 4.81 vs `csr` 5.09 (dense 12.7).
+  The served MLP 784-4096-4096-10 at 98% (TensorFlow-only process, fc1 and
+  fc2 forced to each kernel pair): batch 1, 1.39 ms split vs 1.69 (dense
+  2.47); batch 64, 4.90 vs 5.96 (dense 12.0). At load ~3 (another process
+  busy on both cores) the split was 0-10% slower than the unsplit kernel.
+
+Not kept (measured on the 4096x4096 layer, 2 shared cores, rough): COO with
+int32 indices (`SparseTensorDenseMatMul` takes them) 1.38 vs 1.51 ms at
+batch 1 and no gain once split; passing `x^T` instead of `adjoint_b` no
+change; four row blocks no better than two on 2 cores; XLA ELL in two
+blocks 1.15 vs 1.13 ms; `unsorted_segment_sum` 1.6x slower than
+`segment_sum`; `SparseMatMul` with `b_is_sparse` 9x slower
+than dense at batch 1.
 """
 
 import uuid

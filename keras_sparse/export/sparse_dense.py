@@ -223,7 +223,11 @@ class SparseKernelDense(keras.layers.Layer):
     of the input are flattened around the product; the bias keeps the
     replaced layer's shape. Values and bias are read in float32 (the sparse
     kernels have no float16 variant) and the output cast to the compute
-    dtype.
+    dtype. A call emits only the ops its regimes need: no cast for a
+    float32 input, no reshape for a rank-2 one, no batch-size dispatch for
+    a single regime, and only the tensors its kernels read; so a layer that
+    is "dense" at every batch size runs what a Keras `Dense` runs (MatMul,
+    BiasAdd, activation) while its file keeps the compact form.
 
     Args:
         units: output size.
