@@ -221,7 +221,7 @@ def test_whole_model_check_sends_slower_batch_sizes_back_to_dense(tmp_path, monk
                                    np.asarray(model(x[:rows])), atol=TOL, rtol=0)
 
 
-def test_whole_model_check_keeps_choices_when_not_slower(tmp_path):
+def test_whole_model_check_records_timings_and_never_keeps_a_slower_choice(tmp_path):
     model = _mlp(units=(64,))
     path = ks.export.export_for_serving(model, tmp_path / "m", sparse_format="auto",
                                         batch_sizes=(1, 8))
