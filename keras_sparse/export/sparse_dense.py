@@ -48,8 +48,9 @@ def _dispatch(regime_list, x, run):
     if len(regime_list) == 1:
         return run(regime_list[0][1])
     batch = tf.shape(x)[0]
-    index = tf.add_n([tf.cast(batch > bound, tf.int32) for bound, _ in regime_list[:-1]])
-    return tf.switch_case(index, [lambda k=k: run(k) for _, k in regime_list])
+    (bound, first), rest = regime_list[0], regime_list[1:]
+    # Nested conds rather than one switch_case: no index arithmetic.
+    return tf.cond(batch <= bound, lambda: run(first), lambda: _dispatch(rest, x, run))
 
 
 def _needed(regime_list):
