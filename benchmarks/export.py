@@ -167,8 +167,15 @@ def _choices(model_name, sparsity, reports):
                 times = record["timings_ms"][batch]
                 chosen.append(f"b{batch} {kernel} {times[kernel]:.3g} ms (dense {times['dense']:.3g})")
             parts.append(f"{layer}: " + ", ".join(chosen))
+        check = reports[f"{sparsity}/{kind}"].get("model_check") or {}
+        whole = ""
+        if check.get("timings_ms"):
+            whole = ("; whole model at export: " + ", ".join(
+                f"b{b} auto {t['auto']:.3g} ms (dense {t['dense']:.3g})"
+                for b, t in check["timings_ms"].items())
+                + (f", sent back to dense at batch {check['fallback']}" if check["fallback"] else ""))
         notes.append(f"{model_name} {sparsity:.0%} {LABELS[kind]} export chose (export-time, "
-                     f"in-process timings per layer): " + "; ".join(parts))
+                     f"in-process timings per layer): " + "; ".join(parts) + whole)
     return notes
 
 
@@ -207,8 +214,9 @@ def missed_notes(measurements, comparisons):
                 f"per call.")
         if model != "mlp_4096":
             line += (" Per-layer choices are in the note above; at a batch size where every "
-                     "layer multiplies densely, what is left is the batch-size switch of a layer "
-                     "that is sparse at another batch size, and timing noise.")
+                     "layer multiplies densely, an all-dense layer runs the same ops as the dense "
+                     "export (MatMul, BiasAdd, activation), so what is left is the batch-size "
+                     "switch of a layer that is sparse at another batch size, and timing noise.")
         elif best:
             top = max(best, key=best.get)
             line += (f" The 4096x4096 98% layer alone (kernel rows, bias+ReLU included): best "

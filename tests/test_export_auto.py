@@ -43,18 +43,85 @@ def test_smaller_index_format_is_chosen():
     assert encoding.encode(at_9999[0], at_9999[1], 200, 3000)[0] == "uint16"  # long gaps
 
 
+def _kernel_fn(kernel_name, kernel, bias):
+    input_dim, units = kernel.shape
+    rows, cols, values = encoding.nonzeros(kernel)
+    width = max(1, int(np.bincount(rows, minlength=units).max())) if rows.size else 1
+    tensors = kernels.eager_tensors(rows, cols, values, units, input_dim, width,
+                                    kernels.NEEDS[kernel_name])
+    # One trace for every batch size, as in the SavedModel.
+    return tf.function(lambda x: kernels.apply(kernel_name, x, tensors, tf.constant(bias),
+                                               tf.nn.relu, units),
+                       input_signature=[tf.TensorSpec([None, input_dim], tf.float32)])
+
+
 @pytest.mark.parametrize("kernel_name", kernels.KERNELS)
 def test_each_kernel_matches_the_dense_product(kernel_name):
     kernel = _sparse_kernel((96, 40), 0.95, empty_rows=(39,))
+    kernel[5, :] = 0.0  # an input feeding no unit: an empty column of W^T
     bias = np.random.default_rng(1).standard_normal(40).astype("float32")
-    rows, cols, values = encoding.nonzeros(kernel)
-    width = int(np.bincount(rows, minlength=40).max())
-    tensors = kernels.eager_tensors(rows, cols, values, 40, 96, width, kernels.NEEDS[kernel_name])
-    fn = tf.function(lambda x: kernels.apply(kernel_name, x, tensors, tf.constant(bias),
-                                             tf.nn.relu, 40))
-    for batch in (1, 7, 33):
+    fn = _kernel_fn(kernel_name, kernel, bias)
+    for batch in (1, 7, 64):
         x = np.random.default_rng(batch).standard_normal((batch, 96)).astype("float32")
         np.testing.assert_allclose(fn(tf.constant(x)).numpy(), np.maximum(x @ kernel + bias, 0),
+                                   atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("kernel_name", ["coo_split2", "csr_split2"])
+@pytest.mark.parametrize("case", ["one_unit", "first_and_last_units", "all_zero"])
+def test_split_kernels_handle_lopsided_blocks(kernel_name, case):
+    """Row blocks split the nonzeros in halves: a block may be empty or hold one row."""
+    kernel = np.zeros((30, 12), np.float32)
+    rng = np.random.default_rng(4)
+    if case == "one_unit":  # every nonzero in unit 0: the first block has no rows
+        kernel[:, 0] = rng.standard_normal(30)
+    elif case == "first_and_last_units":
+        kernel[::3, 0], kernel[1::4, 11] = rng.standard_normal(10), rng.standard_normal(8)
+    bias = rng.standard_normal(12).astype("float32")
+    fn = _kernel_fn(kernel_name, kernel, bias)
+    for batch in (1, 3, 64):
+        x = rng.standard_normal((batch, 30)).astype("float32")
+        np.testing.assert_allclose(fn(tf.constant(x)).numpy(), np.maximum(x @ kernel + bias, 0),
+                                   atol=TOL, rtol=0)
+
+
+def _graph_ops(layer, input_shape, dtype="float32"):
+    fn = tf.function(lambda x: layer(x), input_signature=[tf.TensorSpec(input_shape, dtype)])
+    return [op.type for op in fn.get_concrete_function().graph.get_operations()]
+
+
+def test_all_dense_layer_runs_the_same_ops_as_a_keras_dense():
+    """No cast, reshape, dispatch or unused read: the graph of a plain Dense."""
+    inputs = keras.Input((64,))
+    dense = keras.layers.Dense(32, activation="relu")
+    keras.Model(inputs, dense(inputs))
+    dense.kernel.assign(_sparse_kernel((64, 32), 0.95))
+    sparse = sparse_dense.SparseKernelDense.from_layer(dense, [(None, "dense")])
+    ops = _graph_ops(sparse, [None, 64])
+    assert sorted(ops) == sorted(_graph_ops(dense, [None, 64]))
+    assert {"MatMul", "BiasAdd", "Relu"} <= set(ops)
+    assert not {"Cast", "Reshape", "If", "StatelessIf", "Case", "StatelessCase", "Shape"} & set(ops)
+    # Two reads: the dense kernel rebuilt at load and the bias; not `values`.
+    assert ops.count("ReadVariableOp") == 2
+    x = np.random.default_rng(0).standard_normal((5, 64)).astype("float32")
+    np.testing.assert_allclose(np.asarray(sparse(x)), np.asarray(dense(x)), atol=TOL, rtol=0)
+
+
+def test_layer_adds_reshape_cast_and_dispatch_only_when_needed():
+    inputs = keras.Input((64,))
+    dense = keras.layers.Dense(32)
+    keras.Model(inputs, dense(inputs))
+    dense.kernel.assign(_sparse_kernel((64, 32), 0.95))
+    two = sparse_dense.SparseKernelDense.from_layer(dense, [(8, "coo"), (None, "dense")])
+    ops = _graph_ops(two, [None, 64])
+    assert {"StatelessIf", "If"} & set(ops)  # the batch-size dispatch
+    assert "Reshape" not in ops
+    assert "Reshape" in _graph_ops(two, [None, 3, 64])  # leading axes flattened
+    # A float16 input is cast once for the float32 kernels.
+    assert _graph_ops(two, [None, 64], "float16").count("Cast") == ops.count("Cast") + 1
+    x = np.random.default_rng(1).standard_normal((2, 3, 64)).astype("float32")
+    for batch in (x[:1, 0], x.reshape(6, 64), x):
+        np.testing.assert_allclose(np.asarray(two(batch)), np.asarray(dense(batch)),
                                    atol=TOL, rtol=0)
 
 
@@ -121,6 +188,52 @@ def test_auto_export_keeps_dense_when_sparse_timings_are_slower(tmp_path, monkey
     assert {r["format"] for r in info["layers"] if r["weight"] == "kernel"} == {"auto"}
 
 
+def test_whole_model_check_sends_slower_batch_sizes_back_to_dense(tmp_path, monkeypatch):
+    """Injected timings: each layer's sparse kernel wins alone at every batch size,
+    but the assembled model is slower than dense at batch 1: batch 1 goes dense."""
+    seen = []
+
+    def timings(functions, inputs, **kwargs):
+        seen.append(sorted(functions))
+        if set(functions) == {"dense", "auto"}:  # the whole-model check
+            return {b: {"dense": 1.0, "auto": 2.0 if b == 1 else 0.5} for b in inputs}
+        # "chosen": the per-layer check of the dispatching layer.
+        return {b: {k: 1.0 if k == "dense" else 0.5 if k in ("coo", "chosen") else 3.0
+                    for k in functions} for b in inputs}
+
+    monkeypatch.setattr(selection, "time_candidates", timings)
+    model = _mlp()
+    path = ks.export.export_for_serving(model, tmp_path / "m", sparse_format="auto",
+                                        batch_sizes=(1, 64))
+    assert ["auto", "dense"] in seen
+    info = ks.export.report(path)
+    assert info["model_check"]["fallback"] == [1]
+    assert info["model_check"]["timings_ms"]["1"]["auto"] > info["model_check"]["timings_ms"]["1"]["dense"]
+    for layer, record in info["kernels"].items():
+        assert record["chosen"] == {"1": "dense", "64": "coo"}, layer
+        assert record["regimes"] == [[8, "dense"], [None, "coo"]], layer
+        assert record["model_fallback"] == [1]
+    x = np.random.default_rng(3).standard_normal((64, 128)).astype("float32")
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    for rows in (1, 64):
+        np.testing.assert_allclose(serve(pixels=tf.constant(x[:rows]))["logits"].numpy(),
+                                   np.asarray(model(x[:rows])), atol=TOL, rtol=0)
+
+
+def test_whole_model_check_records_timings_and_never_keeps_a_slower_choice(tmp_path):
+    model = _mlp(units=(64,))
+    path = ks.export.export_for_serving(model, tmp_path / "m", sparse_format="auto",
+                                        batch_sizes=(1, 8))
+    check = ks.export.report(path)["model_check"]
+    assert set(check["timings_ms"]) == {"1", "8"}
+    for batch, times in check["timings_ms"].items():
+        assert set(times) == {"dense", "auto"}
+        # Where the assembled model was slower, that batch size went back to dense.
+        if times["auto"] > times["dense"]:
+            assert int(batch) in check["fallback"] or all(
+                r["chosen"][batch] == "dense" for r in ks.export.report(path)["kernels"].values())
+
+
 SERVING_SIDE = r"""
 import json, sys
 for name in ("keras", "keras_sparse", "tf_keras"):
@@ -149,7 +262,8 @@ print("@@" + json.dumps(dict(diffs=diffs, session=float(np.abs(fetched - expecte
 def test_every_kernel_served_by_a_tensorflow_only_process(tmp_path, monkeypatch, run_python):
     """Each kernel in one SavedModel (forced regimes), loaded without Keras, and by a TF1 session."""
     forced = {"fc1": [(1, "ell_xla"), (4, "coo"), (12, "segment"), (None, "csr")],
-              "fc2": [(None, "dense")], "logits": [(2, "csr"), (None, "coo")]}
+              "fc2": [(None, "dense")], "logits": [(2, "csr_split2"), (5, "coo"),
+                                                   (None, "coo_split2")]}
     monkeypatch.setattr(sparse_dense, "timed_choice", lambda batch_sizes, allow_xla: (
         lambda layer, kernel: (forced[layer.name], dict(chosen={}, timings_ms={}))))
     model = _mlp()

@@ -7,7 +7,10 @@ when the SavedModel is loaded (`LoadTimeTensor`), never per call.
 
 Kernels (measured for a 4096x4096 kernel at 98% on 2 shared CPU cores by
 `benchmarks/export_latency.py`, "kernel" rows; `ks.export` times them again
-per layer at export time when `sparse_format="auto"`):
+per layer at export time when `sparse_format="auto"`). On a quiet machine
+(load ~0.5), with bias and ReLU, ms per call at batch 1 / 64: dense 3.5 /
+11.5, `coo` 2.4 / 41, `csr` 6.6 / 5.9, `segment` 4.4 / 16, `ell_xla`
+1.9 / 25.
 
 - `dense`: `tf.matmul` with `W` rebuilt dense at load; the reference, and
   the choice whenever no sparse kernel is faster (the file still stores `W`
@@ -17,7 +20,10 @@ per layer at export time when `sparse_format="auto"`):
 - `csr`: `SparseMatrixMatMul` with `transpose_b` / `transpose_output`
   (no explicit transposes), CSR built from the COO indices at each call
   (TensorFlow has no op taking CSR components, and a CSR matrix cannot be
-  stored in a SavedModel variable); fastest from batch ~16 up.
+  stored in a SavedModel variable: read back from a resource it loses the
+  shape information `SparseMatrixMatMul` needs); fastest from batch ~16 up.
+  The per-call conversion is a large share: about 2.3 ms of 7 ms at batch
+  64 (measured once, load ~1).
 - `segment`: gather the input columns, scale, `tf.math.segment_sum` per
   output unit.
 - `ell_xla`: the nonzeros padded to the longest row (ELLPACK), a gather and
@@ -25,23 +31,54 @@ per layer at export time when `sparse_format="auto"`):
   activation fused in: no intermediate tensor, fastest at small batches.
   Needs XLA at serving time (TF Serving: `--xla_cpu_compilation_enabled`),
   so it is only a candidate when the export allows XLA.
+- `coo_split2`, `csr_split2`: `coo` and `csr` on two row blocks of `W^T`
+  (split where half the nonzeros lie), two independent ops that
+  TensorFlow's inter-op pool runs at once, then concatenated. TensorFlow's
+  COO kernel appears to use one thread at small batches: with a free
+  second core the split takes about 0.75x its time; on a loaded machine it
+  gains nothing and the export-time timing keeps the unsplit kernel.
+  Measured (rough: 2 shared cores, load ~1.3, medians of 25-30 alternating
+  rounds): the layer alone, batch 1, `coo_split2` 1.47 ms vs `coo` 1.93
+  (dense 2.79); batch 64, `csr_split2` 4.81 vs `csr` 5.09 (dense 12.7).
+  The served MLP 784-4096-4096-10 at 98% (TensorFlow-only process, fc1 and
+  fc2 forced to each kernel pair): batch 1, 1.39 ms split vs 1.69 (dense
+  2.47); batch 64, 4.90 vs 5.96 (dense 12.0). At load ~3 (another process
+  busy on both cores) the split was 0-10% slower than the unsplit kernel.
+
+Not kept (measured on the 4096x4096 layer, 2 shared cores, rough): COO with
+int32 indices (`SparseTensorDenseMatMul` takes them) 1.38 vs 1.51 ms at
+batch 1 and no gain once split; passing `x^T` instead of `adjoint_b` no
+change; four row blocks no better than two on 2 cores; XLA ELL in two
+blocks 1.15 vs 1.13 ms; `unsorted_segment_sum` 1.6x slower than
+`segment_sum`; `SparseMatMul` with `b_is_sparse` 9x slower
+than dense at batch 1.
 """
 
 import uuid
 
 import tensorflow as tf
 
-KERNELS = ("dense", "coo", "csr", "segment", "ell_xla")
+KERNELS = ("dense", "coo", "csr", "segment", "ell_xla", "coo_split2", "csr_split2")
 XLA_KERNELS = ("ell_xla",)
 
-# Load-time tensors each kernel reads (besides `values` and `bias`).
+# Tensors each kernel reads besides `bias`: the stored `values`, and the
+# load-time tensors `derive` builds. A call reads only these.
 NEEDS = {
     "dense": ("dense_kernel",),
-    "coo": ("coo_indices",),
-    "csr": ("coo_indices",),
-    "segment": ("rows32", "cols32"),
+    "coo": ("values", "coo_indices"),
+    "csr": ("values", "coo_indices"),
+    "segment": ("values", "rows32", "cols32"),
     "ell_xla": ("ell_cols", "ell_values"),
+    "coo_split2": ("block_shapes",) + tuple(f"block{i}_{part}" for i in range(2)
+                                             for part in ("indices", "values")),
+    "csr_split2": ("block_shapes",) + tuple(f"block{i}_{part}" for i in range(2)
+                                             for part in ("indices", "values")),
 }
+# Row blocks of the `_split2` kernels: one independent product per block,
+# which TensorFlow's inter-op thread pool runs concurrently.
+BLOCKS = 2
+# Fewest output units a kernel handles (a block holds at least one row).
+MIN_UNITS = {"coo_split2": BLOCKS, "csr_split2": BLOCKS}
 
 
 def derive(name, rows, cols, values, units, input_dim, ell_width):
@@ -54,6 +91,8 @@ def derive(name, rows, cols, values, units, input_dim, ell_width):
         return tf.cast(rows, tf.int32)
     if name == "cols32":
         return tf.cast(cols, tf.int32)
+    if name == "block_shapes" or name.startswith("block"):
+        return _block_tensor(name, rows, cols, values, units, input_dim)
     if name in ("ell_cols", "ell_values"):
         counts = tf.math.bincount(tf.cast(rows, tf.int32), minlength=units, maxlength=units,
                                   dtype=tf.int64)
@@ -66,7 +105,35 @@ def derive(name, rows, cols, values, units, input_dim, ell_width):
     raise ValueError(f"unknown load-time tensor {name!r}.")
 
 
+def _block_bounds(rows, units):
+    """`BLOCKS + 1` row boundaries splitting the nonzeros into equal parts."""
+    nnz = tf.shape(rows, tf.int64)[0]
+    # The row of the nonzero at each split point (`units` if there is none).
+    rows_or_end = tf.concat([rows, tf.constant([units], tf.int64)], 0)
+    # Every block keeps at least one row (TensorFlow's CSR kernel fails on
+    # a matrix without rows); the kernels need `units >= BLOCKS`.
+    inner = [tf.clip_by_value(tf.gather(rows_or_end, (nnz * i) // BLOCKS), i, units - BLOCKS + i)
+             for i in range(1, BLOCKS)]
+    return tf.stack([tf.constant(0, tf.int64)] + inner + [tf.constant(units, tf.int64)])
+
+
+def _block_tensor(name, rows, cols, values, units, input_dim):
+    """`block_shapes` (`[BLOCKS, 2]`) or one block's `indices`/`values`."""
+    bounds = _block_bounds(rows, units)
+    if name == "block_shapes":
+        return tf.stack([bounds[1:] - bounds[:-1],
+                         tf.fill([BLOCKS], tf.constant(input_dim, tf.int64))], 1)
+    block, part = name[len("block"):].split("_")
+    low, high = bounds[int(block)], bounds[int(block) + 1]
+    inside = (rows >= low) & (rows < high)
+    if part == "values":
+        return tf.boolean_mask(values, inside)
+    return tf.stack([tf.boolean_mask(rows, inside) - low, tf.boolean_mask(cols, inside)], 1)
+
+
 def shape_and_dtype(name, nnz, units, input_dim, ell_width, dtype):
+    if name.startswith("block") and name != "block_shapes":  # sizes known at load
+        return ([None, 2], tf.int64) if name.endswith("indices") else ([None], dtype)
     return {
         "dense_kernel": ([input_dim, units], dtype),
         "coo_indices": ([nnz, 2], tf.int64),
@@ -74,6 +141,7 @@ def shape_and_dtype(name, nnz, units, input_dim, ell_width, dtype):
         "cols32": ([nnz], tf.int32),
         "ell_cols": ([units, ell_width], tf.int32),
         "ell_values": ([units, ell_width], dtype),
+        "block_shapes": ([BLOCKS, 2], tf.int64),
     }[name]
 
 
@@ -120,7 +188,13 @@ class LoadTimeTensor(tf.saved_model.experimental.TrackableResource):
 
 
 def _finish(y, bias, activation):
-    return activation(y if bias is None else y + bias)
+    # BiasAdd rather than AddV2: TensorFlow's graph optimizer fuses
+    # MatMul + BiasAdd + activation into one op, as for a Keras Dense.
+    if bias is None:
+        return activation(y)
+    if bias.shape.rank == 1 and y.shape.rank == 2:
+        return activation(tf.nn.bias_add(y, bias))
+    return activation(y + bias)
 
 
 def _dense(x, t, bias, activation, units):
@@ -163,7 +237,37 @@ def _ell_xla(x, t, bias, activation, units):
     return fused(x, t["ell_cols"], t["ell_values"], *extra)
 
 
-_APPLY = {"dense": _dense, "coo": _coo, "csr": _csr, "segment": _segment, "ell_xla": _ell_xla}
+def _blocks(t):
+    """`[(indices, values, dense_shape)]` of the row blocks of `W^T`."""
+    return [(t[f"block{i}_indices"], t[f"block{i}_values"], t["block_shapes"][i])
+            for i in range(BLOCKS)]
+
+
+def _coo_split2(x, t, bias, activation, units):
+    # Independent ops, run concurrently: TensorFlow's COO kernel uses one
+    # thread at small batches.
+    parts = [tf.sparse.sparse_dense_matmul(tf.SparseTensor(indices, values, shape), x,
+                                           adjoint_b=True)
+             for indices, values, shape in _blocks(t)]
+    y = tf.transpose(tf.concat(parts, 0))
+    y.set_shape([x.shape[0], units])
+    return _finish(y, bias, activation)
+
+
+def _csr_split2(x, t, bias, activation, units):
+    parts = []
+    for indices, values, shape in _blocks(t):
+        matrix = tf.raw_ops.SparseTensorToCSRSparseMatrix(indices=indices, values=values,
+                                                           dense_shape=shape)
+        parts.append(tf.raw_ops.SparseMatrixMatMul(a=matrix, b=x, transpose_b=True,
+                                                   transpose_output=True))
+    y = tf.concat(parts, 1)
+    y.set_shape([x.shape[0], units])
+    return _finish(y, bias, activation)
+
+
+_APPLY = {"dense": _dense, "coo": _coo, "csr": _csr, "segment": _segment, "ell_xla": _ell_xla,
+          "coo_split2": _coo_split2, "csr_split2": _csr_split2}
 
 
 def apply(kernel, x, tensors, bias, activation, units):
@@ -194,7 +298,7 @@ def eager_tensors(rows, cols, values, units, input_dim, ell_width, names):
     rows, cols = tf.constant(rows, tf.int64), tf.constant(cols, tf.int64)
     values = tf.constant(values)
     found = {"values": values}
-    for name in names:
+    for name in set(names) - {"values"}:
         found[name] = derive(name, rows, cols, values, units, input_dim, ell_width)
     return found
 

@@ -39,6 +39,10 @@ def report(path_or_model, sparse_format=None, min_sparsity=0.9, **export_kwargs)
         - `kernels`: per sparse layer, what the export recorded: the
           regimes, and with "auto" the timings (ms) of every candidate at
           each batch size and the kernel chosen;
+        - `model_check`: with "auto", the assembled model timed against
+          the dense one at each batch size (`timings_ms`: `{batch: {"dense",
+          "auto"}}`) and the batch sizes sent back to dense where it was
+          slower (`fallback`); None for other formats;
         - `size_bytes`: the directory's files, summed;
         - `gzip_bytes`: the directory as an in-memory `.tar.gz` (what
           shipping it compressed costs).
@@ -102,7 +106,8 @@ def _report(path):
                              np.count_nonzero(value), value.nbytes))
     rows.append(_row("total", "", "", (), sum(r["total"] for r in rows),
                      sum(r["nonzero"] for r in rows), sum(r["bytes"] for r in rows)))
-    return dict(path=path, layers=rows, kernels=record["layers"], size_bytes=_size(path),
+    return dict(path=path, layers=rows, kernels=record["layers"],
+                model_check=record.get("model_check"), size_bytes=_size(path),
                 gzip_bytes=_gzip_size(path))
 
 

@@ -67,7 +67,10 @@ def export_for_serving(model, base_dir, version=None, sparse_format=None,
             and keeps, per batch size, the fastest one only if it is clearly
             faster than the dense matmul, else dense (rebuilt from the
             compact form at load); the exported layer picks its kernel from
-            the batch size of each call. Other layers are unchanged.
+            the batch size of each call. The assembled model is then timed
+            against the dense one, and at a batch size where it is slower
+            every layer goes back to dense (`report(path)["model_check"]`).
+            Other layers are unchanged.
         min_sparsity: fraction of zeros from which a kernel is stored
             sparse, in [0, 1]. Interpretation: "density threshold" is read
             as sparsity >= 0.9.
@@ -142,12 +145,13 @@ def export_for_serving(model, base_dir, version=None, sparse_format=None,
     if sparse_format == "csr":
         served, layers = csr.to_csr(served, min_sparsity)
     elif sparse_format == "auto":
-        served, layers = sparse_dense.to_sparse(
-            served, min_sparsity, sparse_dense.timed_choice(batch_sizes, allow_xla))
+        served, layers, model_check = _auto(served, specs, min_sparsity, batch_sizes, allow_xla)
     module, signature = _serving_module(served, specs)
     record = dict(sparse_format=sparse_format, min_sparsity=min_sparsity,
                   batch_sizes=list(batch_sizes), allow_xla=allow_xla,
                   layers={name: _jsonable(info) for name, info in layers.items()})
+    if sparse_format == "auto":
+        record["model_check"] = _jsonable(model_check)
 
     try:
         os.makedirs(base_dir, exist_ok=True)
@@ -166,6 +170,30 @@ def export_for_serving(model, base_dir, version=None, sparse_format=None,
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _auto(dense, specs, min_sparsity, batch_sizes, allow_xla):
+    """`(model, layer reports, model check)` for `sparse_format="auto"`.
+
+    Each layer's kernels are timed alone; then the assembled model is timed
+    against the dense one at each batch size, and where it is slower, every
+    layer goes back to dense at that batch size (the per-layer checks miss
+    what lies between layers).
+    """
+    served, layers = sparse_dense.to_sparse(
+        dense, min_sparsity, sparse_dense.timed_choice(batch_sizes, allow_xla))
+    check = dict(timings_ms=None, fallback=[])
+    if not layers:
+        return served, layers, check
+    check["timings_ms"] = sparse_dense.check_whole_model(
+        _serve_function(dense), _serve_function(served), specs, batch_sizes)
+    if check["timings_ms"] is None:
+        return served, layers, check
+    choose_regimes, check["fallback"] = sparse_dense.dense_where_slower(
+        layers, check["timings_ms"])
+    if choose_regimes is not None:
+        served, layers = sparse_dense.to_sparse(dense, min_sparsity, choose_regimes)
+    return served, layers, check
 
 
 def _check_batch_sizes(batch_sizes):
@@ -272,6 +300,26 @@ def _serving_module(model, specs):
     doubles the file, and its list misses variables read only by a resource
     initializer (`COOIndices`), which TF Serving's loader then cannot find.
     """
+    serve = _serve_function(model)
+    masks = {id(v) for layer in flatten_layers(model) if isinstance(layer, SparseLayer)
+             for v in layer.mask_variables()}
+    module = tf.Module(name="serving")
+    # The tf.Variables behind the Keras variables: what the functions capture.
+    module.model_variables = [variable.value for variable in model.variables
+                              if id(variable) not in masks]
+    # Tensors rebuilt from the compact storage at load (not checkpointed).
+    module.load_time_tensors = [
+        tensor for layer in flatten_layers(model)
+        if isinstance(layer, sparse_dense.SparseKernelDense)
+        for tensor in layer.load_time.values()]
+    # Only as a signature: a tf.function attribute would be traced and
+    # stored a second time.
+    signature = tf.function(serve, input_signature=specs, autograph=False)
+    return module, signature.get_concrete_function()
+
+
+def _serve_function(model):
+    """`serve(*tensors) -> {output name: tensor}`: the exported signature's body."""
     subclassed = _is_subclassed(model)
 
     def serve(*tensors):
@@ -289,21 +337,7 @@ def _serving_module(model, specs):
         outputs = model(keras.tree.pack_sequence_as(model.input, list(tensors)), training=False)
         return dict(zip(_unique(model.output_names), keras.tree.flatten(outputs)))
 
-    masks = {id(v) for layer in flatten_layers(model) if isinstance(layer, SparseLayer)
-             for v in layer.mask_variables()}
-    module = tf.Module(name="serving")
-    # The tf.Variables behind the Keras variables: what the functions capture.
-    module.model_variables = [variable.value for variable in model.variables
-                              if id(variable) not in masks]
-    # Tensors rebuilt from the compact storage at load (not checkpointed).
-    module.load_time_tensors = [
-        tensor for layer in flatten_layers(model)
-        if isinstance(layer, sparse_dense.SparseKernelDense)
-        for tensor in layer.load_time.values()]
-    # Only as a signature: a tf.function attribute would be traced and
-    # stored a second time.
-    signature = tf.function(serve, input_signature=specs, autograph=False)
-    return module, signature.get_concrete_function()
+    return serve
 
 
 def _move_into_place(staging, target):

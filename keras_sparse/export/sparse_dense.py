@@ -48,12 +48,14 @@ def _dispatch(regime_list, x, run):
     if len(regime_list) == 1:
         return run(regime_list[0][1])
     batch = tf.shape(x)[0]
-    index = tf.add_n([tf.cast(batch > bound, tf.int32) for bound, _ in regime_list[:-1]])
-    return tf.switch_case(index, [lambda k=k: run(k) for _, k in regime_list])
+    (bound, first), rest = regime_list[0], regime_list[1:]
+    # Nested conds rather than one switch_case: no index arithmetic.
+    return tf.cond(batch <= bound, lambda: run(first), lambda: _dispatch(rest, x, run))
 
 
 def _needed(regime_list):
-    return sorted({name for _, k in regime_list for name in kernels.NEEDS[k]})
+    """Load-time tensors the regimes' kernels read (`values` is stored, not derived)."""
+    return sorted({name for _, k in regime_list for name in kernels.NEEDS[k]} - {"values"})
 
 
 def select_kernels(kernel, bias, activation, batch_sizes, allow_xla=False,
@@ -78,7 +80,8 @@ def select_kernels(kernel, bias, activation, batch_sizes, allow_xla=False,
     input_dim, units = kernel.shape
     rows, cols, values = encoding.nonzeros(kernel)
     width = max(1, int(np.bincount(rows, minlength=units).max())) if rows.size else 1
-    names = [k for k in kernels.KERNELS if allow_xla or k not in kernels.XLA_KERNELS]
+    names = [k for k in kernels.KERNELS if (allow_xla or k not in kernels.XLA_KERNELS)
+             and units >= kernels.MIN_UNITS.get(k, 1)]
     tensors = kernels.eager_tensors(rows, cols, values, units, input_dim, width,
                                     sorted({n for k in names for n in kernels.NEEDS[k]}))
     bias = None if bias is None else tf.constant(bias, tf.float32)
@@ -144,6 +147,76 @@ def timed_choice(batch_sizes, allow_xla=False):
     return choose_regimes
 
 
+def check_whole_model(dense_fn, sparse_fn, specs, batch_sizes, rounds=7, calls=None):
+    """The assembled models timed against each other: `{batch: {"dense", "auto"}}` (ms).
+
+    The per-layer choices are each checked against dense, but a model is
+    more than its layers (the ops between them, which kernels overlap), so
+    the exported model is timed once more as a whole at each batch size.
+
+    Args:
+        dense_fn, sparse_fn: functions of the model inputs (one tensor per
+            spec), e.g. the dense and the "auto" model's call.
+        specs: `tf.TensorSpec`s of the inputs; the batch axis is filled
+            with each batch size, float inputs with random numbers, others
+            with zeros (a valid index for an embedding, say).
+        batch_sizes: the batch sizes to time.
+
+    Returns:
+        `{batch: {"dense": ms, "auto": ms}}`, or None when an input has an
+        unknown size besides its batch axis (nothing to time it with).
+
+    Example:
+
+    ```python
+    timings = check_whole_model(dense_model, sparse_model, specs, (1, 64))
+    ```
+    """
+    if any(spec.shape.rank is None or None in spec.shape[1:] for spec in specs):
+        return None
+    rng = np.random.default_rng(0)
+
+    def sample(spec, batch):
+        shape = (batch,) + tuple(spec.shape[1:])
+        if spec.dtype.is_floating:
+            return tf.constant(rng.standard_normal(shape), spec.dtype)
+        return tf.zeros(shape, spec.dtype)
+
+    # One trace for every batch size, as in the SavedModel.
+    traced = {name: tf.function(fn, input_signature=list(specs), autograph=False)
+              for name, fn in (("dense", dense_fn), ("auto", sparse_fn))}
+    inputs = {int(b): [sample(spec, int(b)) for spec in specs] for b in batch_sizes}
+    # `time_candidates` calls `fn(x)` and waits for one tensor of the result.
+    flat = {name: (lambda xs, fn=fn: tf.nest.flatten(fn(*xs))[0]) for name, fn in traced.items()}
+    timings = selection.time_candidates(flat, inputs, rounds=rounds, calls=calls)
+    return {b: {k: t * 1e3 for k, t in ts.items()} for b, ts in timings.items()}
+
+
+def dense_where_slower(reports, timings):
+    """`choose_regimes` keeping each layer's choices but dense where the model was slower.
+
+    Args:
+        reports: `{layer name: report}` from `to_sparse`.
+        timings: `check_whole_model`'s result.
+
+    Returns:
+        `(choose_regimes or None, slower batch sizes)`; None when no batch
+        size needs to change.
+    """
+    slower = sorted(b for b, ts in timings.items() if ts["auto"] > ts["dense"] and any(
+        r["chosen"].get(b, "dense") != "dense" for r in reports.values()))
+    if not slower:
+        return None, slower
+
+    def choose_regimes(layer, kernel):
+        report = dict(reports[layer.name])
+        chosen = {b: "dense" if b in slower else k for b, k in report["chosen"].items()}
+        report.update(chosen=chosen, model_fallback=slower)
+        return selection.regimes(chosen) if chosen else [(None, "dense")], report
+
+    return choose_regimes, slower
+
+
 class SparseKernelDense(keras.layers.Layer):
     """`activation(x @ W + bias)` with `W` stored compactly, kernel chosen by batch size.
 
@@ -151,7 +224,11 @@ class SparseKernelDense(keras.layers.Layer):
     of the input are flattened around the product; the bias keeps the
     replaced layer's shape. Values and bias are read in float32 (the sparse
     kernels have no float16 variant) and the output cast to the compute
-    dtype.
+    dtype. A call emits only the ops its regimes need: no cast for a
+    float32 input, no reshape for a rank-2 one, no batch-size dispatch for
+    a single regime, and only the tensors its kernels read; so a layer that
+    is "dense" at every batch size runs what a Keras `Dense` runs (MatMul,
+    BiasAdd, activation) while its file keeps the compact form.
 
     Args:
         units: output size.
@@ -185,6 +262,9 @@ class SparseKernelDense(keras.layers.Layer):
             if name not in kernels.KERNELS:
                 raise ValueError(f"SparseKernelDense: unknown kernel {name!r} in `regimes`; "
                                  f"known: {kernels.KERNELS}.")
+            if self.units < kernels.MIN_UNITS.get(name, 1):
+                raise ValueError(f"SparseKernelDense: kernel {name!r} needs at least "
+                                 f"{kernels.MIN_UNITS[name]} units; got units={self.units}.")
         self.activation = keras.activations.get(activation)
         self.bias_shape = None if bias_shape is None else tuple(bias_shape)
 
@@ -246,9 +326,18 @@ class SparseKernelDense(keras.layers.Layer):
         return sparse
 
     def call(self, inputs):
-        x = tf.reshape(tf.cast(inputs, tf.float32), [-1, self.input_dim])
-        tensors = {"values": self.values.value}
-        tensors.update({name: t.read() for name, t in self.load_time.items()})
+        # Only the ops the regimes need: a rank-2 float32 input whose
+        # regimes are all "dense" runs exactly what a Keras `Dense` runs
+        # (read kernel, MatMul, BiasAdd, activation), which TensorFlow's
+        # graph optimizer fuses into one op.
+        x = inputs if inputs.dtype == tf.float32 else tf.cast(inputs, tf.float32)
+        flat = x.shape.rank != 2
+        if flat:
+            x = tf.reshape(x, [-1, self.input_dim])
+        names = {name for _, k in self.regimes for name in kernels.NEEDS[k]}
+        tensors = {name: t.read() for name, t in self.load_time.items() if name in names}
+        if "values" in names:
+            tensors["values"] = self.values.value
         # Bias and activation go into the kernel (fused where it can) when
         # the bias broadcasts over the flattened rows.
         fused = self.bias is None or self.bias_shape == (self.units,)
@@ -256,10 +345,11 @@ class SparseKernelDense(keras.layers.Layer):
         y = _dispatch(self.regimes, x, lambda k: kernels.apply(
             k, x, tensors, bias if fused else None,
             self.activation if fused else (lambda t: t), self.units))
-        y = tf.reshape(y, tf.concat([tf.shape(inputs)[:-1], [self.units]], 0))
+        if flat:
+            y = tf.reshape(y, tf.concat([tf.shape(inputs)[:-1], [self.units]], 0))
         if not fused:
             y = self.activation(y + bias)
-        return tf.cast(y, self.compute_dtype)
+        return y if y.dtype == self.compute_dtype else tf.cast(y, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
