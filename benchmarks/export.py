@@ -29,8 +29,14 @@ FORMATS = {
     "csr": dict(sparse_format="csr"),
     "auto": dict(sparse_format="auto", batch_sizes=BATCHES),
     "auto_xla": dict(sparse_format="auto", batch_sizes=BATCHES, allow_xla=True),
+    # A/A control: a second dense export of the same model, timed like the
+    # others; its ratio to "dense" is the run's noise.
+    "dense_again": dict(sparse_format=None),
 }
-LABELS = {"csr": "CSR", "auto": "auto", "auto_xla": "auto+XLA"}
+LABELS = {"csr": "CSR", "auto": "auto", "auto_xla": "auto+XLA", "dense_again": "dense again"}
+# Calls per timed round: enough that a round of the small model lasts tens
+# of ms (one LeNet call is about 0.5 ms, so 10 calls measured mostly noise).
+CALLS = {"mlp_4096": 10, "lenet_300_100": 100}
 # Hidden widths. Flat 784-pixel input named "pixels" and a "logits" output:
 # what the export_latency worker feeds and reads (LeNet's Flatten holds no
 # weights, so its kernels are the same).
@@ -95,7 +101,7 @@ def _model(model_name, sparsities, x, settings, workdir):
             reports[name] = export.report(paths[name])
     np.save(workdir / "x.npy", x)
     repeats = settings.pick(9, 4, 2)
-    calls = settings.pick(10, 5, 2)
+    calls = settings.pick(CALLS[model_name], 5, 2)
     measurements, comparisons, notes = [], [], []
     with harness.Worker("benchmarks.export_latency", "--worker") as worker:
         loaded = worker.request("load", paths=paths, inputs=str(workdir / "x.npy"))
@@ -116,10 +122,13 @@ def _model(model_name, sparsities, x, settings, workdir):
                 measurements += latency.values()
                 for kind in LABELS:
                     label = _latency_name(model_name, sparsity, kind, batch)
+                    description = (
+                        "control: the dense export over a second, identical dense export; "
+                        "differences this large are noise" if kind == "dense_again" else
+                        f"median latency of the dense export over the {LABELS[kind]} export")
                     comparisons.append(harness.ratio(
                         label, latency["dense"], latency[kind], paired=(times["dense"], times[kind]),
-                        description=f"median latency of the dense export over the {LABELS[kind]} export",
-                        **_target(label)))
+                        description=description, **_target(label)))
             comparisons += _sizes(model_name, sparsity, reports, measurements)
             notes += _choices(model_name, sparsity, reports)
     return measurements, comparisons, notes, loaded["keras_importable"]
@@ -212,6 +221,10 @@ def missed_notes(measurements, comparisons):
                 if k.startswith(f"kernel batch {batch}: ")}
         line = (f"not met: {c['name']} = {c['ratio']:.3g}: {mine:.3g} ms vs dense {dense:.3g} ms "
                 f"per call.")
+        control = next((x["ratio"] for x in comparisons if x["name"] == _latency_name(
+            model, float(sparsity.rstrip("%")) / 100, "dense_again", int(batch))), None)
+        if control is not None:
+            line += f" The A/A control (two identical dense exports) gave {control:.3g} here."
         if model != "mlp_4096":
             line += (" Per-layer choices are in the note above; at a batch size where every "
                      "layer multiplies densely, an all-dense layer runs the same ops as the dense "
