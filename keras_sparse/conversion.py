@@ -274,7 +274,8 @@ def strip(model):
             return layer.layer.__class__.from_config(layer.layer.get_config())
         if type(layer) in sparse_to_base:
             config = layer.get_config()
-            for key in ("mask_states", "sparsity", "mask_init", "seed", "compute", "value_capacity"):
+            for key in ("mask_states", "sparsity", "mask_init", "seed", "compute", "weight_gradient",
+                        "value_capacity"):
                 config.pop(key, None)
             return sparse_to_base[type(layer)].from_config(config)
         return None

@@ -34,7 +34,7 @@ def pair(sparsity=0.7, optimizer=None, weight_gradient="dense"):
     """A masked and a sparse-compute copy of `mlp` (weight gradient as given)."""
     models = [mlp(compute, sparsity) for compute in ("masked", "sparse")]
     for mw in models[1].masked_weights:
-        mw.layer._weight_gradient = weight_gradient
+        mw.layer._weight_gradient = weight_gradient  # as SparseDense(weight_gradient=...)
     for model in models:
         if optimizer is not None:
             model.compile(optimizer(), LOSS)
@@ -119,6 +119,14 @@ def test_bad_compute_is_refused_naming_argument_value_and_choices():
     dense = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     with pytest.raises(ValueError, match=r"`compute`.*'foo'"):
         ks.sparsify(dense, 0.5, compute="foo")
+    with pytest.raises(ValueError, match=r"`weight_gradient`.*'sampled'"):
+        ks.layers.SparseDense(4, compute="sparse", weight_gradient="sampled")
+    for bad in (0, -3, 1.5):
+        with pytest.raises((ValueError, TypeError), match="value_capacity"):
+            ks.layers.SparseDense(4, compute="sparse", value_capacity=bad)
+    layer = ks.layers.SparseDense(4, compute="sparse", weight_gradient="active", value_capacity=7)
+    again = ks.layers.SparseDense.from_config(layer.get_config())
+    assert (again._weight_gradient, again.value_capacity) == ("active", 7)
 
 
 def test_kernel_products_equal_dense_ones():

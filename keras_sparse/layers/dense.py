@@ -83,9 +83,10 @@ class SparseDense(SparseLayer, keras.layers.Dense):
     - the forward pass and the input gradient use a sparse (CSR) matrix of
       the active values; the values' gradient is read out of the dense
       `x^T @ dy`, which is also what growth rules receive on their update
-      steps. Computing it at the active positions only (private
-      `_weight_gradient = "active"`) measured slower on 2 CPU cores at 95%
-      and 98% sparsity;
+      steps. `weight_gradient="active"` computes it at the active positions
+      only (then the dense product runs only on the steps a growth rule
+      keeps it); that measured slower on 2 CPU cores at 95% and 98%
+      sparsity and about equal at 99%;
     - elsewhere (a plain `keras.Model`, several replicas, an optimizer
       built before `fit`) the kernel is trained, with the same sparse
       products and a dense-shaped optimizer update; positions are cached
@@ -104,6 +105,10 @@ class SparseDense(SparseLayer, keras.layers.Dense):
         *args, **kwargs: the arguments of `keras.layers.Dense`.
         compute: "masked" (default: `x @ (kernel * mask)` with dense
             matrices) or "sparse" (see above).
+        weight_gradient: with `compute="sparse"`, how the weights' gradient
+            is computed: "dense" (default: read out of `x^T @ dy`) or
+            "active" (at the active positions only, from gathered rows).
+            Read when the train step is traced.
         value_capacity: `None`, or int >= 1: the size of the trained vector
             of active weights (written by `get_config` once training chose
             it, so a saved model restores its optimizer state).
@@ -112,7 +117,8 @@ class SparseDense(SparseLayer, keras.layers.Dense):
 
     Raises:
         ValueError: `compute` is not one of "masked", "sparse";
-            `value_capacity` is not an int >= 1.
+            `weight_gradient` not one of "dense", "active"; `value_capacity`
+            is not an int >= 1.
 
     Example:
 
@@ -128,19 +134,16 @@ class SparseDense(SparseLayer, keras.layers.Dense):
     prunable = ("kernel",)
     kernel = MaskedAttribute()
 
-    # The kernel's gradient in a "sparse" training call: "dense" (`x^T @ dy`,
-    # masked by the train step) or "active" (at active positions only, 0
-    # elsewhere). "dense" measured faster at 95% and 98% on 2 CPU cores (see
-    # the class docstring). Read when the train step is traced.
-    _weight_gradient = "dense"
-
-    def __init__(self, *args, compute="masked", value_capacity=None, **kwargs):
+    def __init__(self, *args, compute="masked", weight_gradient="dense", value_capacity=None,
+                 **kwargs):
         check_choice(compute, "compute", COMPUTE_MODES)
+        check_choice(weight_gradient, "weight_gradient", sparse_matmul.WEIGHT_GRADIENTS)
         if value_capacity is not None:
             value_capacity = check_int(value_capacity, "value_capacity", minimum=1,
                                        allowed=" or None")
         super().__init__(*args, **kwargs)
         self.compute = compute
+        self._weight_gradient = weight_gradient
         self.value_capacity = value_capacity if compute == "sparse" else None
         self._active = None
         self._storage = None
@@ -276,6 +279,8 @@ class SparseDense(SparseLayer, keras.layers.Dense):
     def get_config(self):
         config = super().get_config()
         config["compute"] = self.compute
+        if self.compute == "sparse":
+            config["weight_gradient"] = self._weight_gradient
         if self.value_capacity is not None:
             config["value_capacity"] = self.value_capacity
         return config
