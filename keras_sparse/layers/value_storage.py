@@ -99,7 +99,7 @@ class ValueStorage:
                      "the new mask has more. Create the model again with the new masks "
                      "(or use compute='masked') to train a denser kernel."))
 
-    def relayout(self, optimizer=None, variables=()):
+    def relayout(self, optimizer=None, variables=(), keep=None):
         """Lays the values (and their optimizer slots) out for the current mask.
 
         Call it after the kernel and mask changed (the kernel must be current:
@@ -112,6 +112,9 @@ class ValueStorage:
         Args:
             optimizer: the model's optimizer, or None.
             variables: the optimized variables (see `optimizer_slots.slots_for`).
+            keep: `None`, or a boolean tensor of the kernel's shape: slots
+                carry over only where it is true (a weight dropped and
+                regrown in one update starts fresh).
         """
         mask = tf.convert_to_tensor(self.mask)
         with tf.control_dependencies([self.check_capacity(mask)]):
@@ -132,6 +135,8 @@ class ValueStorage:
                 dense = tf.scatter_nd(old, value[:old_count], self.shape)
                 present = tf.scatter_nd(old, tf.ones([old_count], tf.bool), self.shape)
                 kept = tf.gather_nd(present, new)
+                if keep is not None:
+                    kept = kept & tf.gather_nd(keep, new)
                 return tf.where(kept, tf.gather_nd(dense, new), fresh)
 
             def aligned(value=value, fresh=fresh):
