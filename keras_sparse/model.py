@@ -362,7 +362,7 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
     # masked at once (direct `variable.assign` is masked at the next `fit`).
     def set_weights(self, weights):
         for storage in value_storages(self):
-            storage.dirty.assign(False)  # the kernels are overwritten: drop pending values
+            storage.discard_pending()  # the kernels are overwritten
         super().set_weights(weights)
         self.apply_masks()
 

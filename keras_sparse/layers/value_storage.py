@@ -84,6 +84,10 @@ class ValueStorage:
         """Called after each optimizer step on the values."""
         self.dirty.assign(True)
 
+    def discard_pending(self):
+        """The kernel is being overwritten: values trained since the last sync are dropped."""
+        self.dirty.assign(False)
+
     def forget_layout(self):
         """The mask, kernel and slots were loaded: the old layout is gone."""
         self.laid_out.assign(False)
