@@ -261,7 +261,8 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
         mw.mask.assign(new)
         mw.layer.mask_changed()
         if storage is not None:
-            storage.relayout(self._optimizer_or_none(), self.trainable_variables, keep=kept)
+            storage.relayout(self._optimizer_or_none(), self.trainable_variables, keep=kept,
+                             checked=True)
 
     # Private name kept for callers written against earlier versions.
     _assign_mask = assign_mask

@@ -260,12 +260,12 @@ class SparseDense(SparseLayer, keras.layers.Dense):
         x, work = self._flat_inputs(inputs, storage.shape[0])
         when = dense_weight_gradients_requested()
         # The kernel (not read) receives the dense gradient when the step keeps it.
-        kernel = None if when is None else keras_compat.backend_variable(storage.kernel)
+        kernel = None
+        if when is not None:
+            kernel = tf.convert_to_tensor(keras_compat.backend_variable(storage.kernel))
         return sparse_matmul.values_matmul(
             x, tf.cast(storage.values.value, work), positions, storage.shape,
-            weight_gradient=self._weight_gradient,
-            kernel=None if kernel is None else tf.convert_to_tensor(kernel),
-            dense_weight_gradient=when)
+            weight_gradient=self._weight_gradient, kernel=kernel, dense_weight_gradient=when)
 
     def _finish(self, y, inputs):
         y = tf.reshape(tf.cast(y, inputs.dtype),

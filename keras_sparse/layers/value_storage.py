@@ -103,7 +103,7 @@ class ValueStorage:
                      "the new mask has more. Create the model again with the new masks "
                      "(or use compute='masked') to train a denser kernel."))
 
-    def relayout(self, optimizer=None, variables=(), keep=None):
+    def relayout(self, optimizer=None, variables=(), keep=None, checked=False):
         """Lays the values (and their optimizer slots) out for the current mask.
 
         Call it after the kernel and mask changed (the kernel must be current:
@@ -119,9 +119,11 @@ class ValueStorage:
             keep: `None`, or a boolean tensor of the kernel's shape: slots
                 carry over only where it is true (a weight dropped and
                 regrown in one update starts fresh).
+            checked: the caller already ran `check_capacity` on this mask
+                (skips a second count over the kernel).
         """
         mask = tf.convert_to_tensor(self.mask)
-        with tf.control_dependencies([self.check_capacity(mask)]):
+        with tf.control_dependencies([] if checked else [self.check_capacity(mask)]):
             new = tf.where(mask > 0)
         count = tf.shape(new, out_type=tf.int32)[0]
         pad = [[0, self.capacity - count]]
