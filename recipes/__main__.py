@@ -22,8 +22,10 @@ def main(argv=None):
                                            "$TFDS_DATA_DIR, else ~/tensorflow_datasets)")
     run = commands.add_parser("run", help="run one recipe")
     run.add_argument("name", help="recipe name (see `list`)")
-    run.add_argument("--preset", choices=("cpu", "paper"), default="cpu",
-                     help="cpu: reduced scale (default); paper: the paper's settings")
+    run.add_argument("--preset", choices=("cpu", "paper", "converged"), default="cpu",
+                     help="cpu: reduced scale (default); paper: the paper's settings; "
+                            "converged: the paper's protocol on the whole small dataset, "
+                            "trained to a plateau (studies that define it)")
     run.add_argument("--epochs", type=int, help="override the preset's epochs")
     run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     run.add_argument("--out", help="output directory (default runs/NAME)")
@@ -31,11 +33,15 @@ def main(argv=None):
     launch.add_run_options(run)
     study = commands.add_parser("study", help="run a study: a grid of cells x seeds")
     study.add_argument("name", help="study name (one of: see recipes/studies/)")
-    study.add_argument("--preset", choices=("cpu", "paper"), default="cpu",
-                       help="cpu: reduced scale (default); paper: the paper's settings")
+    study.add_argument("--preset", choices=("cpu", "paper", "converged"), default="cpu",
+                       help="cpu: reduced scale (default); paper: the paper's settings; "
+                            "converged: the paper's protocol on the whole small dataset, "
+                            "trained to a plateau (studies that define it)")
     study.add_argument("--seeds", type=int, help="number of seeds (default: the study's)")
     study.add_argument("--out", help="output directory (default results/NAME)")
     study.add_argument("--cells", help="comma-separated cell names to run (default: all)")
+    study.add_argument("--commit", action="store_true",
+                       help="git-commit the output after every finished run (long studies)")
     study.add_argument("--aggregate-only", action="store_true",
                        help="only re-aggregate the finished runs under --out")
     launch.add_run_options(study)
@@ -77,7 +83,8 @@ def _study(parser, args):
                                           ("--mixed-precision", args.mixed_precision),
                                           ("--jit-compile", args.jit_compile is not None),
                                           ("--data-dir", args.data_dir),
-                                          ("--download", args.download)) if value]
+                                          ("--download", args.download),
+                                          ("--commit", args.commit)) if value]
         if given:
             parser.error(f"{', '.join(given)}: not supported by the analysis study "
                          f"{args.name!r} (it runs on the default device with "
@@ -98,11 +105,11 @@ def _study(parser, args):
     except ValueError as error:
         parser.error(str(error))
     if args.aggregate_only:
-        print(f"aggregated into {args.out or study.default_out(args.name)}")
+        print(f"aggregated into {args.out or study.default_out(args.name, args.preset)}")
         return 0
     try:
         study.run(args.name, preset=args.preset, seeds=args.seeds, out=args.out, cells=cells,
-                  **launch.run_options(args))
+                  commit=args.commit, **launch.run_options(args))
     except ValueError as error:  # e.g. a strategy this machine cannot provide
         parser.error(str(error))
     except FileNotFoundError as error:  # a dataset that is not prepared

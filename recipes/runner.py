@@ -22,7 +22,7 @@ import tensorflow as tf
 import keras_sparse as ks
 from recipes import configs, launch, plots
 
-PRESETS = ("cpu", "paper")
+PRESETS = ("cpu", "paper", "converged")
 _REPO = Path(__file__).resolve().parent.parent
 # The repository's saved_models/ (editable install); else ./saved_models.
 DEFAULT_EXPORT_ROOT = (_REPO if (_REPO / "setup.py").exists() else Path()) / "saved_models"
@@ -58,18 +58,27 @@ def merge(base, overrides):
     return result
 
 
-def resolve(name, preset="cpu", epochs=None, overrides=None):
+def resolve(name, preset="cpu", epochs=None, overrides=None, strict=True):
     """The full config of recipe `name` under `preset`, checked.
 
     Args:
         name: a recipe name (`configs.names()`).
-        preset: "cpu" (reduced scale) or "paper" (the paper's settings).
+        preset: "cpu" (reduced scale), "paper" (the paper's settings) or
+            "converged" (the paper's protocol on the whole small dataset;
+            only where the recipe or study defines it).
         epochs: overrides the preset's number of epochs.
         overrides: a dict merged last (e.g. a smaller `data.subset`).
+        strict: refuse "converged" when the recipe does not define it (a
+            study passes False: its own preset supplies the settings).
     """
     recipe = configs.get(name)
     if preset not in PRESETS:
         raise ValueError(f"`preset` must be one of {PRESETS}; got preset={preset!r}.")
+    if strict and preset == "converged" and preset not in recipe.get("presets", {}):
+        raise ValueError(f"Recipe {name!r} has no 'converged' preset; its presets: "
+                         f"{['cpu', 'paper'] + sorted(set(recipe.get('presets', {})) - {'cpu', 'paper'})}. "
+                         "The converged tier is defined by the studies "
+                         "(python -m recipes study NAME --preset converged).")
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise ValueError(f"`epochs` must be a positive integer; got epochs={epochs!r}.")
     config = merge(DEFAULTS, recipe)

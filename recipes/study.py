@@ -29,8 +29,29 @@ REPLACED = ("method", "sparsify", "baseline")  # a cell's value replaces the rec
 METRIC = "val_accuracy"  # the headline: final test accuracy
 
 
-def default_out(name):
-    return Path("results") / name
+def default_out(name, preset="cpu"):
+    """`results/NAME` for the quick (cpu) tier, `results/NAME/PRESET` otherwise."""
+    return Path("results") / name if preset == "cpu" else Path("results") / name / preset
+
+
+def git_committer(out, log=print):
+    """A `log` that also commits `out` after every finished run.
+
+    For long studies: each finished (cell, seed) is committed at once with
+    the progress line as its message, so a run cut off loses at most the
+    run in progress. Run it from a `git worktree` pinned at the commit the
+    study should use.
+    """
+    import subprocess
+
+    def commit(line):
+        log(line)
+        subprocess.run(["git", "add", "--", str(out)], check=True)
+        staged = subprocess.run(["git", "diff", "--cached", "--quiet"]).returncode
+        if staged:
+            subprocess.run(["git", "commit", "-q", "-m", f"{out}: {line}"], check=True)
+
+    return commit
 
 
 # -- configs ---------------------------------------------------------------------
@@ -66,7 +87,7 @@ def cell_config(study, cell, preset):
         for key, value in overrides.items():
             (replaced if key in REPLACED else merged)[key] = copy.deepcopy(value)
         merged = runner.merge(merged, {k: v for k, v in overrides.items() if k not in REPLACED})
-    config = runner.resolve(study["recipe"], preset, overrides=merged)
+    config = runner.resolve(study["recipe"], preset, overrides=merged, strict=False)
     config.update(replaced)
     config["label"] = "dense" if config["method"] is None else "sparse"
     if config["baseline"]:
@@ -82,9 +103,7 @@ def plan(name, preset="cpu", seeds=None, cells=None):
         ValueError: unknown study, preset, cell, cell key or override, or a
             bad number of seeds.
     """
-    study = studies.get(name)
-    if preset not in runner.PRESETS:
-        raise ValueError(f"`preset` must be one of {runner.PRESETS}; got preset={preset!r}.")
+    study = studies.get(name, preset)
     n = study["seeds"] if seeds is None else seeds
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"`seeds` must be an int >= 1; got seeds={n!r}.")
@@ -227,19 +246,22 @@ def run_cell(study, cell, config, seed, out, verbose, data_cache, strategy=None,
 
 def run(name, preset="cpu", seeds=None, out=None, cells=None, verbose=None, log=print,
         strategy="none", mixed_precision=False, jit_compile=None, data_dir=None,
-        download=False):
+        download=False, commit=False):
     """Runs every unfinished (cell, seed) of study `name`, then aggregates.
 
     Args:
         name: a study name (`recipes.studies.names()`).
         preset: "cpu" or "paper".
         seeds: number of seeds (default: the study's).
-        out: output directory (default `results/NAME`).
+        out: output directory (default `results/NAME`, or
+            `results/NAME/PRESET` for a preset other than "cpu").
         cells: optional list of cell names to run (default all).
         verbose: Keras `fit` verbosity (default: 1 on a terminal, else 2).
         log: function receiving the progress lines.
         strategy, mixed_precision, jit_compile, data_dir, download: as in
             `recipes.runner.run`, applied to every run.
+        commit: commit `out` with git after every finished run (see
+            `git_committer`).
 
     Returns:
         The aggregate (see `aggregate`).
@@ -249,8 +271,9 @@ def run(name, preset="cpu", seeds=None, out=None, cells=None, verbose=None, log=
     for config in resolved.values():
         launch.ensure_prepared(config["data"]["name"], data_dir, download)
     distribute = launch.make_strategy(strategy)
-    out = Path(out or default_out(name))
+    out = Path(out or default_out(name, preset))
     verbose = runner.default_verbose() if verbose is None else verbose
+    log = git_committer(out, log) if commit else log
     cache = {}
     with launch.precision(mixed_precision):
         sweep.run_grid(grid, seed_list,
@@ -295,8 +318,8 @@ def aggregate(name, out=None, preset="cpu"):
     """
     from recipes import plots  # matplotlib only when aggregating
 
-    study = studies.get(name)
-    out = Path(out or default_out(name))
+    study = studies.get(name, preset)
+    out = Path(out or default_out(name, preset))
     found = {}
     for cell, seed, result in sweep.load_results(out / "runs"):
         found.setdefault(cell, {})[seed] = result

@@ -497,3 +497,36 @@ def test_fashion_mnist_lenet_300_100_at_98_percent_trains():
         assert result["test_accuracy"] > 0.5, result  # chance is 0.1
         assert abs(result["sparsity"] - 0.98) < 1e-4, result
         assert result["updates"] > 0 and result["itop"][-1] > 0.02, result
+
+
+@pytest.mark.parametrize("eps, bonus_never, bonus_three, winners", [
+    # c = 0.01, t = 3 rounds: ln 3 = 1.098612; by hand,
+    # 0.01 * sqrt(1.098612 / 1e-8) = 104.8147 and 0.01 * sqrt(1.098612 / 3) = 0.0060515;
+    # 0.01 * sqrt(1.098612 / 1) = 0.0104815 and 0.01 * sqrt(1.098612 / 4) = 0.0052407.
+    (1e-8, 104.8147, 0.0060515, {"A", "B"}),  # never-active first, then abs(g) among them
+    (1.0, 0.0104815, 0.0052407, {"A", "C"}),
+])
+def test_dstee_acquisition_matches_a_hand_worked_example(eps, bonus_never, bonus_three, winners):
+    """Four inactive positions: A (g=0.05, never active), B (g=0.001, never active),
+    C (g=0.2, active in 3 earlier rounds), D (g=0, never active); two are grown."""
+    model = small_model(sparsity=0.5)
+    rule = drop_grow.Gradient() + Exploration(c=0.01, eps=eps)
+    rule.build(model)
+    mw = model.masked_weights[0]
+    where = {"A": (0, 0), "B": (0, 1), "C": (1, 0), "D": (1, 1)}
+    g = np.zeros(mw.weight.shape, "float32")
+    for name, value in (("A", 0.05), ("B", 0.001), ("C", 0.2)):
+        g[where[name]] = value
+    counts = np.zeros(mw.weight.shape, "float32")
+    counts[where["C"]] = 3.0
+    mw.state(Exploration.COUNT).assign(counts)
+    update = drop_grow.LayerUpdate(
+        weight=mw, index=0, mask=tf.zeros(mw.weight.shape), gradient=tf.constant(g),
+        step=tf.constant(300, tf.int64), round=tf.constant(3.0, tf.float64), seed=0)
+    score = keras.ops.convert_to_numpy(rule.score(update))
+    expected = {"A": 0.05 + bonus_never, "B": 0.001 + bonus_never, "C": 0.2 + bonus_three,
+                "D": bonus_never}
+    for name, value in expected.items():
+        assert score[where[name]] == pytest.approx(value, rel=1e-5), name
+    picked = sorted(where, key=lambda n: -score[where[n]])[:2]
+    assert set(picked) == winners

@@ -55,6 +55,8 @@ def test_bad_settings_fail_before_training(kwargs, match):
 @pytest.mark.parametrize("preset", runner.PRESETS)
 def test_every_recipe_resolves(preset):
     for name in configs.names():
+        if preset not in configs.get(name)["presets"] and preset == "converged":
+            continue  # a tier the studies define (refusal: test_study)
         config = runner.resolve(name, preset)
         assert config["epochs"] >= 1 and config["batch_size"] >= 1
         for ref in config["published"]:

@@ -198,3 +198,74 @@ def test_analysis_studies_refuse_flags_they_do_not_use(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert "--strategy" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _tiny_converged(name, monkeypatch):
+    """The study's converged tier on 300 examples (its cells' own epochs kept)."""
+    definition = studies.STUDIES[name]
+    tiny = runner.merge(definition["presets"]["converged"],
+                        {"data": {"subset": 300, "eval_subset": 200},
+                         "egf": {"num_examples": 32}, "epochs": 2})
+    monkeypatch.setitem(studies.STUDIES, name,
+                        dict(definition, presets=dict(definition["presets"], converged=tiny)))
+
+
+def test_converged_tier_resolves_with_the_papers_protocol():
+    for name in ("haroon_init", "dst_fashion_mnist"):
+        definition, grid, configs, seeds = study.plan(name, "converged")
+        assert len(seeds) >= 3 and len(configs) == len(definition["tiers"]["converged"]["grid"])
+        for config in configs.values():
+            assert config["data"]["subset"] is None and config["validation_freq"] == 1
+            assert config["optimizer"]["class"] == "keras.optimizers.SGD"
+            assert config["optimizer"]["args"]["nesterov"] is True
+    _, _, haroon, _ = study.plan("haroon_init", "converged")
+    kstarts = haroon["lenet300_kstarts_s90"]
+    assert kstarts["method"]["args"]["mode"] == "independent"
+    assert kstarts["method"]["args"]["distribution"] == "uniform"
+    # The winner trains as many epochs after its selection as every other arm.
+    assert kstarts["epochs"] - 4 * 2 == haroon["lenet300_random_s90"]["epochs"]
+    assert haroon["lenet300_random_s90"]["distribution"] == "uniform"
+    assert haroon["lenet300_dissipating_s90"]["method"]["args"]["scope"] == "global"
+    assert haroon["lenet300_dissipating_s90"]["method"]["args"].get("epochs") is None
+
+
+def test_converged_first_cells_run_in_a_micro_setting(monkeypatch, tmp_path):
+    _tiny_converged("haroon_init", monkeypatch)
+    cells = ["lenet300_dense", "lenet300_kstarts_dissipating_s90"]
+    study.run("haroon_init", preset="converged", seeds=1, cells=cells, out=tmp_path, verbose=0)
+    combo = json.loads((tmp_path / "runs" / cells[1] / "seed_0" / "summary.json").read_text())
+    assert combo["epochs"] == 28 and len(combo["history"]["val_accuracy"]) == 28
+    assert combo["history"]["kstarts_winner"][0] in range(5)
+    assert combo["sparsity_per_epoch"][9] == pytest.approx(0.7, abs=1e-3)  # K-starts' mask
+    # Dissipating prunes within it, by threshold only (here every weight moved > 10%).
+    assert 0.7 - 1e-6 <= combo["sparsity_per_epoch"][-1] <= 0.9 + 1e-6
+    assert combo["history"]["dissipating_removed"][:10] == [0] * 10
+
+
+def test_a_preset_the_study_lacks_is_refused_naming_the_ones_it_has(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"no preset 'converged'; its presets: cpu, paper"):
+        study.plan("dstee_exploration", "converged")
+    with pytest.raises(SystemExit):
+        cli.main(["study", "dstee_exploration", "--preset", "converged",
+                  "--out", str(tmp_path / "out")])
+    assert "its presets: cpu, paper" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="has no 'converged' preset"):
+        runner.resolve("quickstart", "converged")
+
+
+def test_commit_option_commits_each_finished_run(tmp_path, monkeypatch):
+    import subprocess
+
+    monkeypatch.chdir(tmp_path)
+    subprocess.run(["git", "init", "-q"], check=True)
+    subprocess.run(["git", "config", "user.email", "t@example.com"], check=True)
+    subprocess.run(["git", "config", "user.name", "t"], check=True)
+    lines = []
+    commit = study.git_committer(tmp_path / "out", lines.append)
+    (tmp_path / "out" / "runs").mkdir(parents=True)
+    (tmp_path / "out" / "runs" / "summary.json").write_text("{}")
+    commit("[1/2] a seed=0")
+    commit("[2/2] nothing new")  # nothing staged: no empty commit
+    log = subprocess.run(["git", "log", "--format=%s"], capture_output=True, text=True).stdout
+    assert log.splitlines() == [f"{tmp_path / 'out'}: [1/2] a seed=0"]
+    assert lines == ["[1/2] a seed=0", "[2/2] nothing new"]

@@ -202,7 +202,17 @@ class Exploration(Rule):
 
     Every position never active has `N_i = 0` and so the same bonus: among
     those the ranking stays `abs(g)`; the bonus mostly demotes positions
-    active for many rounds (recently dropped ones). With `t="steps"` the
+    active for many rounds (recently dropped ones).
+
+    `eps`: with the default 1.0 the bonus of a never-active position is
+    `c * sqrt(ln t)`, small beside `abs(g)` for small `c`. With a small
+    constant (e.g. `eps=1e-8`), as the acquisition function reads with a
+    count of zero in its denominator, every never-active position outranks
+    every position that was active before, and among them `abs(g)` decides.
+    interpretation: the paper's full text (Huang et al. 2023, arXiv
+    2211.16667) was not readable here (only its abstract pages were found),
+    so its definition of `N_i` and of the constant could not be checked;
+    both forms are offered and the studies run both. With `t="steps"` the
     logarithm reads the training step instead of the round (larger, and
     nonzero from the first update). With `c_scale="relative"` the bonus is
     `c * mean(abs(g)) * sqrt(...)`, `mean(abs(g))` over all positions of the
@@ -212,7 +222,7 @@ class Exploration(Rule):
         c: weight of the bonus, >= 0 (1e-2, the top of the paper's sweep
             1e-5 to 1e-2: smaller values barely change RigL's masks on a
             LeNet-300-100; see `ks.callbacks.DSTEE`).
-        eps: added to `N_i`, > 0 (1.0).
+        eps: added to `N_i`, > 0 (1.0; `1e-8` for the small-constant form).
         c_decay: factor applied to `c` every `c_decay_every` rounds, > 0.
         c_decay_every: rounds between decays, an int >= 1, or `None` (never).
         t: what `t` in `ln(t)` counts: "rounds" (update rounds, the paper's

@@ -18,7 +18,9 @@ __all__ = ["FITNESS", "MODES", "KStarts"]
 
 FITNESS = ("magnitude", "gradient", "both")
 MODES = ("union", "independent")
-GRAD_SUM = "kstarts_grad"  # per-weight sum of abs(g) over the selection steps
+GRAD_SUM = "kstarts_grad"
+UNSUPPORTED_STRATEGIES = (tf.distribute.MultiWorkerMirroredStrategy, tf.distribute.TPUStrategy,
+                          tf.distribute.experimental.ParameterServerStrategy)  # per-weight sum of abs(g) over the selection steps
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
@@ -26,7 +28,8 @@ class KStarts(MaskCallback):
     """Trains k random masks briefly and keeps the fittest.
 
     Candidate `i` is a random mask with exactly the target count of zeros
-    per layer (budgets from `distribution`, or one global ranking with
+    per layer (budgets from `distribution`, by default "uniform": the
+    paper's "k random p-sparse matrices"; or one global ranking with
     `scope="global"`), drawn with stateless RNG keyed by (seed, i, layer),
     so it can be rebuilt at any time (`candidate(i)`) and every replica
     draws the same one. All candidates share the model's initial weights:
@@ -42,17 +45,23 @@ class KStarts(MaskCallback):
 
     Modes:
 
-    - `"union"` (default; interpretation: it stands for the paper's "first
-      couple of epochs"): for epochs `0 .. selection_epochs - 1` the model
-      trains with the union of the k candidates, then selects. Costs no more
-      than normal training.
-    - `"independent"` (faithful, k times costlier): candidate `i` trains
-      alone during epochs `i * selection_epochs .. (i + 1) * selection_epochs
-      - 1`, each from the same initial weights and optimizer state (step
-      counter included, so the winner continues exactly as if it alone had
-      been trained). Selection uses `k * selection_epochs` epochs of `fit`;
-      trained candidates are kept in host memory until selection, and a run
-      cannot be resumed in the middle of it.
+    - `"independent"` (default; the paper's reading: each of the k random
+      p-sparse networks is trained on its own, then the fittest is kept; k
+      times costlier during selection): candidate `i` trains alone during
+      epochs `i * selection_epochs .. (i + 1) * selection_epochs - 1`, each
+      from the same initial weights and optimizer state (step counter
+      included, so the winner continues exactly as if it alone had been
+      trained: a learning-rate schedule sees the winner's own steps).
+      Selection uses `k * selection_epochs` epochs of `fit`, so a fit with
+      fewer epochs is refused when it starts; trained candidates are kept in
+      this process's host memory until selection, so a run cannot be resumed
+      in the middle of it, and multi-worker, TPU and parameter-server
+      strategies are refused (each worker would hold its own copies, lost
+      on a worker restart). One machine with `MirroredStrategy` works.
+    - `"union"` (interpretation, as cheap as normal training): for epochs
+      `0 .. selection_epochs - 1` the model trains with the union of the k
+      candidates, then selects. The candidates share their training, and
+      the k - 1 losers' weights are removed at once at the selection.
 
     Epochs are Keras' epoch indices (`initial_epoch` counts on resume). In
     union mode the masks and the gradient sums are model variables, so a run
@@ -72,26 +81,29 @@ class KStarts(MaskCallback):
         selection_epochs: training epochs before the selection (2).
         fitness: "magnitude" (default; interpretation: the paper lets the
             criterion depend on the architecture), "gradient" or "both".
-        mode: "union" or "independent".
+        mode: "independent" (default) or "union".
         distribution, scope, dense_layers: layer budgets, as in
-            `ks.sparsify` ("erk", "layer", none by default).
+            `ks.sparsify` ("uniform", "layer", none by default).
         seed: seed of the candidate masks.
 
     Raises:
         TypeError, ValueError: a bad argument, naming it and what is allowed,
             before training starts; `fit` raises a TypeError if the model is
-            not a `ks.SparseModel`.
+            not a `ks.SparseModel`, and a ValueError before the first step
+            if `mode="independent"` gets fewer epochs than its selection
+            needs or an unsupported `tf.distribute` strategy.
 
     Example:
 
     ```python
     model = ks.sparsify(dense, 0.0)
-    model.fit(x, y, epochs=10, callbacks=[ks.callbacks.KStarts(0.9, k=5)])
+    # 5 candidates x 2 epochs of selection, then 20 epochs for the winner.
+    model.fit(x, y, epochs=30, callbacks=[ks.callbacks.KStarts(0.9, k=5)])
     ```
     """
 
     def __init__(self, sparsity, k=5, selection_epochs=2, fitness="magnitude",
-                 mode="union", distribution="erk", scope="layer", dense_layers=None,
+                 mode="independent", distribution="uniform", scope="layer", dense_layers=None,
                  seed=0):
         super().__init__()
         self.sparsity = check_sparsity(sparsity)
@@ -143,11 +155,33 @@ class KStarts(MaskCallback):
     # -- training hooks -----------------------------------------------------
 
     def on_train_begin(self, logs=None):
+        if self.mode == "independent" and not self._selected:
+            self._check_independent()
         if self._uses_gradients and getattr(self.model, "steps_per_execution", 1) > 1:
             raise ValueError(
                 f"KStarts(fitness={self.fitness!r}) sums gradients of every step; "
                 f"compile with steps_per_execution=1 (got "
                 f"{self.model.steps_per_execution})."
+            )
+
+    def _check_independent(self):
+        strategy = self.model.distribute_strategy
+        if isinstance(strategy, UNSUPPORTED_STRATEGIES):
+            raise ValueError(
+                f"KStarts(mode='independent') does not support a multi-worker, TPU or "
+                f"parameter-server strategy (got {type(strategy).__name__}): "
+                "it keeps the trained candidates in this process's host memory between "
+                "epochs, so each worker would hold its own copies and a restarted worker "
+                "would lose them. Use mode='union', or one machine (MirroredStrategy)."
+            )
+        planned = (self.params or {}).get("epochs")
+        if planned is not None and planned < self._selection_end:
+            raise ValueError(
+                f"KStarts(mode='independent', k={self.k}, selection_epochs="
+                f"{self.selection_epochs}) needs {self._selection_end} epochs to train every "
+                f"candidate before it selects, but this fit plans {planned} (epochs={planned}); "
+                f"give epochs > {self._selection_end} so the winner also trains after the "
+                "selection, or use mode='union'."
             )
 
     def on_epoch_begin(self, epoch, logs=None):

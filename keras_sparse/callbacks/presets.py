@@ -152,7 +152,9 @@ class DSTEE(_Preset):
             absolute bonus is compared with `abs(g)`, so the right `c`
             depends on the model's gradient scale: `c_scale="relative"`
             (e.g. `c=10`) is free of it.
-        eps: added to the counters (1.0).
+        eps: added to the counters (1.0). A small constant (`1e-8`) makes
+            every never-active weight outrank every weight active before
+            (see `drop_grow.Exploration`).
         c_decay: factor applied to `c` every `c_decay_every` rounds (1.0).
         c_decay_every: rounds between decays, or `None` (never).
         t: what `t` counts: "rounds" (update rounds, default) or "steps".

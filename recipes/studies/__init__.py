@@ -16,9 +16,14 @@ study NAME`). It holds:
 - `comparisons`: optional `[[a, b], ...]` cell pairs also tested (`a`
   against `b`), Holm-corrected together;
 - `seeds`: the number of seeds (0, 1, ..., N-1);
-- `presets`: `{"cpu": {...}, "paper": {...}}`, overrides applied to every
-  cell before the cell's own (the recipe's own preset of that name is
-  applied first);
+- `presets`: `{"cpu": {...}, "paper": {...}, "converged": {...}}`,
+  overrides applied to every cell before the cell's own (the recipe's own
+  preset of that name is applied first); a study runs only the presets it
+  lists;
+- `tiers`: optional `{preset: {...}}` whose keys (`grid`, `comparisons`,
+  `baseline`, `seeds`, `title`, `claims`, `protocol`) replace the study's
+  under that preset: the converged tier runs the paper's algorithm
+  readings, which are other cells than the quick tier's;
 - `claims`: `[{"id", "claim", "cells"/"how"}]`, the claims the study tests.
 
 Overrides merge into the recipe config like recipe presets (dicts key by
@@ -36,8 +41,19 @@ def names():
     return list(STUDIES)
 
 
-def get(name):
-    """The study called `name` (ValueError naming the known ones)."""
+def get(name, preset=None):
+    """The study called `name`, as it runs under `preset` (None: as defined).
+
+    Raises:
+        ValueError: an unknown study (naming the known ones) or a preset the
+            study does not have (naming the ones it has).
+    """
     if name not in STUDIES:
         raise ValueError(f"Unknown study: name={name!r}. Known studies: {', '.join(STUDIES)}.")
-    return STUDIES[name]
+    study = STUDIES[name]
+    if preset is None:
+        return study
+    if preset not in study["presets"]:
+        raise ValueError(f"Study {name!r} has no preset {preset!r}; its presets: "
+                         f"{', '.join(study['presets'])}.")
+    return {**study, **study.get("tiers", {}).get(preset, {})}

@@ -41,7 +41,8 @@ Whole studies, measured here (2 cores, shared with other work at load 3-7):
   about 40 min at that load).
 """
 
-from recipes.studies.common import MODELS, adam, cell, preset, small_dense, tag
+from recipes.studies.common import (LENET300, MODELS, adam, cell, converged_preset, preset,
+                                    small_dense, tag)
 
 DELTA_T = "0.02*total_steps"
 
@@ -153,6 +154,83 @@ DST_FASHION_MNIST = {
          "how": "comparisons rigl vs set, set vs static, gmp vs rigl per model and sparsity"},
     ],
 }
+
+# -- dst_fashion_mnist, converged tier -----------------------------------------------
+#
+# RigL's MNIST protocol (rigl/mnist/mnist_train_eval.py): mask updates every
+# 100 steps until step 50,000 of 120,000 (5/12 of training), drop fraction
+# 0.3 cosine, grow_init 0; its pruning baseline prunes from step 2,000 to
+# 30,000 (1/60 to 1/4 of training). Every DST method shares RigL's schedule
+# (as the RigL paper runs SET and Static); SNFS keeps its own (per epoch,
+# prune rate 0.5 cosine, momentum redistribution).
+
+RIGL_MNIST = {"delta_t": 100, "drop_schedule": "cosine", "alpha": 0.3,
+              "end_step": "0.416667*total_steps"}
+PAPER_EPS = 1e-8  # DST-EE's bonus with a small constant beside N_i
+
+
+def _converged_methods(s):
+    return {
+        "static": ("Static", static()),
+        "set": ("SET", {"name": "SET", "args": dict(RIGL_MNIST)}),
+        "rigl": ("RigL", {"name": "RigL", "args": dict(RIGL_MNIST)}),
+        "dstee": ("DST-EE (eps=1)", {"name": "DSTEE", "args": dict(RIGL_MNIST, c=1e-2)}),
+        "dstee_paper": ("DST-EE (eps=1e-8)", {"name": "DSTEE", "args": dict(
+            RIGL_MNIST, c=1e-2, eps=PAPER_EPS)}),
+        "snfs": ("SNFS", snfs()),
+    }
+
+
+def _converged_gmp(sparsity):
+    schedule = {"class": "ks.schedules.PolynomialDecay",
+                "args": {"initial_sparsity": 0.0, "final_sparsity": sparsity,
+                         "begin_step": "0.016667*total_steps", "end_step": "0.25*total_steps",
+                         "frequency": 100}}
+    return {"name": "GradualMagnitudePruning",
+            "args": {"schedule": schedule, "distribution": "erk"}}
+
+
+MLP1024 = {"name": "mlp", "args": {"widths": [1024, 1024]}}
+
+
+def _fmnist_converged_grid():
+    grid, comparisons = [_dense_cell("lenet300", LENET300)], []
+    for s in FMNIST_SPARSITIES:
+        for key, (label, method) in _converged_methods(s).items():
+            grid.append(cell(f"lenet300_{key}_{tag(s)}", label, "lenet300", s,
+                             {"model": LENET300, "method": method, "sparsity": s,
+                              "sparsify": {}}))
+        grid.append(cell(f"lenet300_gmp_{tag(s)}", "GMP", "lenet300", s,
+                         {"model": LENET300, "method": _converged_gmp(s), "sparsity": s,
+                          "sparsify": {"start_sparsity": 0.0}}))
+        small, _ = small_dense("lenet300", s)
+        grid.append(cell(f"lenet300_smalldense_{tag(s)}", "small dense", "lenet300", s,
+                         {"model": small, "method": None}))
+        comparisons += _pairs("lenet300", s, FMNIST_PAIRS + [
+            ("dstee_paper", "set"), ("dstee_paper", "rigl"), ("dstee_paper", "dense"),
+            ("dstee_paper", "dstee")])
+    # An over-parameterised MLP, where "matches dense" (D2) can be tested.
+    grid.append(_dense_cell("mlp1024", MLP1024))
+    for s in (0.9, 0.95):
+        for key in ("rigl", "dstee", "dstee_paper"):
+            label, method = _converged_methods(s)[key]
+            grid.append(cell(f"mlp1024_{key}_{tag(s)}", label, "mlp1024", s,
+                             {"model": MLP1024, "method": method, "sparsity": s,
+                              "sparsify": {}}))
+        comparisons += _pairs("mlp1024", s, [("dstee", "rigl"), ("dstee_paper", "rigl"),
+                                             ("dstee", "dense"), ("dstee_paper", "dense"),
+                                             ("rigl", "dense")])
+    for c in grid:
+        c["baseline"] = f"{c['group']}_dense"
+    return grid, comparisons
+
+
+FMNIST_CONVERGED_GRID, FMNIST_CONVERGED_COMPARISONS = _fmnist_converged_grid()
+DST_FASHION_MNIST["presets"]["converged"] = converged_preset()
+DST_FASHION_MNIST["tiers"] = {"converged": {
+    "grid": FMNIST_CONVERGED_GRID, "comparisons": FMNIST_CONVERGED_COMPARISONS,
+    "title": "DST methods on Fashion-MNIST, converged tier: LeNet-300-100 at 90/95/98% "
+             "and MLP 1024-1024 at 90/95% (ERK), RigL's MNIST protocol"}}
 
 # -- dst_cifar10 --------------------------------------------------------------------
 

@@ -23,7 +23,8 @@ with other work, load 3-7). Measured time per cell (the cpu preset):
   min of CPU time (not measured alone; over 90 min at that load).
 """
 
-from recipes.studies.common import MODELS, adam, cell, preset, tag
+from recipes.studies.common import (CONVERGED_EPOCHS, LENET300, MODELS, adam, cell,
+                                    converged_preset, preset, tag)
 
 SPARSITIES = (0.9, 0.95, 0.98)
 DENSE_EPOCHS = 3  # the controls' dense epochs: dissipating gradients' schedule
@@ -101,6 +102,82 @@ def _grid():
 
 GRID, COMPARISONS = _grid()
 
+# -- the converged tier: the paper's algorithm readings --------------------------------
+
+K, SELECTION = 5, 2
+SEARCH = (K - 1) * SELECTION  # extra epochs of independent K-starts: the losers' training
+CONVERGED_SPARSITIES = (0.9, 0.98)
+DISSIPATING_CAP = CONVERGED_EPOCHS // 2  # pruning epochs by threshold at most
+
+
+def _kstarts_faithful(sparsity, distribution="uniform", mode="independent"):
+    return {"name": "KStarts", "args": {"sparsity": sparsity, "k": K,
+                                        "selection_epochs": SELECTION, "fitness": "magnitude",
+                                        "mode": mode, "distribution": distribution}}
+
+
+def _dissipating_threshold(sparsity, start_epoch=0):
+    return {"name": "DissipatingGradients",
+            "args": {"sparsity": sparsity, "fraction": 0.1, "start_epoch": start_epoch,
+                     "max_epochs": DISSIPATING_CAP, "scope": "global"}}
+
+
+def converged_methods(s):
+    """`{key: (label, overrides)}` of every converged-tier arm at sparsity `s`."""
+    denser = round(1 - 3 * (1 - s), 6)
+    search = {"epochs": CONVERGED_EPOCHS + SEARCH}
+    uniform = {"distribution": "uniform"}
+    return {
+        "random": ("random (uniform)", dict(_static("random"), **uniform)),
+        "kstarts": ("K-starts (independent)", dict(_from_dense(_kstarts_faithful(s)), **search)),
+        "kstarts_union": ("K-starts (union)",
+                          _from_dense(_kstarts_faithful(s, mode="union"))),
+        "dissipating": ("dissipating (threshold)", _from_dense(_dissipating_threshold(s))),
+        "dissipating_fill": ("dissipating (fill at epoch 3)", _from_dense(
+            {"name": "DissipatingGradients",
+             "args": {"sparsity": s, "epochs": DENSE_EPOCHS, "fraction": 0.1,
+                      "scope": "global"}})),
+        "kstarts_dissipating": ("K-starts + dissipating", dict(_from_dense(
+            [_kstarts_faithful(denser), _dissipating_threshold(s, start_epoch=K * SELECTION)]),
+            **search)),
+        "dense_then_random": (f"dense {DENSE_EPOCHS} ep. + random", _from_dense(
+            {"name": "OneShotPruning", "args": {"sparsity": s, "epoch": DENSE_EPOCHS,
+                                                "criterion": "random",
+                                                "distribution": "uniform"}})),
+        "dense_then_magnitude": (f"dense {DENSE_EPOCHS} ep. + magnitude", _from_dense(
+            {"name": "OneShotPruning", "args": {"sparsity": s, "epoch": DENSE_EPOCHS,
+                                                "criterion": "magnitude",
+                                                "distribution": "uniform"}})),
+        "random_erk": ("random (ERK)", dict(_static("random"), distribution="erk")),
+        "kstarts_erk": ("K-starts (independent, ERK)",
+                        dict(_from_dense(_kstarts_faithful(s, "erk")), **search)),
+    }
+
+
+CONVERGED_PAIRS = (
+    [("kstarts", "random"), ("kstarts_union", "random"), ("kstarts_erk", "random_erk"),
+     ("kstarts", "kstarts_union")]
+    + [("dissipating", m) for m in ("random", "kstarts", "dense_then_random",
+                                    "dense_then_magnitude", "dissipating_fill")]
+    + [("kstarts_dissipating", m) for m in ("kstarts", "dissipating", "random")]
+)
+
+
+def _converged_grid():
+    group, model = "lenet300", LENET300
+    grid = [cell("lenet300_dense", "dense", group, 0.0, {"model": model, "method": None})]
+    comparisons = []
+    for s in CONVERGED_SPARSITIES:
+        name = lambda key: f"{group}_{key}_{tag(s)}"  # noqa: E731
+        for key, (label, overrides) in converged_methods(s).items():
+            grid.append(cell(name(key), label, group, s, dict(overrides, model=model, sparsity=s),
+                             baseline=name("random")))
+        comparisons += [[name(a), name(b)] for a, b in CONVERGED_PAIRS]
+    return grid, comparisons
+
+
+CONVERGED_GRID, CONVERGED_COMPARISONS = _converged_grid()
+
 HAROON_INIT = {
     "name": "haroon_init",
     "title": "Initial masks (Haroon 2022): K-starts, dissipating gradients, SNIP, GraSP, "
@@ -113,7 +190,14 @@ HAROON_INIT = {
     "presets": {
         "cpu": preset(8, 5000, optimizer=adam(1e-3), batch_size=128),
         "paper": preset(20, None, optimizer=adam(1e-3), batch_size=128, egf_examples=1000),
+        "converged": converged_preset(),
     },
+    "tiers": {"converged": {
+        "grid": CONVERGED_GRID,
+        "comparisons": CONVERGED_COMPARISONS,
+        "baseline": "lenet300_random_s90",
+        "seeds": 4,
+    }},
     "claims": [
         {"id": "H1", "claim": "K-starts' fittest mask beats a random mask of the same sparsity.",
          "how": "comparisons kstarts_{magnitude,gradient,both} vs random per model and "
