@@ -269,3 +269,10 @@ def test_commit_option_commits_each_finished_run(tmp_path, monkeypatch):
     log = subprocess.run(["git", "log", "--format=%s"], capture_output=True, text=True).stdout
     assert log.splitlines() == [f"{tmp_path / 'out'}: [1/2] a seed=0"]
     assert lines == ["[1/2] a seed=0", "[2/2] nothing new"]
+
+
+def test_plateau_change_reads_the_last_fifth_of_the_learning_curve():
+    curve = [0.5] * 15 + [0.8950, 0.8965, 0.899, 0.8956, 0.8955]
+    result = {"epochs": 20, "history": {"val_accuracy": curve}}
+    assert study.plateau_change(result) == pytest.approx(0.8955 - 0.8950)
+    assert study.plateau_change({"epochs": 20, "history": {"val_accuracy": [0.9]}}) is None
