@@ -234,7 +234,7 @@ def test_converged_first_cells_run_in_a_micro_setting(monkeypatch, tmp_path):
     cells = ["lenet300_dense", "lenet300_kstarts_dissipating_s90"]
     study.run("haroon_init", preset="converged", seeds=1, cells=cells, out=tmp_path, verbose=0)
     combo = json.loads((tmp_path / "runs" / cells[1] / "seed_0" / "summary.json").read_text())
-    assert combo["epochs"] == 28 and len(combo["history"]["val_accuracy"]) == 28
+    assert combo["epochs"] == 20 and len(combo["history"]["val_accuracy"]) == 20
     assert combo["history"]["kstarts_winner"][0] in range(5)
     assert combo["sparsity_per_epoch"][9] == pytest.approx(0.7, abs=1e-3)  # K-starts' mask
     # Dissipating prunes within it, by threshold only (here every weight moved > 10%).
