@@ -31,8 +31,9 @@ def main(argv=None):
     launch.add_run_options(run)
     study = commands.add_parser("study", help="run a study: a grid of cells x seeds")
     study.add_argument("name", help="study name (one of: see recipes/studies/)")
-    study.add_argument("--preset", choices=("cpu", "paper"), default="cpu",
-                       help="cpu: reduced scale (default); paper: the paper's settings")
+    study.add_argument("--preset", choices=("cpu", "converged", "paper"), default="cpu",
+                       help="cpu: reduced scale (default); converged: the whole training "
+                            "set, trained to a plateau; paper: the paper's settings")
     study.add_argument("--seeds", type=int, help="number of seeds (default: the study's)")
     study.add_argument("--out", help="output directory (default results/NAME)")
     study.add_argument("--cells", help="comma-separated cell names to run (default: all)")
@@ -82,6 +83,10 @@ def _study(parser, args):
             parser.error(f"{', '.join(given)}: not supported by the analysis study "
                          f"{args.name!r} (it runs on the default device with "
                          "$TFDS_DATA_DIR); leave them out")
+        try:
+            analysis_studies.resolve(args.name, args.preset, args.seeds)  # nothing written yet
+        except ValueError as error:
+            parser.error(str(error))
         if args.aggregate_only:
             analysis_studies.report(args.name, args.preset, args.out)
         else:
