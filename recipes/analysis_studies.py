@@ -56,9 +56,10 @@ sparse MLP 400-400 (random static masks, matched per layer); 3 seeds.
   Adam), 8 epochs. Seeds are not reduced.
 - Wall time, estimated from timed micro runs here: a dense + sparse pair
   takes ~17 s per epoch on the whole training set (Adam, 8 epochs, 140 s,
-  measured with one other job on the 2 cores; ~20 s with the cores
-  shared by 3 jobs), so 48 runs x 8 epochs ~1.8 h, plus the sweep (12
-  pairs x 2 epochs on 50,000 images) ~6 min: **about 2 hours**. In those
+  measured with one other job on the 2 cores; SGD, 4 epochs: 20 CPU-s
+  per epoch, 37 s of wall time with two other studies running), so 48
+  runs x 8 epochs ~1.8 h, plus the sweep (12 pairs x 2 epochs on 50,000
+  images) ~6 min: **about 2 hours**. In those
   timing runs the dense network met the criterion (Adam 1e-3, 8 epochs:
   0.8904, last-20% spread 0.0013; SGD 0.1, 4 epochs: 0.8743, 0.0023).
 - T1's sign: the pages corpus of the search tool holds the paper's ICLR
@@ -100,7 +101,9 @@ sparse MLP 400-400 (random static masks, matched per layer); 3 seeds.
   seeds.
 
 Both converged studies together: about 3.5 hours on an otherwise idle
-machine; running them beside other studies roughly doubles each.
+machine (the estimates take CPU time, or wall time measured beside one
+other job, as the wall time); running them beside other studies roughly
+doubles each.
 """
 
 import argparse
