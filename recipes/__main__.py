@@ -83,16 +83,25 @@ def _study(parser, args):
                                           ("--mixed-precision", args.mixed_precision),
                                           ("--jit-compile", args.jit_compile is not None),
                                           ("--data-dir", args.data_dir),
-                                          ("--download", args.download),
-                                          ("--commit", args.commit)) if value]
+                                          ("--download", args.download)) if value]
         if given:
             parser.error(f"{', '.join(given)}: not supported by the analysis study "
                          f"{args.name!r} (it runs on the default device with "
                          "$TFDS_DATA_DIR); leave them out")
+        try:
+            analysis_studies.resolve(args.name, args.preset, args.seeds)  # nothing written yet
+        except ValueError as error:
+            parser.error(str(error))
         if args.aggregate_only:
             analysis_studies.report(args.name, args.preset, args.out)
         else:
-            analysis_studies.run(args.name, args.preset, args.seeds, args.out)
+            log = print
+            if args.commit:
+                from recipes.study import git_committer
+
+                log = git_committer(args.out or analysis_studies.default_out(args.name,
+                                                                             args.preset))
+            analysis_studies.run(args.name, args.preset, args.seeds, args.out, log=log)
         return 0
     from recipes import study  # imports TensorFlow: only when running
 

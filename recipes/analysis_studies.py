@@ -2,13 +2,108 @@
 
 ```
 python -m recipes.analysis_studies list
-python -m recipes.analysis_studies run tessera_scsdc [--preset cpu|paper] [--seeds N] [--out DIR]
-python -m recipes.analysis_studies run evci_paths [--preset cpu|paper] [--seeds N] [--out DIR]
-python -m recipes.analysis_studies report NAME [--out DIR]     # aggregate + plots only
+python -m recipes.analysis_studies run tessera_scsdc [--preset P] [--seeds N] [--out DIR]
+python -m recipes.analysis_studies run evci_paths [--preset P] [--seeds N] [--out DIR]
+python -m recipes.analysis_studies report NAME [--preset P] [--out DIR]  # aggregate + plots only
+# P: cpu (default), converged or paper
 ```
 
 Both are resumable (one `summary.json` per run under `<out>/<cell>/seed_<s>/`;
 a rerun skips finished runs). Outputs go to `results/<NAME>/` by default.
+A study without the preset asked for is refused before anything is written,
+with the presets it has.
+
+Tiers: `cpu` is a quick smoke test of the ordering (10,000 examples, 3-8
+epochs); `converged` trains on the whole training set with the paper's
+optimizer family and a decaying learning rate until the test accuracy of
+every network has stopped moving; `paper` is the paper's scale.
+
+## The converged tier
+
+Convergence: every trained network records its test accuracy after each
+epoch, and `ks.analysis.stats.plateau` checks it: converged when the
+largest and smallest value over the last 20% of the epochs (at least 2)
+differ by less than 0.3 points. `report.json` says, per run and network,
+whether it did (`"convergence"`), so a reader can check the curves.
+
+**tessera_scsdc, converged**: Fashion-MNIST, all 60,000 training and
+10,000 test images, batch 128; dense MLP 100-100 against the same-capacity
+sparse MLP 400-400 (random static masks, matched per layer); 3 seeds.
+- Optimizers: the paper's four (SGD, SGD + momentum 0.9, Adam, RMSprop),
+  every network 8 epochs with cosine decay of the rate to 0
+  (interpretation: the paper's epochs and schedule were not checked; a
+  decaying rate is what lets a fixed budget per cell reach a plateau).
+- Learning rate per optimizer: a reported sweep (`lr_sweep`, written to
+  `lr_sweep.json` with every result, the rate picked and why): 3 rates per
+  optimizer, 3x apart, one dense/sparse pair (ReLU, no regularizer, seed 0)
+  trained 2 epochs on `train[:50000]` and scored on the held-out
+  `train[50000:]`; the rate with the best mean of dense and sparse
+  held-out accuracy is used for both networks. A pick at the edge of the
+  candidates is flagged.
+- Grid, most important first (a run cut short by the budget keeps the
+  first cells): every optimizer x ReLU x {none, BatchNorm} (T2's dense
+  defaults, T3's BatchNorm); {SGD, momentum} x {Swish, PReLU} (T3's
+  activations with SGD); {SGD, Adam} x ReLU x {L2, augmentation} (T3's
+  EWMA sensitivity): 16 configurations, 48 runs, 96 networks.
+- T1 statistics: besides Kendall's tau of each measure, `kendall_differences`
+  bootstraps tau(EGF p=2) - tau(other) for ||g||_2, ||g||_1 and EGF p=1,
+  resampling configurations (a configuration's seeds and both its networks
+  stay together; `stats.kendall_bootstrap`): signed and |tau| differences,
+  95% percentile intervals, two-sided p-values.
+- Scaled against the paper's sweep: one data set and task (no CIFAR), one
+  sparse width, 16 of the 80 configurations (no Tanh or SELU; Swish and
+  PReLU only with the SGD family; L2 and augmentation only with SGD and
+  Adam), 8 epochs. Seeds are not reduced.
+- Wall time, estimated from timed micro runs here: a dense + sparse pair
+  takes ~17 s per epoch on the whole training set (Adam, 8 epochs, 140 s,
+  measured with one other job on the 2 cores; SGD, 4 epochs: 20 CPU-s
+  per epoch, 37 s of wall time with two other studies running), so 48
+  runs x 8 epochs ~1.8 h, plus the sweep (12 pairs x 2 epochs on 50,000
+  images) ~6 min: **about 2 hours**. In those
+  timing runs the dense network met the criterion (Adam 1e-3, 8 epochs:
+  0.8904, last-20% spread 0.0013; SGD 0.1, 4 epochs: 0.8743, 0.0023).
+- T1's sign: the pages corpus of the search tool holds the paper's ICLR
+  2021 submission ("KEEP THE GRADIENTS FLOWING: USING GRADIENT FLOW TO
+  STUDY SPARSE NETWORK OPTIMIZATION", Anonymous) and the arXiv text, but it
+  returns only the opening of each page (abstract and the start of the
+  introduction); the Kendall-tau results come later and could not be read.
+  The opening gives no sign: the arXiv abstract says EGF "better correlates
+  to performance in sparse networks", the first author's announcement
+  thread "We show EGF correlates better, than other GF measures, to ...
+  performance". So the sign is not verified: read T1 as a claim about
+  strength (|tau|, `abs_diff` in `kendall_differences`) and report the
+  sign beside it without calling it reproduced.
+
+**evci_paths, converged**: the Fashion-MNIST MLP part only (LeNet-300-100,
+98% sparse, ERK), all 60,000 training and 10,000 test images, batch 128;
+3 seeds.
+- Solutions: P (gradual magnitude pruning from dense, cubic, to 98% over
+  the first 75% of training), S, S' and L, each trained 20 epochs with SGD
+  + momentum 0.9 (the optimizer family of the paper), rate 0.05 divided by
+  10 at 50% and again at 75% of training (interpretation: a step schedule
+  like the paper's ImageNet one; rate and epochs chosen here). Each
+  solution's test-accuracy curve and its convergence verdict are recorded.
+- Paths: linear paths on 10,000 fixed training images (29 points);
+  Bezier curves trained 10 epochs on the whole training set (Adam 1e-3,
+  constant, so the curve measured after k epochs is the curve a k-epoch
+  run gives) and measured after 2, 5 and 10 epochs in the same run
+  (`barrier_checkpoints`, and a paired test of the barrier after 10 vs 2
+  epochs per curve: does the sparse barrier shrink with more training,
+  E2?). Curves: sparse quadratic for S->P, L->P and S->S', sparse cubic
+  for S->P, dense quadratic for S->P, L->P and S->S' (none for I->P: E1
+  is about its linear path).
+- Scaled: no CIFAR part; the MLP instead of the paper's ResNet-50 on
+  ImageNet. Seeds are not reduced.
+- Wall time, estimated from a timed micro run here (1 epoch per solution
+  and 1 curve epoch, 225 CPU-s: solutions 86, curves 117, linear paths
+  21): per seed ~4 x 20 epochs x ~12 s + 7 curves x (10 epochs x ~9 s +
+  3 measurements x ~4 s) + ~20 s ~ 29 min, so **about 1.5 hours** for 3
+  seeds.
+
+Both converged studies together: about 3.5 hours on an otherwise idle
+machine (the estimates take CPU time, or wall time measured beside one
+other job, as the wall time); running them beside other studies roughly
+doubles each.
 """
 
 import argparse
@@ -20,6 +115,7 @@ TESSERA = ("Tessera, Hooker, Rosman 2021, Keep the Gradients Flowing: Using Grad
 EVCI = ("Evci, Pedregosa, Gomez, Elsen 2019, The Difficulty of Training Sparse Neural "
         "Networks, arXiv:1906.10732")
 
+PRESETS = ("cpu", "converged", "paper")
 _ALL = {"optimizer": ["sgd", "momentum", "adam", "rmsprop"],
         "activation": ["relu", "prelu", "swish", "selu", "tanh"],
         "regularizer": ["none", "l2", "batchnorm", "augmentation"]}
@@ -55,6 +151,31 @@ STUDIES = {
                                eval_subset=2000)],
                 "grid": [{"activation": _ALL["activation"], "regularizer": ["none"]},
                          {"activation": ["relu", "swish"], "regularizer": _ALL["regularizer"]}],
+            },
+            # The converged tier (see the module docstring): all 60,000
+            # training and 10,000 test images, 3 seeds, every network trained
+            # 8 epochs with cosine decay of a rate picked per optimizer by a
+            # reported sweep; 16 configurations, most important first.
+            "converged": {
+                "seeds": 3, "epochs": 8, "schedule": "cosine", "egf_examples": 1000,
+                "bootstrap_resamples": 2000,
+                "tasks": [dict(_FMNIST_MLP, sparse_widths=[400])],
+                "grid": [
+                    # T2's dense defaults and T3's BatchNorm, every optimizer.
+                    {"activation": ["relu"], "regularizer": ["none", "batchnorm"]},
+                    # T3: Swish and PReLU with SGD (plain and momentum).
+                    {"optimizer": ["sgd", "momentum"], "activation": ["swish", "prelu"],
+                     "regularizer": ["none"]},
+                    # T3: EWMA (Adam) vs SGD under L2 and augmentation.
+                    {"optimizer": ["sgd", "adam"], "activation": ["relu"],
+                     "regularizer": ["l2", "augmentation"]},
+                ],
+                "lr_sweep": {
+                    "candidates": {"sgd": [0.03, 0.1, 0.3], "momentum": [0.01, 0.03, 0.1],
+                                   "adam": [3e-4, 1e-3, 3e-3], "rmsprop": [1e-4, 3e-4, 1e-3]},
+                    "epochs": 2, "train_split": "train[:50000]", "eval_split": "train[50000:]",
+                    "activation": "relu", "regularizer": "none", "seed": 0,
+                },
             },
             # The full grid on the paper's three data sets. interpretation:
             # the widths, epochs and learning rates were not checked against
@@ -108,6 +229,29 @@ STUDIES = {
                      "alphas": 15, "curve_points": 11},
                 ],
             },
+            # The converged tier (see the module docstring): the Fashion-MNIST
+            # MLP part on all 60,000 images, SGD+momentum with step decay,
+            # Bezier barriers measured after 2, 5 and 10 curve epochs.
+            "converged": {
+                "seeds": 3,
+                # Every pair but I->P gets its curves (E1 is about the linear path).
+                "curves": [{"subspace": "sparse", "order": 2,
+                            "pairs": [["S", "P"], ["L", "P"], ["S", "S2"]]},
+                           {"subspace": "sparse", "order": 3, "pairs": [["S", "P"]]},
+                           {"subspace": "dense", "order": 2,
+                            "pairs": [["S", "P"], ["L", "P"], ["S", "S2"]]}],
+                "parts": [
+                    {"name": "fashion_mnist_mlp_98", "dataset": "fashion_mnist",
+                     "family": "mlp", "widths": [300, 100], "batchnorm": False,
+                     "sparsity": 0.98, "distribution": "erk", "epochs": 20,
+                     "subset": None, "eval_subset": None, "path_subset": 10000,
+                     "bn_subset": 1000, "batch_size": 128, "curves": True,
+                     "optimizer": {"name": "momentum", "learning_rate": 0.05,
+                                   "schedule": "step"},
+                     "curve_epochs": 10, "curve_checkpoints": [2, 5, 10],
+                     "curve_learning_rate": 0.001, "alphas": 29, "curve_points": 21},
+                ],
+            },
             # ResNet-50 on ImageNet at 80% (the paper's setting; GPU/TPU scale).
             "paper": {
                 "seeds": 3,
@@ -137,10 +281,29 @@ def get(name):
 
 
 def resolve(name, preset="cpu", seeds=None):
-    """The study dict with its preset merged in, and the seed list."""
+    """The study dict with its preset merged in, and the seed list.
+
+    Args:
+        name: one of `names()`.
+        preset: one of the study's presets (`PRESETS` lists the tiers; a
+            study need not have all of them).
+        seeds: number of seeds (default: the preset's).
+
+    Raises:
+        ValueError: an unknown study, a preset the study does not have
+            (the message names the ones it has), or a bad `seeds`.
+
+    Example:
+
+    ```python
+    config, seeds = resolve("evci_paths", "converged")
+    config["parts"][0]["epochs"], seeds
+    ```
+    """
     study = get(name)
     if preset not in study["presets"]:
-        raise ValueError(f"`preset` must be one of {sorted(study['presets'])}; got {preset!r}.")
+        raise ValueError(f"The analysis study {name!r} has no preset {preset!r}; its presets: "
+                         f"{', '.join(study['presets'])}.")
     config = dict(study, **study["presets"][preset], preset=preset)
     n = config["seeds"] if seeds is None else seeds
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -196,9 +359,10 @@ def _loader(task):
 
     def data(augment, seed):
         load = dict(name=task["dataset"], batch_size=task["batch_size"], seed=seed)
-        train = ks.data.load(split="train", shuffle=True, augment=augment,
-                             subset=task["subset"], **load)
-        test = ks.data.load(split="test", shuffle=False, subset=task["eval_subset"], **load)
+        train = ks.data.load(split=task.get("train_split", "train"), shuffle=True,
+                             augment=augment, subset=task["subset"], **load)
+        test = ks.data.load(split=task.get("eval_split", "test"), shuffle=False, augment=False,
+                            subset=task["eval_subset"], **load)
         return train, test
     return data
 
@@ -206,26 +370,124 @@ def _loader(task):
 # -- runners -----------------------------------------------------------------------
 
 
+def _scsdc_task(task):
+    import keras_sparse as ks
+
+    info = ks.data.info(task["dataset"])
+    return {"build": family(task, info), "data": _loader(task),
+            "dense_width": task["dense_width"], "sparse_widths": task["sparse_widths"],
+            "dataset": task["dataset"]}
+
+
+def lr_sweep(config, out, log=print):
+    """The short learning-rate sweep of an SC-SDC preset; writes and returns `lr_sweep.json`.
+
+    For every optimizer of the preset's `lr_sweep["candidates"]` and every
+    candidate rate, one dense / same-capacity sparse pair (the sweep's
+    activation and regularizer, the first task and its first sparse width,
+    one seed) trains for the sweep's epochs on `train_split` with the
+    preset's schedule compressed to those epochs, and is scored on
+    `eval_split`, examples held out of training (never the test set). The
+    rate with the highest mean of the dense and the sparse held-out
+    accuracy is picked (the first one on ties): one rate per optimizer for
+    both networks, as SC-SDC compares them at the same settings. Runs are
+    resumable (`<out>/lr_sweep/<optimizer>-lr<rate>/seed_<s>/summary.json`).
+
+    Args:
+        config: a resolved preset (`resolve(...)[0]`) with an `"lr_sweep"`.
+        out: the study's output directory.
+        log: called with each progress line.
+
+    Returns:
+        `{"rule", "setting", "results": [{"optimizer", "learning_rate",
+        "dense", "sparse", "score"}], "picked": {optimizer: rate}, "why":
+        {optimizer: sentence}}`.
+
+    Example:
+
+    ```python
+    config, _ = resolve("tessera_scsdc", "converged")
+    picked = lr_sweep(config, "results/tessera_scsdc")["picked"]
+    ```
+    """
+    from keras_sparse.analysis import scsdc, sweep
+
+    spec = config["lr_sweep"]
+    task = dict(config["tasks"][0], train_split=spec["train_split"],
+                eval_split=spec["eval_split"], subset=spec.get("subset"),
+                eval_subset=spec.get("eval_subset"))
+    task = dict(task, sparse_widths=task["sparse_widths"][:1])
+    built = _scsdc_task(task)
+    cells = []
+    for optimizer, rates in spec["candidates"].items():
+        for rate in rates:
+            [cell] = scsdc.cells({task["name"]: built}, [{"optimizer": [optimizer],
+                                                          "activation": [spec["activation"]],
+                                                          "regularizer": [spec["regularizer"]]}])
+            cells.append(dict(cell, name=f"{optimizer}-lr{rate:g}", learning_rate=rate))
+
+    def run_cell(cell, seed):
+        return scsdc.run_one(built, cell, seed, spec["epochs"],
+                             learning_rates={cell["optimizer"]: cell["learning_rate"]},
+                             l2=config.get("l2", 5e-4), egf_examples=config["egf_examples"],
+                             schedule=config.get("schedule", "constant"))
+
+    runs = sweep.run_grid(cells, [spec["seed"]], run_cell, Path(out) / "lr_sweep",
+                          headline="sparse.final.val_accuracy", log=log)
+    results, picked, why = [], {}, {}
+    for run in runs:
+        r = run["result"]
+        dense = r["dense"]["final"]["val_accuracy"]
+        sparse = r["sparse"]["final"]["val_accuracy"]
+        results.append({"optimizer": r["optimizer"], "learning_rate": r["learning_rate"],
+                        "dense": dense, "sparse": sparse, "score": (dense + sparse) / 2})
+    for optimizer, rates in spec["candidates"].items():
+        rows = [x for x in results if x["optimizer"] == optimizer]
+        best = max(rows, key=lambda x: x["score"])  # first of equal scores
+        picked[optimizer] = best["learning_rate"]
+        others = ", ".join(f"{x['learning_rate']:g} ({x['score']:.4f})" for x in rows)
+        why[optimizer] = (f"{best['learning_rate']:g}: held-out accuracy dense "
+                          f"{best['dense']:.4f}, sparse {best['sparse']:.4f}, mean "
+                          f"{best['score']:.4f}, the highest of {others}")
+        if best["learning_rate"] in (min(rates), max(rates)) and len(rates) > 1:
+            why[optimizer] += ("; at the edge of the candidates: a wider sweep might pick "
+                               "another rate")
+    report = {"rule": "per optimizer, the candidate with the highest mean of dense and sparse "
+                      "held-out accuracy after the sweep's epochs (first on ties)",
+              "setting": {k: spec[k] for k in ("epochs", "train_split", "eval_split",
+                                               "activation", "regularizer", "seed")}
+              | {"task": task["name"], "dense_width": task["dense_width"],
+                 "sparse_width": task["sparse_widths"][0],
+                 "schedule": config.get("schedule", "constant")},
+              "results": results, "picked": picked, "why": why}
+    sweep.write_json(Path(out) / "lr_sweep.json", report)
+    return report
+
+
 def run_scsdc(config, seeds, out, log=print):
     import keras_sparse as ks
 
-    tasks = {}
-    for task in config["tasks"]:
-        info = ks.data.info(task["dataset"])
-        tasks[task["name"]] = {"build": family(task, info), "data": _loader(task),
-                               "dense_width": task["dense_width"],
-                               "sparse_widths": task["sparse_widths"],
-                               "dataset": task["dataset"]}
-    return ks.analysis.sc_sdc(tasks, out, seeds=seeds, epochs=config["epochs"],
-                              grid=config["grid"], learning_rates=config.get("learning_rates"),
-                              l2=config.get("l2", 5e-4), egf_examples=config["egf_examples"],
-                              log=log, verbose=0)
+    tasks = {task["name"]: _scsdc_task(task) for task in config["tasks"]}
+    rates = config.get("learning_rates")
+    if config.get("lr_sweep"):
+        rates = dict(rates or {}, **lr_sweep(config, out, log)["picked"])
+    result = ks.analysis.sc_sdc(tasks, out, seeds=seeds, epochs=config["epochs"],
+                                grid=config["grid"], learning_rates=rates,
+                                l2=config.get("l2", 5e-4), egf_examples=config["egf_examples"],
+                                log=log, verbose=0, schedule=config.get("schedule", "constant"),
+                                bootstrap_resamples=config.get("bootstrap_resamples", 2000))
+    if config.get("lr_sweep"):
+        result["lr_sweep"] = str(Path(out) / "lr_sweep.json")
+    return result
 
 
-def _optimizer(spec):
-    from keras_sparse.analysis.scsdc import make_optimizer
+def _optimizer(spec, total_steps=None):
+    """A factory of fresh optimizers from `{"name", "learning_rate"[, "schedule"]}`."""
+    from keras_sparse.analysis.scsdc import learning_rate_schedule, make_optimizer
 
-    return lambda: make_optimizer(spec["name"], spec["learning_rate"])
+    kind = spec.get("schedule", "constant")
+    return lambda: make_optimizer(spec["name"], learning_rate_schedule(
+        kind, spec["learning_rate"], total_steps))
 
 
 def _part_build(part, info):
@@ -265,10 +527,11 @@ def run_paths_cell(config, part, seed):
                          subset=part["path_subset"], **load).cache()
     bn_data = ks.data.load(split="train", shuffle=False, augment=False,
                            subset=part["bn_subset"], **dict(load, batch_size=part["bn_subset"]))
+    total_steps = int(train.cardinality()) * part["epochs"]
     sol = ks.analysis.evci_solutions(
         _part_build(part, info), train, part["sparsity"], part["epochs"],
-        optimizer=_optimizer(part["optimizer"]), test_data=test, seed=seed,
-        distribution=part["distribution"])
+        optimizer=_optimizer(part["optimizer"], total_steps), test_data=test, seed=seed,
+        distribution=part["distribution"], curves=part.get("curves", False))
     model, weights = sol["model"], sol["weights"]
     alphas = [float(a) for a in np.round(np.linspace(-0.2, 1.2, part["alphas"]), 10)]
     result = {"part": part["name"], "seed": seed, "sparsity": part["sparsity"],
@@ -289,8 +552,13 @@ def run_paths_cell(config, part, seed):
                 mask=sol["mask"] if curve["subspace"] == "sparse" else None,
                 epochs=part["curve_epochs"],
                 optimizer=keras.optimizers.Adam(part["curve_learning_rate"]),
-                eval_data=probe, bn_data=bn_data, num_points=part["curve_points"], seed=seed)
+                eval_data=probe, bn_data=bn_data, num_points=part["curve_points"], seed=seed,
+                checkpoints=part.get("curve_checkpoints"))
             entry[key] = {"points": out["points"], "barrier": out["barrier"]}
+            if "checkpoints" in out:
+                entry[key]["checkpoints"] = [{"epoch": c["epoch"], "barrier": c["barrier"],
+                                              "points": c["points"]}
+                                             for c in out["checkpoints"]]
         result["paths"][f"{a}->{b}"] = entry
     return result
 
@@ -327,6 +595,8 @@ def paths_report(config, out):
             entry["barriers"][pair] = {
                 kind: stats.summarize([r["paths"][pair][kind]["barrier"] for r in runs])
                 for kind in paths}
+        entry["barrier_checkpoints"] = _checkpoint_barriers(runs)
+        entry["convergence"] = _solution_convergence(runs)
         entry["E1_monotonic"] = [r["paths"]["I->P"]["linear"]["monotonic"] for r in runs]
         entry["E1_max_rise"] = [r["paths"]["I->P"]["linear"]["max_rise"] for r in runs]
         if len(runs) >= 2:
@@ -344,10 +614,55 @@ def paths_report(config, out):
                     entry["tests"][f"{pair} dense vs sparse Bezier barrier"] = stats.paired_test(
                         [r["paths"][pair]["bezier_dense_2"]["barrier"] for r in runs],
                         [r["paths"][pair]["bezier_sparse_2"]["barrier"] for r in runs])
+            for pair, kinds in runs[0]["paths"].items():  # E2: does longer curve training help?
+                for kind, path in kinds.items():
+                    epochs = [c["epoch"] for c in path.get("checkpoints", [])]
+                    if len(epochs) >= 2:
+                        first, last = epochs[0], epochs[-1]
+                        entry["tests"][f"{pair} {kind} barrier, {last} vs {first} curve "
+                                       "epochs"] = stats.paired_test(
+                            [_barrier_at(r, pair, kind, last) for r in runs],
+                            [_barrier_at(r, pair, kind, first) for r in runs])
         report[part] = entry
         plot_paths(runs, Path(out) / f"paths_{part}.png", f"{part} (mean of {len(runs)} seeds)")
     sweep.write_json(Path(out) / "report.json", report)
     return report
+
+
+def _barrier_at(run, pair, kind, epoch):
+    return next(c["barrier"] for c in run["paths"][pair][kind]["checkpoints"]
+                if c["epoch"] == epoch)
+
+
+def _checkpoint_barriers(runs):
+    """`{pair: {curve: {epoch: summary over seeds}}}` for curves measured at checkpoints."""
+    from keras_sparse.analysis import stats
+
+    found = {}
+    for pair, kinds in runs[0]["paths"].items():
+        for kind, path in kinds.items():
+            for c in path.get("checkpoints", []):
+                found.setdefault(pair, {}).setdefault(kind, {})[str(c["epoch"])] = \
+                    stats.summarize([_barrier_at(r, pair, kind, c["epoch"]) for r in runs])
+    return found
+
+
+def _solution_convergence(runs, fraction=0.2, tolerance=0.003):
+    """Per solution: did its per-epoch test accuracy plateau (`stats.plateau`), per seed?"""
+    from keras_sparse.analysis import stats
+
+    found = {}
+    for name in ("P", "S", "L", "S2"):
+        curves = [r["metrics"][name].get("test_accuracy_curve") for r in runs]
+        if any(c is None or len(c) < 2 for c in curves):
+            continue
+        checks = [stats.plateau(c, fraction, tolerance) for c in curves]
+        found[name] = {"met": f"{sum(c['converged'] for c in checks)}/{len(checks)}",
+                       "per_seed": [dict(c, seed=r["seed"]) for c, r in zip(checks, runs)]}
+    if found:
+        found["criterion"] = (f"test accuracy spread (max - min) < {tolerance} over the last "
+                              f"{fraction:.0%} of epochs (at least 2)")
+    return found
 
 
 def plot_paths(runs, path, title):
@@ -375,10 +690,19 @@ def plot_paths(runs, path, title):
     figure.savefig(path)
 
 
+def default_out(name, preset="cpu"):
+    """`results/NAME` for the cpu preset, `results/NAME/PRESET` otherwise."""
+    return Path("results") / name if preset == "cpu" else Path("results") / name / preset
+
+
 def run(name, preset="cpu", seeds=None, out=None, log=print):
-    """Runs (or resumes) analysis study `name`; returns its report."""
+    """Runs (or resumes) analysis study `name`; returns its report.
+
+    `log` receives one progress line per finished run (e.g.
+    `recipes.study.git_committer(out)` to commit each at once).
+    """
     config, seed_list = resolve(name, preset, seeds)
-    out = Path(out or Path("results") / name)
+    out = Path(out or default_out(name, preset))
     out.mkdir(parents=True, exist_ok=True)
     runner = run_scsdc if config["kind"] == "scsdc" else run_paths
     return runner(config, seed_list, str(out), log=log)
@@ -387,11 +711,11 @@ def run(name, preset="cpu", seeds=None, out=None, log=print):
 def report(name, preset="cpu", out=None):
     """Aggregates the finished runs of study `name` without training."""
     config, _ = resolve(name, preset)
-    out = str(out or Path("results") / name)
+    out = str(out or default_out(name, preset))
     if config["kind"] == "scsdc":
         from keras_sparse.analysis import scsdc
 
-        result = scsdc.report(out)
+        result = scsdc.report(out, bootstrap_resamples=config.get("bootstrap_resamples", 2000))
         scsdc.plot_kendall(result, f"{out}/kendall.png")
         scsdc.plot_gaps(result, f"{out}/gap_heatmap.png")
         return result
@@ -406,7 +730,9 @@ def main(argv=None):
     for command in ("run", "report"):
         sub = commands.add_parser(command, help=f"{command} one study")
         sub.add_argument("name", choices=names())
-        sub.add_argument("--preset", choices=("cpu", "paper"), default="cpu")
+        sub.add_argument("--preset", choices=PRESETS, default="cpu",
+                         help="cpu: quick; converged: the whole training set, trained to a "
+                              "plateau; paper: the paper's scale")
         sub.add_argument("--out", help="output directory (default results/NAME)")
         if command == "run":
             sub.add_argument("--seeds", type=int, help="number of seeds (default: the preset's)")
@@ -416,6 +742,7 @@ def main(argv=None):
             print(f"{name:<15} {study['title']}  [presets: {', '.join(study['presets'])}]")
         return 0
     try:
+        resolve(args.name, args.preset, getattr(args, "seeds", None))  # before anything is written
         if args.command == "run":
             run(args.name, args.preset, args.seeds, args.out)
         else:

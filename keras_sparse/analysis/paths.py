@@ -346,7 +346,7 @@ def _check_mask(path, mask, start, end, who):
 
 def bezier_path(model, start, end, data, order=2, subspace="dense", mask=None, epochs=5,
                 optimizer=None, eval_data=None, bn_data=None, num_points=21, seed=0,
-                loss=None, batch_size=128, verbose=0):
+                loss=None, batch_size=128, verbose=0, checkpoints=None):
     """Trains a Bézier curve between two solutions and measures loss along it.
 
     `phi(t) = sum_j C(n, j) t^j (1 - t)^(n-j) theta_j` with `theta_0 =
@@ -391,25 +391,34 @@ def bezier_path(model, start, end, data, order=2, subspace="dense", mask=None, e
         loss: the data loss; default: the model's compiled loss.
         batch_size: batch size for arrays.
         verbose: 1 prints the mean training loss per epoch.
+        checkpoints: optional list of epochs (each in 1..`epochs`) after
+            which the curve is also measured, so one training run gives the
+            barrier after several lengths of curve training (the training
+            itself is the same as without checkpoints).
 
     Returns:
         `{"points": [{"t", "loss", "accuracy"}], "barrier": float,
         "control_points": [start, bend(s)..., end]}`, each control point a
-        list of arrays aligned with `model.get_weights()`.
+        list of arrays aligned with `model.get_weights()`; with
+        `checkpoints`, also `"checkpoints": [{"epoch", "points", "barrier"}]`
+        in increasing epoch order (the entry at `epochs`, if asked for,
+        equals the final points).
 
     Raises:
         ValueError: `start`/`end` of different shapes, `order` not 2 or 3,
             unknown `subspace`, `subspace="sparse"` without `mask`, a mask
             with `subspace="dense"`, a mask of the wrong shape or values,
-            or ends that are not 0 outside the mask.
+            or ends that are not 0 outside the mask, or checkpoints outside
+            1..`epochs`.
 
     Example:
 
     ```python
     curve = ks.analysis.bezier_path(model, w_a, w_b, train_ds, order=2,
                                     subspace="sparse", mask=model.get_masks(),
-                                    epochs=5, eval_data=(x[:2000], y[:2000]))
-    curve["barrier"]
+                                    epochs=10, eval_data=(x[:2000], y[:2000]),
+                                    checkpoints=[2, 5, 10])
+    curve["barrier"], [c["barrier"] for c in curve["checkpoints"]]
     ```
     """
     who = "bezier_path"
@@ -428,6 +437,14 @@ def bezier_path(model, start, end, data, order=2, subspace="dense", mask=None, e
         if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "num_points" else 1):
             raise ValueError(f"{who}: `{name}` must be an integer >= "
                              f"{2 if name == 'num_points' else 1}; got {name}={value!r}.")
+    if checkpoints is not None:
+        given = list(checkpoints) if isinstance(checkpoints, (list, tuple, range)) else None
+        if (given is None or not given or any(
+                isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= epochs
+                for c in given)):
+            raise ValueError(f"{who}: `checkpoints` must be a non-empty list of epochs in 1.."
+                             f"{epochs} (epochs={epochs}); got checkpoints={checkpoints!r}.")
+        checkpoints = sorted(set(given))
     path = _path_model(model, who, loss)
     start, end = path.check_pair(start, end)
     masks = _check_mask(path, mask, start, end, who) if subspace == "sparse" else {}
@@ -492,7 +509,34 @@ def bezier_path(model, start, end, data, order=2, subspace="dense", mask=None, e
                 variable.assign(tf.where(keep[k % n], variable, tf.zeros_like(variable)))
         return value
 
+    def control_points():
+        control = [list(start)]
+        for row in bends:
+            point = list(start)
+            for k, i in enumerate(curved):
+                point[i] = np.asarray(keras.ops.convert_to_numpy(row[k]))
+            control.append(point)
+        control.append([e if path.is_trainable[i] else start[i] for i, e in enumerate(end)])
+        return control
+
+    def measure(control):
+        points = []
+        for t in np.linspace(0.0, 1.0, num_points):
+            coeffs = _bernstein(order, float(t))
+            values = []
+            for i in range(len(start)):
+                if path.is_trainable[i] or i in path.bn:
+                    value = sum(c * cp[i] for c, cp in zip(coeffs, control)) \
+                        if path.is_trainable[i] else (1 - t) * start[i] + t * end[i]
+                    values.append(np.asarray(value).astype(start[i].dtype))
+                else:
+                    values.append(start[i])
+            loss_value, accuracy = path.evaluate(values, eval_data, bn_data)
+            points.append({"t": float(t), "loss": loss_value, "accuracy": accuracy})
+        return points
+
     rng = np.random.default_rng(seed)
+    measured = {}
     for epoch in range(epochs):
         losses = []
         for batch in train:
@@ -503,27 +547,15 @@ def bezier_path(model, start, end, data, order=2, subspace="dense", mask=None, e
             raise ValueError(f"{who}: `data` holds no batches.")
         if verbose:
             print(f"bezier_path epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.4f}")
+        if checkpoints and epoch + 1 in checkpoints and epoch + 1 < epochs:
+            measured[epoch + 1] = measure(control_points())
 
-    control = [list(start)]
-    for row in bends:
-        point = list(start)
-        for k, i in enumerate(curved):
-            point[i] = np.asarray(keras.ops.convert_to_numpy(row[k]))
-        control.append(point)
-    control.append([e if path.is_trainable[i] else start[i] for i, e in enumerate(end)])
-
-    points = []
-    for t in np.linspace(0.0, 1.0, num_points):
-        coeffs = _bernstein(order, float(t))
-        values = []
-        for i in range(len(start)):
-            if path.is_trainable[i] or i in path.bn:
-                value = sum(c * cp[i] for c, cp in zip(coeffs, control)) if path.is_trainable[i] \
-                    else (1 - t) * start[i] + t * end[i]
-                values.append(np.asarray(value).astype(start[i].dtype))
-            else:
-                values.append(start[i])
-        loss_value, accuracy = path.evaluate(values, eval_data, bn_data)
-        points.append({"t": float(t), "loss": loss_value, "accuracy": accuracy})
-    return {"points": points, "barrier": barrier(points), "control_points": control}
+    control = control_points()
+    points = measure(control)
+    result = {"points": points, "barrier": barrier(points), "control_points": control}
+    if checkpoints:
+        measured[epochs] = points
+        result["checkpoints"] = [{"epoch": e, "points": measured[e],
+                                  "barrier": barrier(measured[e])} for e in checkpoints]
+    return result
 

@@ -5,7 +5,9 @@ Each run trains a dense network and its same-capacity sparse network
 epoch test accuracy, EGF (p = 1, 2) and the plain gradient norms with
 `ks.callbacks.EGFLogger`. The report gives Kendall's tau of every flow
 measure against final test accuracy, per dataset, and the sparse-minus-dense
-gap per configuration with a paired test across seeds, Holm-corrected.
+gap per configuration with a paired test across seeds, Holm-corrected,
+a bootstrap over configurations of the differences between the taus, and
+whether each network's test-accuracy curve reached a plateau.
 """
 
 import itertools
@@ -26,6 +28,50 @@ MEASURES = ("egf_l1", "egf_l2", "grad_norm_l1", "grad_norm_l2")
 # MLPs/CNNs (interpretation: the paper's exact rates were not checked here).
 LEARNING_RATES = {"sgd": 0.1, "momentum": 0.01, "adam": 1e-3, "rmsprop": 1e-3}
 FACTORS = ("optimizer", "activation", "regularizer")
+SCHEDULES = ("constant", "cosine", "step")
+# The differences of Kendall's tau tested by the bootstrap: EGF p=2 against each other measure.
+TAU_COMPARISONS = (("egf_l2", "grad_norm_l2"), ("egf_l2", "grad_norm_l1"), ("egf_l2", "egf_l1"))
+
+
+def learning_rate_schedule(kind, learning_rate, total_steps):
+    """The learning rate of a run: a float, or a Keras schedule over `total_steps`.
+
+    Args:
+        kind: "constant" (`learning_rate` throughout), "cosine" (cosine
+            decay from `learning_rate` to 0 at `total_steps`,
+            `keras.optimizers.schedules.CosineDecay`) or "step" (x0.1 at 50%
+            and again at 75% of the steps, `PiecewiseConstantDecay`).
+        learning_rate: the initial learning rate.
+        total_steps: optimizer steps of the whole run (epochs x steps per
+            epoch); needed unless `kind="constant"`.
+
+    Example:
+
+    >>> rate = learning_rate_schedule("step", 0.1, total_steps=100)
+    >>> [round(float(rate(step)), 4) for step in (0, 60, 80)]
+    [0.1, 0.01, 0.001]
+    """
+    if kind not in SCHEDULES:
+        raise ValueError(f"`schedule` must be one of {SCHEDULES}; got schedule={kind!r}.")
+    if kind == "constant":
+        return learning_rate
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+        raise ValueError(f"schedule={kind!r} needs the run's total steps (a positive integer); "
+                         f"got total_steps={total_steps!r}.")
+    if kind == "cosine":
+        return keras.optimizers.schedules.CosineDecay(learning_rate, total_steps)
+    boundaries = [max(1, total_steps // 2), max(2, (3 * total_steps) // 4)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(
+        boundaries, [learning_rate, learning_rate * 0.1, learning_rate * 0.01])
+
+
+def _steps_per_epoch(data):
+    steps = int(data.cardinality()) if hasattr(data, "cardinality") else -1
+    if steps < 1:
+        raise ValueError("A learning-rate schedule needs training data of known length (a "
+                         "finite tf.data.Dataset, e.g. from ks.data.load); got one of unknown "
+                         "or infinite length.")
+    return steps
 
 
 def make_optimizer(name, learning_rate):
@@ -138,14 +184,15 @@ def _train(model, optimizer, train, test, probe, epochs, egf_examples, verbose):
 
 
 def run_one(task, cell, seed, epochs, match="layer", learning_rates=None, l2=5e-4,
-            egf_examples=1000, verbose=0):
+            egf_examples=1000, verbose=0, schedule="constant"):
     """Trains one dense / sparse pair of the sweep; returns its JSON-ready result.
 
     Args:
         task: a task dict (see `sc_sdc`).
         cell: a cell from `cells(...)`.
         seed: seeds weights, masks and data order (the same for both networks).
-        epochs, match, learning_rates, l2, egf_examples, verbose: as in `sc_sdc`.
+        epochs, match, learning_rates, l2, egf_examples, verbose, schedule:
+            as in `sc_sdc`.
     """
     rates = dict(LEARNING_RATES, **(learning_rates or {}))
     regularizer = cell["regularizer"]
@@ -162,10 +209,12 @@ def run_one(task, cell, seed, epochs, match="layer", learning_rates=None, l2=5e-
     result = {k: cell[k] for k in ("task", "dataset", "optimizer", "activation", "regularizer",
                                    "dense_width", "sparse_width")}
     result.update(seed=seed, epochs=epochs, match=match,
-                  learning_rate=rates[cell["optimizer"]],
+                  learning_rate=rates[cell["optimizer"]], schedule=schedule,
                   active_weights=int(sum(int(m.sum()) for m in sparse.get_masks().values())))
+    total = None if schedule == "constant" else epochs * _steps_per_epoch(train)
     for label, model in (("dense", dense), ("sparse", sparse)):
-        optimizer = make_optimizer(cell["optimizer"], rates[cell["optimizer"]])
+        rate = learning_rate_schedule(schedule, rates[cell["optimizer"]], total)
+        optimizer = make_optimizer(cell["optimizer"], rate)
         result[label] = _train(model, optimizer, train, test, probe, epochs, egf_examples, verbose)
     result["gap"] = (result["sparse"]["final"]["val_accuracy"]
                      - result["dense"]["final"]["val_accuracy"])
@@ -173,7 +222,8 @@ def run_one(task, cell, seed, epochs, match="layer", learning_rates=None, l2=5e-
 
 
 def sc_sdc(tasks, out_dir, seeds=(0, 1, 2), epochs=10, grid=None, match="layer",
-           learning_rates=None, l2=5e-4, egf_examples=1000, plots=True, log=print, verbose=0):
+           learning_rates=None, l2=5e-4, egf_examples=1000, plots=True, log=print, verbose=0,
+           schedule="constant", bootstrap_resamples=2000):
     """Runs the SC-SDC sweep (resumable) and writes its report.
 
     For every task, grid entry (optimizer x activation x regularizer), sparse
@@ -204,12 +254,18 @@ def sc_sdc(tasks, out_dir, seeds=(0, 1, 2), epochs=10, grid=None, match="layer",
         epochs: training epochs of every network.
         grid: see `expand_grid` (default: the full grid).
         match: "layer" or "total", as in `same_capacity`.
-        learning_rates: `{optimizer name: rate}` overriding `LEARNING_RATES`.
+        learning_rates: `{optimizer name: rate}` overriding `LEARNING_RATES`
+            (the initial rate when `schedule` decays it).
         l2: coefficient of the "l2" regularizer.
         egf_examples: size of the fixed EGF set.
         plots: write `kendall.png` and `gap_heatmap.png`.
         log: called with each progress line.
         verbose: Keras `fit` verbosity.
+        schedule: the learning-rate schedule of every network, one of
+            `SCHEDULES` (see `learning_rate_schedule`); a decaying one
+            needs training data of known length.
+        bootstrap_resamples: resamples of the bootstrap of tau differences
+            (see `report`).
 
     Returns:
         The report dict (see `report`), also written to `out_dir/report.json`
@@ -236,15 +292,18 @@ def sc_sdc(tasks, out_dir, seeds=(0, 1, 2), epochs=10, grid=None, match="layer",
     unknown = sorted(set(learning_rates or {}) - set(OPTIMIZERS))
     if unknown:
         raise ValueError(f"`learning_rates` keys must be among {OPTIMIZERS}; got {unknown}.")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"`schedule` must be one of {SCHEDULES}; got schedule={schedule!r}.")
     grid_cells = cells(tasks, grid)
     sweep.check_grid(grid_cells, list(seeds))
 
     def run_cell(cell, seed):
         return run_one(tasks[cell["task"]], cell, seed, epochs, match, learning_rates, l2,
-                       egf_examples, verbose)
+                       egf_examples, verbose, schedule)
 
     sweep.run_grid(grid_cells, list(seeds), run_cell, out_dir, headline="gap", log=log)
-    result = report(out_dir, [c["name"] for c in grid_cells])
+    result = report(out_dir, [c["name"] for c in grid_cells],
+                    bootstrap_resamples=bootstrap_resamples)
     if plots:
         plot_kendall(result, f"{out_dir}/kendall.png")
         plot_gaps(result, f"{out_dir}/gap_heatmap.png")
@@ -259,19 +318,32 @@ def _flow(arm, measure, at):
     return values[-1] if at == "final" else sum(values) / len(values)
 
 
-def report(out_dir, cell_names=None):
+def report(out_dir, cell_names=None, bootstrap_resamples=2000, seed=0):
     """Aggregates finished SC-SDC runs under `out_dir`; writes report.json and CSVs.
+
+    Args:
+        out_dir: the sweep's results directory.
+        cell_names: only these cells (default: every finished run).
+        bootstrap_resamples: resamples of the bootstrap of tau differences
+            (0 skips it).
+        seed: seeds the bootstrap.
 
     Returns:
         `{"kendall": [{"dataset", "measure", "at", "tau", "p_value", "n"}],
+        "kendall_differences": [{"dataset", "at", "measure", "versus",
+        ...}] (`stats.kendall_bootstrap` of tau(EGF p=2) - tau(other) for
+        each pair in `TAU_COMPARISONS`, resampling configurations: a
+        configuration's seeds and both its networks stay together),
         "gaps": [{"config", "task", "dataset", "optimizer", "activation",
         "regularizer", "sparse_width", "n", "sparse_mean", "dense_mean",
         "gap_mean", "test", "p_value", "p_holm"}], "factors": {factor:
         {level: summary of the gap}}, "regularizer_effects": [{"regularizer",
         "task", "optimizer", "activation", "sparse_width", "n", "sparse_delta",
         "dense_delta", "p_value"}] (accuracy change against "none", sparse vs
-        dense, paired across seeds),
-        "runs": number of runs}`.
+        dense, paired across seeds), "convergence": {"criterion", "dense",
+        "sparse", "runs"} (`stats.plateau` of every network's per-epoch test
+        accuracy: how many plateaued, and per run), "runs": number of
+        runs}`.
 
     Kendall's tau pairs, over every trained network of a dataset (dense
     and sparse, every configuration and seed), the flow measure with the
@@ -295,6 +367,7 @@ def report(out_dir, cell_names=None):
                 if len(values) >= 2:
                     kendall.append(dict(dataset=dataset, measure=measure, at=at,
                                         **stats.kendall(values, accuracy)))
+    differences = _kendall_differences(rows, bootstrap_resamples, seed)
     by_config = {}
     for name, seed, r in rows:
         by_config.setdefault(name, []).append(r)
@@ -325,13 +398,63 @@ def report(out_dir, cell_names=None):
         for _, _, r in rows:
             levels.setdefault(r[factor], []).append(r["gap"])
         factors[factor] = {level: stats.summarize(values) for level, values in levels.items()}
-    result = {"runs": len(rows), "kendall": kendall, "gaps": gaps, "factors": factors,
-              "regularizer_effects": _regularizer_effects(rows)}
+    result = {"runs": len(rows), "kendall": kendall, "kendall_differences": differences,
+              "gaps": gaps, "factors": factors,
+              "regularizer_effects": _regularizer_effects(rows),
+              "convergence": _convergence(rows)}
     sweep.write_json(f"{out_dir}/report.json", result)
     _write_csv(f"{out_dir}/kendall.csv", kendall)
+    _write_csv(f"{out_dir}/kendall_differences.csv", differences)
     _write_csv(f"{out_dir}/gaps.csv", gaps)
     _write_csv(f"{out_dir}/regularizer_effects.csv", result["regularizer_effects"])
     return result
+
+
+def _config(run):
+    return "-".join(str(run[k]) for k in ("task", "optimizer", "activation", "regularizer",
+                                          "sparse_width"))
+
+
+def _kendall_differences(rows, resamples, seed):
+    """Bootstrap (over configurations) of tau(EGF p=2) minus tau(other measure)."""
+    found = []
+    if not resamples:
+        return found
+    for dataset in sorted({r["dataset"] for _, _, r in rows}):
+        runs = [r for _, _, r in rows if r["dataset"] == dataset]
+        arms = [(r[label], _config(r)) for r in runs for label in ("dense", "sparse")]
+        if len({g for _, g in arms}) < 2:
+            continue  # one configuration: nothing to resample
+        accuracy = [a["final"]["val_accuracy"] for a, _ in arms]
+        groups = [g for _, g in arms]
+        for at in ("final", "mean"):
+            for measure, other in TAU_COMPARISONS:
+                out = stats.kendall_bootstrap([_flow(a, measure, at) for a, _ in arms],
+                                              [_flow(a, other, at) for a, _ in arms],
+                                              accuracy, groups, num_resamples=resamples,
+                                              seed=seed)
+                found.append(dict(dataset=dataset, at=at, measure=measure, versus=other, **out))
+    return found
+
+
+def _convergence(rows, fraction=0.2, tolerance=0.003):
+    """Per network: has its per-epoch test accuracy plateaued (`stats.plateau`)?"""
+    runs, met = [], {"dense": 0, "sparse": 0}
+    for name, seed, r in rows:
+        entry = {"config": name, "seed": seed}
+        for label in ("dense", "sparse"):
+            curve = r[label]["history"].get("val_accuracy", [])
+            if len(curve) >= 2:
+                entry[label] = stats.plateau(curve, fraction, tolerance)
+                met[label] += entry[label]["converged"]
+            else:
+                entry[label] = {"converged": None, "window": len(curve), "change": math.nan,
+                                "tolerance": tolerance, "last": curve[-1] if curve else math.nan}
+        runs.append(entry)
+    return {"criterion": f"test accuracy spread (max - min) < {tolerance} over the last "
+                         f"{fraction:.0%} of epochs (at least 2)",
+            "dense": f"{met['dense']}/{len(rows)}", "sparse": f"{met['sparse']}/{len(rows)}",
+            "runs": runs}
 
 
 def _regularizer_effects(rows):

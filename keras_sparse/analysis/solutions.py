@@ -42,7 +42,7 @@ def _steps_per_epoch(data, batch_size):
 
 def evci_solutions(build, data, sparsity, epochs, optimizer="sgd", test_data=None, seed=0,
                    distribution="uniform", prune_end=0.75, frequency=None, loss=None,
-                   batch_size=128, verbose=0):
+                   batch_size=128, verbose=0, curves=False):
     """Trains the solutions of "The Difficulty of Training Sparse Neural Networks".
 
     All runs share `epochs`, `optimizer` (a fresh instance each) and `data`:
@@ -79,6 +79,8 @@ def evci_solutions(build, data, sparsity, epochs, optimizer="sgd", test_data=Non
         loss: the loss; default sparse categorical cross-entropy on logits.
         batch_size: batch size for arrays.
         verbose: Keras `fit` verbosity.
+        curves: also record every trained solution's learning curve: test
+            loss and accuracy after each epoch (needs `test_data`).
 
     Returns:
         A dict: `"model"` (a `ks.SparseModel` of the family with mask M,
@@ -86,7 +88,9 @@ def evci_solutions(build, data, sparsity, epochs, optimizer="sgd", test_data=Non
         `"mask"` (M as `{path: array}`), `"weights"` (`{"I", "P", "S", "L",
         "S2"}`, each a list as from `model.get_weights()`), and `"metrics"`
         (`{name: {"loss", "accuracy"[, "test_loss", "test_accuracy"]}}`,
-        measured on `data`/`test_data` with the model's own evaluate).
+        measured on `data`/`test_data` with the model's own evaluate; with
+        `curves=True`, P, S, L and S2 also get `"test_accuracy_curve"` and
+        `"test_loss_curve"`, one value per epoch).
 
     Example:
 
@@ -105,6 +109,9 @@ def evci_solutions(build, data, sparsity, epochs, optimizer="sgd", test_data=Non
         raise ValueError(f"{who}: `epochs` must be a positive integer; got epochs={epochs!r}.")
     if not 0.0 < prune_end <= 1.0:
         raise ValueError(f"{who}: `prune_end` must be in (0, 1]; got prune_end={prune_end!r}.")
+    if curves and test_data is None:
+        raise ValueError(f"{who}: `curves=True` records test accuracy per epoch and needs "
+                         "`test_data`; got test_data=None.")
     _fresh_optimizer(optimizer, who)  # fails early on a bad spec
     loss = loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     steps = _steps_per_epoch(data, batch_size) * epochs
@@ -122,12 +129,20 @@ def evci_solutions(build, data, sparsity, epochs, optimizer="sgd", test_data=Non
         return model
 
     def fit(model, callbacks=()):
+        extra = {}
+        if curves:
+            extra["validation_data"] = test_data if isinstance(test_data, tf.data.Dataset) \
+                else tuple(test_data)
         if isinstance(data, tf.data.Dataset):
-            model.fit(data, epochs=epochs, callbacks=list(callbacks), verbose=verbose,
-                      shuffle=False)  # a dataset shuffles itself
+            history = model.fit(data, epochs=epochs, callbacks=list(callbacks), verbose=verbose,
+                                shuffle=False, **extra)  # a dataset shuffles itself
         else:
-            model.fit(*data, batch_size=batch_size, epochs=epochs, shuffle=True,
-                      callbacks=list(callbacks), verbose=verbose)
+            history = model.fit(*data, batch_size=batch_size, epochs=epochs, shuffle=True,
+                                callbacks=list(callbacks), verbose=verbose, **extra)
+        if not curves:
+            return {}
+        return {f"test_{k}_curve": [float(v) for v in history.history[f"val_{k}"]]
+                for k in ("accuracy", "loss")}
 
     def measure(model):
         def evaluate(d):
@@ -144,23 +159,23 @@ def evci_solutions(build, data, sparsity, epochs, optimizer="sgd", test_data=Non
     pruned = model_from(seed)
     initial = pruned.get_weights()
     schedule = PolynomialDecay(0.0, sparsity, begin_step=0, end_step=end_step, frequency=frequency)
-    fit(pruned, [GradualMagnitudePruning(schedule, distribution=distribution)])
+    curve = fit(pruned, [GradualMagnitudePruning(schedule, distribution=distribution)])
     mask = pruned.get_masks()
-    weights["P"], metrics["P"] = pruned.get_weights(), measure(pruned)
+    weights["P"], metrics["P"] = pruned.get_weights(), dict(measure(pruned), **curve)
 
     for name, offset in (("S", 1), ("S2", 2)):
         scratch = model_from(seed + offset)
         scratch.set_masks(list(mask.values()))  # by position: layer names differ per build
         if name == "S":
             weights["I"], metrics["I"] = scratch.get_weights(), measure(scratch)
-        fit(scratch)
-        weights[name], metrics[name] = scratch.get_weights(), measure(scratch)
+        curve = fit(scratch)
+        weights[name], metrics[name] = scratch.get_weights(), dict(measure(scratch), **curve)
 
     lottery = model_from(seed)
     lottery.set_masks(list(mask.values()))
     lottery_reset(lottery, initial)
-    fit(lottery)
-    weights["L"], metrics["L"] = lottery.get_weights(), measure(lottery)
+    curve = fit(lottery)
+    weights["L"], metrics["L"] = lottery.get_weights(), dict(measure(lottery), **curve)
 
     pruned.set_weights(weights["P"])
     return {"model": pruned, "mask": mask, "weights": {k: weights[k] for k in SOLUTIONS},

@@ -8,6 +8,8 @@ from keras_sparse.analysis import stats
 stats.summarize([0.91, 0.92, 0.90])        # mean, std, n, 95% CI
 stats.paired_test([0.91, 0.92, 0.90], [0.89, 0.90, 0.90])
 stats.holm([0.01, 0.04, 0.03])
+stats.plateau([0.80, 0.85, 0.871, 0.872, 0.873])   # has a learning curve stopped moving?
+stats.kendall_bootstrap(egf, grad_norm, accuracy, groups=configs)  # tau(egf) - tau(norm)
 ```
 """
 
@@ -169,3 +171,131 @@ def kendall(x, y):
         raise ValueError(f"Kendall's tau needs at least 2 pairs; got {len(u)}.")
     out = _scipy_stats().kendalltau(u, v)
     return {"tau": float(out.statistic), "p_value": float(out.pvalue), "n": len(u)}
+
+
+def plateau(curve, fraction=0.2, tolerance=0.003):
+    """Whether a learning curve has stopped moving over its last epochs.
+
+    The window is the last `max(2, ceil(fraction * len(curve)))` values; the
+    curve has plateaued when the largest and the smallest value in the
+    window differ by less than `tolerance` (0.003 = 0.3 accuracy points).
+
+    Args:
+        curve: per-epoch values (e.g. test accuracy), at least 2.
+        fraction: share of the epochs, at the end, that form the window.
+        tolerance: largest spread (max - min) allowed inside the window.
+
+    Returns:
+        `{"converged", "window", "change", "tolerance", "last"}`: the
+        verdict, the number of epochs in the window, their max - min, the
+        tolerance and the last value.
+
+    Raises:
+        ValueError: fewer than 2 values, `fraction` outside (0, 1] or a
+            negative `tolerance`.
+
+    Example:
+
+    >>> plateau([0.80, 0.85, 0.871, 0.872, 0.873])["converged"]
+    True
+    >>> plateau([0.80, 0.82, 0.84, 0.86, 0.88])["converged"]
+    False
+    """
+    values = _floats(curve, "curve")
+    if len(values) < 2:
+        raise ValueError(f"`curve` must hold at least 2 values (one per epoch); got {len(values)}.")
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"`fraction` must be in (0, 1]; got fraction={fraction!r}.")
+    if tolerance < 0:
+        raise ValueError(f"`tolerance` must be >= 0; got tolerance={tolerance!r}.")
+    window = min(len(values), max(2, math.ceil(fraction * len(values))))
+    tail = values[-window:]
+    change = max(tail) - min(tail)
+    return {"converged": bool(change < tolerance), "window": window, "change": change,
+            "tolerance": tolerance, "last": values[-1]}
+
+
+def kendall_bootstrap(x, z, y, groups, num_resamples=2000, seed=0):
+    """Bootstrap of `tau(x, y) - tau(z, y)` that resamples groups, not items.
+
+    Items of one group (e.g. every network trained in one configuration:
+    its seeds, dense and sparse) are not independent, so each resample
+    draws as many groups as there are, with replacement, and keeps all the
+    items of every drawn group. Both the signed difference and the
+    difference of absolute values (`|tau(x, y)| - |tau(z, y)|`: which
+    measure correlates more strongly, whatever the sign) are bootstrapped.
+
+    Args:
+        x: one measure per item (e.g. EGF at the last epoch).
+        z: the measure compared with, per item.
+        y: the target per item (e.g. final test accuracy).
+        groups: the group label of each item (hashable).
+        num_resamples: bootstrap resamples.
+        seed: seeds the resampling.
+
+    Returns:
+        `{"tau_x", "tau_z", "diff", "abs_diff", "ci95", "abs_ci95",
+        "p_value", "abs_p_value", "n", "groups", "num_resamples"}`: the
+        taus on the data, the two differences, their percentile 95%
+        intervals and two-sided bootstrap p-values, `2 * min(P(d* <= 0),
+        P(d* >= 0))` with `(count + 1) / (num_resamples + 1)` for each
+        share (capped at 1). Resamples where a tau is undefined (a
+        constant sequence) are dropped.
+
+    Raises:
+        ValueError: lengths that differ, fewer than 2 groups or
+            `num_resamples` < 1.
+
+    Example:
+
+    ```python
+    out = stats.kendall_bootstrap(egf, grad_norm, accuracy, groups=config_names)
+    out["abs_diff"], out["abs_ci95"], out["abs_p_value"]
+    ```
+    """
+    import numpy as np
+
+    u, v, w = _floats(x, "x"), _floats(z, "z"), _floats(y, "y")
+    labels = list(groups)
+    if not len(u) == len(v) == len(w) == len(labels):
+        raise ValueError(f"`x`, `z`, `y` and `groups` must have one entry per item; got lengths "
+                         f"{len(u)}, {len(v)}, {len(w)}, {len(labels)}.")
+    if isinstance(num_resamples, bool) or not isinstance(num_resamples, int) or num_resamples < 1:
+        raise ValueError(f"`num_resamples` must be a positive integer; got {num_resamples!r}.")
+    names = list(dict.fromkeys(labels))
+    if len(names) < 2:
+        raise ValueError(f"`groups` must hold at least 2 distinct groups; got {len(names)}.")
+    members = [np.array([i for i, g in enumerate(labels) if g == name]) for name in names]
+    u, v, w = np.asarray(u), np.asarray(v), np.asarray(w)
+    st = _scipy_stats()
+
+    def taus(index):
+        a = st.kendalltau(u[index], w[index]).statistic
+        b = st.kendalltau(v[index], w[index]).statistic
+        return float(a), float(b)
+
+    tau_x, tau_z = taus(np.arange(len(u)))
+    rng = np.random.default_rng(seed)
+    signed, absolute = [], []
+    for _ in range(num_resamples):
+        drawn = rng.integers(0, len(members), len(members))
+        a, b = taus(np.concatenate([members[k] for k in drawn]))
+        if not (math.isnan(a) or math.isnan(b)):
+            signed.append(a - b)
+            absolute.append(abs(a) - abs(b))
+
+    def interval(d):
+        if not d:
+            return [math.nan, math.nan], math.nan
+        d = np.asarray(d)
+        lo, hi = np.percentile(d, [2.5, 97.5])
+        below = (np.count_nonzero(d <= 0) + 1) / (len(d) + 1)
+        above = (np.count_nonzero(d >= 0) + 1) / (len(d) + 1)
+        return [float(lo), float(hi)], float(min(1.0, 2 * min(below, above)))
+
+    ci, p = interval(signed)
+    abs_ci, abs_p = interval(absolute)
+    return {"tau_x": tau_x, "tau_z": tau_z, "diff": tau_x - tau_z,
+            "abs_diff": abs(tau_x) - abs(tau_z), "ci95": ci, "abs_ci95": abs_ci,
+            "p_value": p, "abs_p_value": abs_p, "n": len(u), "groups": len(names),
+            "num_resamples": len(signed)}

@@ -25,7 +25,9 @@ RECIPES = [{
     "published": [{"setting": "SET-MLP Fashion-MNIST", "metric": "test accuracy",
                    "value": None, "source": PAPER,
                    "note": "the paper's MLP is 784-1000-1000-1000-10, not LeNet-300-100; "
-                           + UNCHECKED}],
+                           + UNCHECKED + " (searched: the paper's stored copy shows only its "
+                           "opening; the authors' repository, dcmocanu/sparse-evolutionary-"
+                           "artificial-neural-networks, has no Fashion-MNIST result table)"}],
     "notes": "SET's rules (epoch-wise updates, zeta 0.3 constant, ER layer "
              "densities). interpretation: LeNet-300-100 instead of the paper's "
              "wider MLP; SGD (momentum 0.9, LR 0.01, weight decay 2e-4) and 100 "
