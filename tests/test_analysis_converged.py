@@ -180,7 +180,7 @@ def test_cli_passes_converged_and_refuses_a_preset_a_study_lacks(tmp_path, monke
     from recipes.__main__ import main
 
     calls = []
-    monkeypatch.setattr(studies, "run", lambda *args: calls.append(args))
+    monkeypatch.setattr(studies, "run", lambda *args, **kwargs: calls.append(args))
     assert main(["study", "tessera_scsdc", "--preset", "converged", "--out", str(tmp_path)]) == 0
     assert calls == [("tessera_scsdc", "converged", None, str(tmp_path))]
     lacking = copy.deepcopy(studies.STUDIES["evci_paths"])
