@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from keras_sparse import distributions
 from keras_sparse.callbacks.base import MaskCallback, log_sparsity
-from keras_sparse.masks import num_inactive, topk_mask, topk_masks_global
+from keras_sparse.masks import num_inactive, topk_mask
 from keras_sparse.pruning.base import check_scope
 from keras_sparse.utils.argument_validation import check_int, check_number, check_sparsity
 
@@ -138,12 +138,11 @@ class DissipatingGradients(MaskCallback):
 
         new_masks, removed = {}, 0
         if self.scope == "layer":
-            targets = distributions.solve(shapes, self.sparsity, self.distribution,
-                                          self.dense_layers)
+            budgets = distributions.budgets(weights, self.sparsity, self.distribution,
+                                            dense_layers=self.dense_layers)
             for mw in weights:
                 p = mw.path
-                inactive = mw.size - n_active[p]
-                r = removal(num_inactive(mw.size, targets[p]) - inactive, slow[p])
+                r = removal(n_active[p] - budgets[mw], slow[p])
                 new_masks[p] = topk_mask(keep_score[p], n_active[p] - r)
                 removed += r
         else:
@@ -156,9 +155,10 @@ class DissipatingGradients(MaskCallback):
             ranked_active = sum(n_active[mw.path] for mw in ranked)
             removed = min(removal(num_inactive(total, self.sparsity) - inactive,
                                   sum(slow[mw.path] for mw in ranked)), ranked_active)
-            keep = topk_masks_global([keep_score[mw.path] for mw in ranked],
-                                     ranked_active - removed)
-            new_masks.update({mw.path: mask for mw, mask in zip(ranked, keep)})
+            counts = distributions.rank([keep_score[mw.path] for mw in ranked],
+                                        ranked_active - removed)
+            new_masks.update({mw.path: topk_mask(keep_score[mw.path], n)
+                              for mw, n in zip(ranked, counts)})
         if removed:
             self.model.set_masks({p: np.asarray(m) for p, m in new_masks.items()})
         return removed

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from keras_sparse import distributions
 from keras_sparse.callbacks.base import MaskCallback, log_sparsity
-from keras_sparse.masks import largest_mask, num_inactive, warn_non_finite
+from keras_sparse.masks import largest_mask, warn_non_finite
 from keras_sparse.schedules import pruning_schedules
 from keras_sparse.utils import keras_compat
 from keras_sparse.utils.argument_validation import check_sparsity
@@ -105,10 +105,9 @@ class GradualMagnitudePruning(MaskCallback):
         weights = model.masked_weights
         if final is None or not weights:  # a custom schedule: no final value to read
             return
-        shapes = {mw.path: tuple(mw.weight.shape) for mw in weights}
-        targets = distributions.solve(shapes, float(final), self.distribution,
-                                      self.dense_layers or [])
-        wanted = sum(num_inactive(mw.size, targets[mw.path]) for mw in weights)
+        budgets = distributions.budgets(weights, float(final), self.distribution,
+                                        dense_layers=self.dense_layers)
+        wanted = sum(mw.size - active for mw, active in budgets.items())
         total = sum(mw.size for mw in weights)
         now = total - sum(int(np.count_nonzero(keras_compat.to_numpy(mw.mask)))
                           for mw in weights)
@@ -130,7 +129,6 @@ class GradualMagnitudePruning(MaskCallback):
             with self.model.distribute_strategy.scope():
                 optimizer.build(self.model.trainable_variables)
         self._weights = self.model.masked_weights
-        self._shapes = {mw.path: tuple(mw.weight.shape) for mw in self._weights}
         self._update = tf.function(self._update_masks)
         if not hasattr(self.schedule, "prunes_at"):
             self._evaluate = tf.function(lambda step: self.schedule(step))
@@ -177,9 +175,9 @@ class GradualMagnitudePruning(MaskCallback):
         else:
             sparsity = self._evaluate(tf.constant(step, tf.int64))[1]
         sparsity = check_sparsity(float(sparsity), "schedule sparsity")
-        targets = distributions.solve(self._shapes, sparsity, self.distribution,
-                                      self.dense_layers or [])
-        keep = [mw.size - num_inactive(mw.size, targets[mw.path]) for mw in self._weights]
+        budgets = distributions.budgets(self._weights, sparsity, self.distribution,
+                                        dense_layers=self.dense_layers)
+        keep = list(budgets.values())
         self.model.sync_weights()  # kernels trained as value vectors (compute="sparse")
         finite = self._update(tf.constant(keep, tf.int32))
         for mw, ok in zip(self._weights, np.asarray(finite)):
