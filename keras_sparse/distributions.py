@@ -17,25 +17,36 @@ Per-layer counts: a layer of `n` weights with target `s_l` gets exactly
 `round(s_l * n)` inactive weights, halves rounded up. rigl and Synaptic-Flow
 take the floor, so a layer here can hold one inactive weight more than there
 (never more than one per layer).
+
+`budgets` turns a sparsity into these counts for the weights of a sparse
+model, per layer or with one global ranking (`scope="global"`); every mask
+rule that prunes to a sparsity asks it.
 """
 
 import numpy as np
+import tensorflow as tf
 
-from keras_sparse.layers.registry import prunable_shapes
+from keras_sparse.layers.registry import masked_weights, prunable_shapes
+from keras_sparse.masks import num_inactive, topk_masks_global
 from keras_sparse.utils.argument_validation import check_choice, check_sparsity
 
 __all__ = [
     "DISTRIBUTIONS",
+    "SCOPES",
+    "budgets",
     "check_distribution",
+    "check_scope",
     "check_names",
     "layer_sparsities",
     "matches",
     "pinned",
+    "rank",
     "raw_score",
     "solve",
 ]
 
 DISTRIBUTIONS = ("uniform", "er", "erk")
+SCOPES = ("layer", "global")
 
 
 def check_distribution(distribution):
@@ -60,6 +71,26 @@ def check_distribution(distribution):
     if isinstance(distribution, str):
         distribution = distribution.lower()
     return check_choice(distribution, "distribution", DISTRIBUTIONS)
+
+
+def check_scope(scope):
+    """Returns `scope` if it is one of `SCOPES`.
+
+    Args:
+        scope: "layer" (per-layer budgets) or "global" (one ranking).
+
+    Returns:
+        `scope`, unchanged.
+
+    Raises:
+        ValueError: any other value.
+
+    Example:
+
+    >>> check_scope("global")
+    'global'
+    """
+    return check_choice(scope, "scope", SCOPES)
 
 
 def check_names(paths, names, argument, who=""):
@@ -300,3 +331,88 @@ def layer_sparsities(model, sparsity, distribution="erk", dense_layers=None,
     """
     return solve(prunable_shapes(model), sparsity, distribution, dense_layers,
                  custom, erk_power_scale)
+
+
+def budgets(model, sparsity, distribution="erk", scope="layer", scores=None, fixed=None,
+            dense_layers=None, custom=None, erk_power_scale=1.0):
+    """How many weights of each prunable parameter stay active at `sparsity`.
+
+    With `scope="layer"` a parameter of `n` weights keeps `n - round(s_l * n)`,
+    `s_l` its sparsity from `distribution` (see `solve`). With
+    `scope="global"` the parameters pinned by `dense_layers`/`custom` keep
+    their own exact count and the others are ranked together by `scores`
+    (`distribution` unused), so that the model holds `round(s * N)` zeros
+    over its `N` prunable weights.
+
+    Args:
+        model: a sparse model, or a list of its parameters
+            (`model.masked_weights`).
+        sparsity: the global target, in [0, 1).
+        distribution, dense_layers, custom, erk_power_scale: as in `solve`.
+        scope: "layer" or "global".
+        scores: `{path: tensor}`, the ranking of `scope="global"` (highest
+            kept); unused with "layer".
+        fixed: `{path: active count}` of parameters that keep their count
+            (left out of the global ranking, counted in its total).
+
+    Returns:
+        `{parameter: active count}` in model order.
+
+    Raises:
+        TypeError: a bad type of `sparsity`, `dense_layers` or `custom`.
+        ValueError: a bad `sparsity`, `distribution` or `scope`, a name
+            matching no weight, a budget the pinned layers exceed, or
+            `scope="global"` without `scores`.
+
+    Example:
+
+    ```python
+    counts = ks.distributions.budgets(model, 0.9, "erk")
+    {mw.path: n for mw, n in counts.items()}     # {"dense/kernel": 23520, ...}
+    ```
+    """
+    check_scope(scope)
+    parameters = list(model) if isinstance(model, (list, tuple)) else masked_weights(model)
+    shapes = {p.path: tuple(p.weight.shape) for p in parameters}
+    targets = solve(shapes, sparsity, distribution, dense_layers, custom, erk_power_scale)
+    fixed = dict(fixed or {})
+    if scope == "layer":
+        return {p: fixed.get(p.path, p.size - num_inactive(p.size, targets[p.path]))
+                for p in parameters}
+    if scores is None:
+        raise ValueError("budgets: `scope`='global' ranks by `scores`; pass them "
+                         "({path: tensor} for every prunable weight).")
+    pins = pinned(list(shapes), sparsity, dense_layers, custom)
+    counts = {p: fixed[p.path] if p.path in fixed else p.size - num_inactive(p.size, pins[p.path])
+              for p in parameters if p.path in fixed or p.path in pins}
+    ranked = [p for p in parameters if p not in counts]
+    if ranked:
+        zeros = num_inactive(sum(p.size for p in parameters), sparsity)
+        zeros -= sum(p.size - n for p, n in counts.items())
+        size = sum(p.size for p in ranked)
+        ranks = rank([scores[p.path] for p in ranked], min(max(size - zeros, 0), size))
+        counts.update(zip(ranked, ranks))
+    return {p: counts[p] for p in parameters}
+
+
+def rank(scores, num_active):
+    """One ranking over several tensors: how many of each are among the top.
+
+    The tensors are ranked together as if concatenated (ties to the earlier
+    tensor, then the lower index), and each gets the number of its entries
+    among the `num_active` largest. `topk_mask(scores[i], counts[i])` is then
+    exactly its part of that ranking.
+
+    Args:
+        scores: a list of float tensors (any shapes).
+        num_active: total number kept, `<= sum of sizes`.
+
+    Returns:
+        A list of ints, one per tensor.
+
+    Example:
+
+    >>> rank([tf.constant([0.5, 0.1]), tf.constant([0.9])], 2)
+    [1, 1]
+    """
+    return [int(tf.math.count_nonzero(m)) for m in topk_masks_global(scores, num_active)]

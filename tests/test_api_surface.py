@@ -105,18 +105,14 @@ def test_sparsity_report_matches_the_sparse_report_after_strip():
 # -- drop_schedule= ------------------------------------------------------------------
 
 
-def test_drop_schedule_argument_and_its_deprecated_name():
+def test_drop_schedule_argument_and_old_configs():
     cb = ks.callbacks.RigL(drop_schedule="linear")
     assert isinstance(cb.drop_schedule, ks.callbacks.drop_schedules.LinearDecay)
     assert cb.get_config()["drop_schedule"] == "linear" and "schedule" not in cb.get_config()
-    with pytest.warns(DeprecationWarning, match="drop_schedule="):
-        old = ks.callbacks.SET(schedule="cosine")
-    assert isinstance(old.drop_schedule, ks.callbacks.drop_schedules.CosineDecay)
-    assert old.get_config()["drop_schedule"] == "cosine"
-    with pytest.warns(DeprecationWarning):
-        ks.callbacks.DynamicSparsity(schedule=ks.callbacks.drop_schedules.Constant())
-    with pytest.raises(TypeError, match="drop_schedule"):
-        ks.callbacks.DynamicSparsity(drop_schedule="cosine", schedule="linear")
+    # `schedule=` was never released as an argument of the drop-and-grow callbacks.
+    with pytest.raises(TypeError, match="schedule"):
+        ks.callbacks.SET(schedule="cosine")
+    assert not hasattr(cb, "schedule")
     # Defaults per preset are unchanged.
     assert isinstance(ks.callbacks.SET().drop_schedule, ks.callbacks.drop_schedules.Constant)
     assert isinstance(ks.callbacks.SNFS().drop_schedule, ks.callbacks.drop_schedules.CosineDecay)

@@ -208,3 +208,43 @@ def test_custom_leaving_no_budget_is_refused():
     with pytest.raises(ValueError, match="cannot be reached"):
         ks.distributions.layer_sparsities(_mixed_model(), 0.9, "erk",
                                           custom={"fc1": 0.0})
+
+
+# -- budgets: the one sparsity -> counts implementation --------------------------
+
+
+def test_budgets_per_layer_are_the_exact_counts_of_the_distribution():
+    model = ks.sparsify(_mixed_model(), 0.0, seed=0)
+    targets = ks.distributions.layer_sparsities(model, 0.8, "erk", dense_layers=["fc2"])
+    weights = model.masked_weights
+    counts = ks.distributions.budgets(weights, 0.8, "erk", dense_layers=["fc2"])
+    assert list(counts) == weights  # keyed by parameter, in model order
+    for mw, active in counts.items():
+        assert active == mw.size - num_inactive(mw.size, targets[mw.path])
+    assert counts[weights[-1]] == weights[-1].size  # kept dense
+
+
+def test_budgets_global_rank_all_layers_together():
+    model = ks.sparsify(_mixed_model(), 0.0, seed=0)
+    weights = model.masked_weights
+    rng = np.random.default_rng(0)
+    scores = {mw.path: rng.random(mw.weight.shape).astype("float32") for mw in weights}
+    counts = ks.distributions.budgets(weights, 0.7, scope="global", scores=scores,
+                                      dense_layers=["conv1"])
+    assert counts[weights[0]] == weights[0].size  # pinned: its own count
+    total = sum(mw.size for mw in weights)
+    assert sum(counts.values()) == total - num_inactive(total, 0.7)
+    # The ranked layers hold exactly the top scores over all of them.
+    flat = np.concatenate([scores[mw.path].ravel() for mw in weights[1:]])
+    threshold = np.sort(flat)[::-1][sum(counts[mw] for mw in weights[1:]) - 1]
+    for mw in weights[1:]:
+        assert counts[mw] == int((scores[mw.path] >= threshold).sum())
+    # A fixed parameter keeps its count and the others share the rest.
+    fixed = ks.distributions.budgets(weights, 0.7, scope="global", scores=scores,
+                                     fixed={weights[1].path: 5})
+    assert fixed[weights[1]] == 5
+    assert sum(fixed.values()) == total - num_inactive(total, 0.7)
+    with pytest.raises(ValueError, match="scope.*global.*scores"):
+        ks.distributions.budgets(model, 0.7, scope="global")
+    with pytest.raises(ValueError, match="scope"):
+        ks.distributions.budgets(model, 0.7, scope="model")

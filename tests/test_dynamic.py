@@ -130,7 +130,8 @@ def test_config_round_trip(make):
     assert again.get_config() == config
     revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(cb))
     assert type(revived) is type(cb) and revived.get_config() == config
-    assert type(again.grow) is type(cb.grow) and type(again.schedule) is type(cb.schedule)
+    assert type(again.grow) is type(cb.grow)
+    assert type(again.drop_schedule) is type(cb.drop_schedule)
 
 
 @pytest.mark.parametrize("part", [
@@ -171,12 +172,12 @@ def test_update_steps_and_dense_gradient_capture():
     cb = ks.callbacks.RigL(delta_t=3, begin_step=4)
     cb.set_model(model)
     cb.set_params({"epochs": 2, "steps": 8})  # end_step: 75% of 16 = 12
-    updates = [s for s in range(20) if cb._is_update(s)]
+    updates = [s for s in range(20) if cb.clock.is_due(s)]
     assert updates == [6, 9, 12]  # end_step included, as in rigl
     # The train step keeps the gradient of the step whose index is s - 1.
     captured = [s for s in range(20) if bool(model._dense_grad_requests.when(tf.constant(s, tf.int64)))]
     assert captured == [5, 8, 11]
-    assert [cb._rounds(s) for s in (5, 6, 8, 9, 12, 15)] == [0, 1, 1, 2, 3, 3]
+    assert [cb.clock.rounds(s) for s in (5, 6, 8, 9, 12, 15)] == [0, 1, 1, 2, 3, 3]
 
 
 # -- training invariants ----------------------------------------------------------
@@ -342,7 +343,7 @@ def test_regrown_fraction_and_grown_ever_match_the_masks():
     """Grown weights are marked by grow_init=7 and checked against the mask history."""
     model = small_model(sparsity=0.6)
     cb = ks.callbacks.DynamicSparsity(grow="random", delta_t=1, end_step=1000, alpha=0.5,
-                                      schedule="constant", grow_init=7.0, seed=3)
+                                      drop_schedule="constant", grow_init=7.0, seed=3)
     cb.set_model(model)
     rng = np.random.RandomState(0)
     masks = masks_of(model)

@@ -170,7 +170,7 @@ def test_cosine_decays_from_begin_step_and_end_step_is_included():
     assert cb._fraction(20) == pytest.approx(0.15)
     assert cb._fraction(15) == pytest.approx(0.15 * (1 + math.cos(math.pi / 4)))
     assert cb._fraction(30) == pytest.approx(0.0)
-    assert [s for s in range(40) if cb._is_update(s)] == [10, 15, 20, 25, 30]
+    assert [s for s in range(40) if cb.clock.is_due(s)] == [10, 15, 20, 25, 30]
     linear = ks.callbacks.SET(delta_t=5, begin_step=10, end_step=30, alpha=0.4,
                               drop_schedule="linear")
     assert linear._fraction(20) == pytest.approx(0.2)

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from keras_sparse import distributions
 from keras_sparse.callbacks.base import MaskCallback, log_sparsity
-from keras_sparse.masks import num_inactive, topk_mask, topk_masks_global
+from keras_sparse.masks import num_inactive, topk_mask
 from keras_sparse.pruning.base import check_scope
 from keras_sparse.utils import keras_compat
 from keras_sparse.utils.argument_validation import (check_choice, check_int, check_number,
@@ -213,10 +213,9 @@ class DissipatingGradients(MaskCallback):
         """Zeros still to add: `{path: n}` with `scope="layer"`, else `{None: n}`."""
         weights = self.model.masked_weights
         if self.scope == "layer":
-            shapes = {mw.path: tuple(mw.weight.shape) for mw in weights}
-            targets = distributions.solve(shapes, self.sparsity, self.distribution,
-                                          self.dense_layers)
-            return {mw.path: max(num_inactive(mw.size, targets[mw.path]) - inactive[mw.path], 0)
+            budgets = distributions.budgets(weights, self.sparsity, self.distribution,
+                                            dense_layers=self.dense_layers)
+            return {mw.path: max(mw.size - inactive[mw.path] - budgets[mw], 0)
                     for mw in weights}
         return {None: max(num_inactive(self._total(), self.sparsity)
                           - sum(inactive.values()), 0)}
@@ -253,9 +252,10 @@ class DissipatingGradients(MaskCallback):
             wanted = room[None] if fill else min(room[None],
                                                  sum(slow[mw.path] for mw in ranked))
             removed = min(wanted, ranked_active)
-            keep = topk_masks_global([keep_score[mw.path] for mw in ranked],
-                                     ranked_active - removed)
-            new_masks.update({mw.path: mask for mw, mask in zip(ranked, keep)})
+            counts = distributions.rank([keep_score[mw.path] for mw in ranked],
+                                        ranked_active - removed)
+            new_masks.update({mw.path: topk_mask(keep_score[mw.path], n)
+                              for mw, n in zip(ranked, counts)})
         if removed:
             self.model.set_masks({p: np.asarray(m) for p, m in new_masks.items()})
         return removed

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from keras_sparse.callbacks.clock import UpdateClock
 from keras_sparse.diagnostics.gradient_flow import GradientFlow, as_dataset, check_norms
 from keras_sparse.utils.argument_validation import check_int
 from keras_sparse.utils.tensorboard import summary_writer
@@ -79,15 +80,15 @@ class EGFLogger(keras.callbacks.Callback):
         self._flow = None
         self._writer = None
         self._last = None
-        self._period = 0
+        self._clock = None if every == "epoch" else UpdateClock(every, who="EGFLogger")
 
     def on_train_begin(self, logs=None):
         # Built here, not in set_model: the model is compiled by now.
         if self._flow is None or self._flow.model is not self.model:
             self._flow = GradientFlow(self.model, self.loss)
         self._last = None
-        if self.every != "epoch":
-            self._period = int(self.model.optimizer.iterations) // self.every
+        if self._clock is not None:
+            self._clock.start(self.params)
         self._writer = summary_writer(self.log_dir, "EGFLogger")
 
     def measure(self):
@@ -105,16 +106,20 @@ class EGFLogger(keras.callbacks.Callback):
                 tf.summary.scalar(key, value)
         self._writer.flush()
 
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._clock is not None:
+            self._clock.epoch_begin(epoch)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._clock is not None:
+            self._clock.batch_begin(batch, self.model)
+
     def on_train_batch_end(self, batch, logs=None):
-        if self.every == "epoch":
-            return
-        step = int(self.model.optimizer.iterations)
-        # Compare periods, not `step % every`: with steps_per_execution > 1
-        # this is called once per execution.
-        if step // self.every > self._period:
-            self._period = step // self.every
+        # With steps_per_execution > 1 this is called once per execution:
+        # the clock says whether a multiple of `every` was passed.
+        if self._clock is not None and self._clock.batch_end(batch, self.model) is not None:
             values = self.measure()
-            self._write(values, step)
+            self._write(values, self._clock.step)
             if logs is not None:
                 logs.update(values)
 

@@ -6,7 +6,8 @@ import tensorflow as tf
 
 from keras_sparse import distributions
 from keras_sparse.callbacks.base import MaskCallback, log_sparsity
-from keras_sparse.masks import largest_mask, num_inactive, warn_non_finite
+from keras_sparse.callbacks.clock import ScheduleClock
+from keras_sparse.masks import largest_mask, warn_non_finite
 from keras_sparse.schedules import pruning_schedules
 from keras_sparse.utils import keras_compat
 from keras_sparse.utils.argument_validation import check_sparsity
@@ -80,6 +81,7 @@ class GradualMagnitudePruning(MaskCallback):
     def __init__(self, schedule, distribution="uniform", dense_layers=None):
         super().__init__()
         self.schedule = pruning_schedules.check_schedule(schedule)
+        self.clock = ScheduleClock(self.schedule, window=_WINDOW, who=type(self).__name__)
         self.distribution = distributions.check_distribution(distribution)
         self.dense_layers = (None if dense_layers is None else
                              distributions.check_names(None, dense_layers, "dense_layers"))
@@ -105,10 +107,9 @@ class GradualMagnitudePruning(MaskCallback):
         weights = model.masked_weights
         if final is None or not weights:  # a custom schedule: no final value to read
             return
-        shapes = {mw.path: tuple(mw.weight.shape) for mw in weights}
-        targets = distributions.solve(shapes, float(final), self.distribution,
-                                      self.dense_layers or [])
-        wanted = sum(num_inactive(mw.size, targets[mw.path]) for mw in weights)
+        budgets = distributions.budgets(weights, float(final), self.distribution,
+                                        dense_layers=self.dense_layers)
+        wanted = sum(mw.size - active for mw, active in budgets.items())
         total = sum(mw.size for mw in weights)
         now = total - sum(int(np.count_nonzero(keras_compat.to_numpy(mw.mask)))
                           for mw in weights)
@@ -130,56 +131,38 @@ class GradualMagnitudePruning(MaskCallback):
             with self.model.distribute_strategy.scope():
                 optimizer.build(self.model.trainable_variables)
         self._weights = self.model.masked_weights
-        self._shapes = {mw.path: tuple(mw.weight.shape) for mw in self._weights}
         self._update = tf.function(self._update_masks)
         if not hasattr(self.schedule, "prunes_at"):
             self._evaluate = tf.function(lambda step: self.schedule(step))
-            self._flags = tf.function(lambda steps: tf.vectorized_map(
-                lambda step: tf.cast(self.schedule(step)[0], tf.bool), steps))
-            self._window = (None, frozenset())
-        self._step = self._iterations()
-        self._prune_if_scheduled([self._step])
+        self.clock.start(self.params)
+        step = self.clock.now(self.model)
+        if self.clock.is_due(step):
+            self._prune(step)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = self._iterations()
+        self.clock.epoch_begin(epoch)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.clock.batch_begin(batch, self.model)
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.model.steps_per_execution == 1:  # `batch` is the step index: no device read
-            step = self._epoch_start + batch + 1
-        else:  # Keras reports a full execution's index even for a shorter last one
-            step = self._iterations()
-        self._prune_if_scheduled(range(self._step + 1, step + 1))
-        self._step = step
+        step = self.clock.batch_end(batch, self.model)
+        if step is not None:  # the latest scheduled step of the batch
+            self._prune(step)
 
     def on_epoch_end(self, epoch, logs=None):
         log_sparsity(self.model, logs)
 
-    def _iterations(self):
-        return int(keras_compat.to_numpy(self.model.optimizer.iterations))
-
-    def _prunes_at(self, step):
-        """Whether the schedule prunes at `step` (an int), as a Python bool."""
-        if hasattr(self.schedule, "prunes_at"):
-            return self.schedule.prunes_at(step)
-        start = step - step % _WINDOW
-        if self._window[0] != start:
-            flags = self._flags(tf.range(start, start + _WINDOW, dtype=tf.int64))
-            self._window = (start, frozenset(start + int(i) for i in np.flatnonzero(flags)))
-        return step in self._window[1]
-
-    def _prune_if_scheduled(self, steps):
-        """Prunes for the latest step of `steps` the schedule selects."""
-        step = next((s for s in reversed(steps) if self._prunes_at(s)), None)
-        if step is None:
-            return
+    def _prune(self, step):
+        """Prunes to the schedule's sparsity at `step`."""
         if hasattr(self.schedule, "prunes_at"):
             sparsity = self.schedule(step)[1]
         else:
             sparsity = self._evaluate(tf.constant(step, tf.int64))[1]
         sparsity = check_sparsity(float(sparsity), "schedule sparsity")
-        targets = distributions.solve(self._shapes, sparsity, self.distribution,
-                                      self.dense_layers or [])
-        keep = [mw.size - num_inactive(mw.size, targets[mw.path]) for mw in self._weights]
+        budgets = distributions.budgets(self._weights, sparsity, self.distribution,
+                                        dense_layers=self.dense_layers)
+        keep = list(budgets.values())
         self.model.sync_weights()  # kernels trained as value vectors (compute="sparse")
         finite = self._update(tf.constant(keep, tf.int32))
         for mw, ok in zip(self._weights, np.asarray(finite)):

@@ -1,8 +1,7 @@
 """SET, RigL, SNFS and DST-EE: `DynamicSparsity` with each paper's rules.
 
 Each preset fixes the drop and grow rules and sets the paper's defaults;
-every other `DynamicSparsity` argument passes through (`schedule=`, the old
-name of `drop_schedule=`, too, with a DeprecationWarning).
+every other `DynamicSparsity` argument passes through.
 """
 
 import keras

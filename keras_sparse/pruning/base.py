@@ -11,34 +11,13 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sparse import distributions
+from keras_sparse.distributions import SCOPES, check_scope
 from keras_sparse.layers.registry import masked_weights
-from keras_sparse.masks import num_inactive, topk_mask, topk_masks_global, warn_non_finite
-from keras_sparse.utils.argument_validation import check_choice, check_sparsity
+from keras_sparse.masks import topk_mask, warn_non_finite
+from keras_sparse.utils.argument_validation import check_sparsity
 
 __all__ = ["SCOPES", "check_scope", "masks_from_scores", "prune_with_scores",
            "rank_inactive_last"]
-
-SCOPES = ("layer", "global")
-
-
-def check_scope(scope):
-    """Returns `scope` if it is one of `SCOPES`.
-
-    Args:
-        scope: "layer" (per-layer budgets) or "global" (one ranking).
-
-    Returns:
-        `scope`, unchanged.
-
-    Raises:
-        ValueError: any other value.
-
-    Example:
-
-    >>> check_scope("global")
-    'global'
-    """
-    return check_choice(scope, "scope", SCOPES)
 
 
 def masks_from_scores(model, scores, sparsity, distribution="erk", scope="layer",
@@ -76,9 +55,6 @@ def masks_from_scores(model, scores, sparsity, distribution="erk", scope="layer"
     check_sparsity(sparsity)
     check_scope(scope)
     weights = masked_weights(model)
-    shapes = {mw.path: tuple(mw.weight.shape) for mw in weights}
-    targets = distributions.solve(shapes, sparsity, distribution, dense_layers,
-                                  custom, erk_power_scale)
     finite = {}
     for mw in weights:
         ok = bool(tf.reduce_all(tf.math.is_finite(scores[mw.path])))
@@ -86,29 +62,15 @@ def masks_from_scores(model, scores, sparsity, distribution="erk", scope="layer"
             warn_non_finite("ks.pruning", mw.path)
         finite[mw.path] = ok
     result = {mw.path: tf.convert_to_tensor(mw.mask) for mw in weights}
-    if scope == "layer":
-        for mw in weights:
-            if finite[mw.path]:
-                keep = mw.size - num_inactive(mw.size, targets[mw.path])
-                result[mw.path] = topk_mask(tf.cast(scores[mw.path], tf.float32), keep)
-        return result
-    # One ranking over every weight not pinned by `dense_layers`/`custom`
-    # (those get their own exact count); `distribution` plays no part.
-    pins = distributions.pinned(shapes, sparsity, dense_layers, custom)
-    ranked = [mw for mw in weights if finite[mw.path] and mw.path not in pins]
+    # A weight whose scores are not finite keeps its mask (and its count).
+    fixed = {mw.path: int(np.count_nonzero(result[mw.path])) for mw in weights
+             if not finite[mw.path]}
+    counts = distributions.budgets(weights, sparsity, distribution, scope, scores=scores,
+                                   fixed=fixed, dense_layers=dense_layers, custom=custom,
+                                   erk_power_scale=erk_power_scale)
     for mw in weights:
-        if finite[mw.path] and mw.path in pins:
-            keep = mw.size - num_inactive(mw.size, pins[mw.path])
-            result[mw.path] = topk_mask(tf.cast(scores[mw.path], tf.float32), keep)
-    if not ranked:
-        return result
-    zeros = num_inactive(sum(mw.size for mw in weights), sparsity)
-    zeros -= sum(mw.size - int(np.count_nonzero(result[mw.path])) for mw in weights
-                 if mw not in ranked)
-    size = sum(mw.size for mw in ranked)
-    keep = topk_masks_global([scores[mw.path] for mw in ranked],
-                             min(max(size - zeros, 0), size))
-    result.update({mw.path: mask for mw, mask in zip(ranked, keep)})
+        if finite[mw.path]:
+            result[mw.path] = topk_mask(tf.cast(scores[mw.path], tf.float32), counts[mw])
     return result
 
 

@@ -16,7 +16,9 @@ import keras
 __all__ = [
     "check_built_model",
     "check_choice",
+    "check_end_step",
     "check_int",
+    "check_interval",
     "check_number",
     "check_sparsity",
     "pair_by_path",
@@ -114,6 +116,46 @@ def check_number(value, name, low=None, high=None, low_open=False, high_open=Fal
         what = (interval or "a finite number") + allowed
         raise ValueError(f"`{name}` must be {what}; got {value!r}.")
     return float(value)
+
+
+def check_interval(value, name):
+    """An int >= 1 or "epoch": how often a callback acts (`delta_t`).
+
+    Raises:
+        TypeError: neither an int nor a string.
+        ValueError: an int < 1, or a string other than "epoch".
+
+    Example:
+
+    >>> check_interval("epoch", "delta_t"), check_interval(100, "delta_t")
+    ('epoch', 100)
+    """
+    if isinstance(value, str):
+        if value != "epoch":
+            raise ValueError(f'`{name}` must be an integer >= 1 or "epoch"; got {value!r}.')
+        return value
+    return check_int(value, name, minimum=1, allowed=' or "epoch"')
+
+
+def check_end_step(value, begin_step, name="end_step"):
+    """None, or an int step after `begin_step`.
+
+    Raises:
+        TypeError: neither None nor an int.
+        ValueError: an int < 1 or not greater than `begin_step`.
+
+    Example:
+
+    >>> check_end_step(None, 0), check_end_step(500, 100)
+    (None, 500)
+    """
+    if value is None:
+        return None
+    value = check_int(value, name, minimum=1, allowed=" or None")
+    if value <= begin_step:
+        raise ValueError(
+            f"`{name}` must be greater than `begin_step`={begin_step}; got {value!r}.")
+    return value
 
 
 def check_sparsity(value, name="sparsity"):

@@ -1,0 +1,212 @@
+"""`DropGrowUpdate`: one compiled drop-and-grow update of every prunable weight."""
+
+import math
+import time
+
+import tensorflow as tf
+
+from keras_sparse.callbacks import drop_grow
+from keras_sparse.masks import largest_mask
+
+__all__ = ["ITOP", "DropGrowUpdate", "drop_count"]
+
+ITOP = "itop"  # per-weight state: 1 where the weight was ever active
+
+
+class DropGrowUpdate:
+    """Drops the lowest-scored active weights and grows as many, in each layer.
+
+    Per layer, `n = drop_count(fraction, n_active)` active weights with the
+    lowest `drop` score go, and the `n` highest-`grow`-scored positions
+    among those inactive after the drop come (a redistribution may move
+    regrowth between layers). Each weight's new mask goes to its
+    `assign_mask` with `keep=` the mask after the drop, so a weight dropped
+    and regrown restarts from `grow_init`. A layer whose scores hold NaN or
+    Inf keeps its mask. The running union of active weights (ITOP) is per-weight
+    state. All layers are computed in one compiled `tf.function`, in
+    cross-replica context, so replicas agree by construction.
+
+    Args:
+        drop, grow: `drop_grow.Rule`s.
+        redistribution: None or a redistribution such as
+            `drop_grow.MeanScoreRedistribution`.
+        grow_init: value of grown weights (a float).
+        seed: seed of the rules' stateless RNG.
+
+    Example:
+
+    ```python
+    update = DropGrowUpdate(Magnitude(), Gradient(), None, 0.0, seed=0)
+    update.build(model)
+    out = update(model, step=100, fraction=0.3, rounds=1, gradients=True)
+    ```
+    """
+
+    def __init__(self, drop, grow, redistribution, grow_init, seed):
+        self.drop, self.grow, self.redistribution = drop, grow, redistribution
+        self.grow_init, self.seed = grow_init, seed
+        self._fn, self._key = None, None
+
+    def build(self, model):
+        """Adds the per-weight state of the union and of the rules (strategy scope)."""
+        layers = {id(mw.layer): mw.layer for mw in model.masked_weights}.values()
+        for layer in layers:
+            layer.add_mask_state(ITOP)
+        self.drop.build(model)
+        self.grow.build(model)
+        self._fn = self._key = None  # retrace: the state was just added
+
+    def union(self, model):
+        """Adds the current masks to the union; returns `(ever, active)` counts."""
+        weights = model.masked_weights
+        with model.distribute_strategy.scope():
+            for mw in weights:
+                union = mw.state(ITOP)
+                union.assign(tf.maximum(union, tf.cast(mw.mask, union.dtype)))
+        ever = sum(float(tf.reduce_sum(mw.state(ITOP))) for mw in weights)
+        active = sum(float(tf.reduce_sum(tf.cast(mw.mask, tf.float32))) for mw in weights)
+        return ever, active
+
+    def __call__(self, model, step, fraction, rounds, gradients):
+        """Runs the update; returns `({stat: per-layer numpy vector}, ms)`.
+
+        Stats: `dropped`, `grown`, `regrown` (grown positions that had been
+        active before), `changed`, `active`, `ever`, `finite`.
+        """
+        with model.distribute_strategy.scope():
+            update = self._function(model, gradients)
+            start = time.perf_counter()
+            out = update(tf.constant(step, tf.int64), tf.constant(fraction, tf.float64),
+                         tf.constant(rounds, tf.float64))
+        out = {k: v.numpy() for k, v in out.items()}  # small per-layer vectors
+        return out, 1000.0 * (time.perf_counter() - start)
+
+    def _function(self, model, gradients):
+        # Retrace when optimizer slots appear: the update must reset them.
+        optimizer = getattr(model, "optimizer", None)
+        key = (id(model), id(optimizer), len(getattr(optimizer, "variables", [])), gradients)
+        if self._key != key:
+            specs = [tf.TensorSpec([], tf.int64)] + [tf.TensorSpec([], tf.float64)] * 2
+
+            def compute(step, fraction, rounds):
+                return self._compute(model, gradients, step, fraction, rounds)
+
+            # Traced here, so a caller timing the update times the update, not tracing.
+            self._fn = tf.function(compute).get_concrete_function(*specs)
+            self._key = key
+        return self._fn
+
+    def _compute(self, model, gradients, step, fraction, rounds):
+        weights = model.masked_weights
+        grads = model.dense_gradients() if gradients else [None] * len(weights)
+        layers = [self._drop(i, mw, g, step, fraction, rounds)
+                  for i, (mw, g) in enumerate(zip(weights, grads))]
+        stats = [self._grow(model, layer, count)
+                 for layer, count in zip(layers, self._grow_counts(layers))]
+        return {k: tf.stack([s[k] for s in stats]) for k in stats[0]}
+
+    def _drop(self, index, mw, gradient, step, fraction, rounds):
+        """Scores one weight and keeps its top active weights (graph code)."""
+        mask = tf.cast(tf.convert_to_tensor(mw.mask), tf.float32)
+        if gradient is not None:
+            gradient = tf.cast(gradient, tf.float32)
+        common = dict(weight=mw, index=index, mask=mask, gradient=gradient, step=step,
+                      round=rounds)
+        drop_up = drop_grow.LayerUpdate(**common, seed=-(self.seed + 1))
+        grow_up = drop_grow.LayerUpdate(**common, seed=self.seed)
+        drop_score = tf.cast(self.drop.score(drop_up), tf.float32)
+        grow_score = tf.cast(self.grow.score(grow_up), tf.float32)
+        finite = tf.reduce_all(tf.math.is_finite(drop_score)) & tf.reduce_all(
+            tf.math.is_finite(grow_score))
+        active = mask > 0
+        n_active = tf.reduce_sum(tf.cast(active, tf.int64))
+        n_drop = drop_count(fraction, n_active)
+        # Without redistribution a fully dense weight could only regrow what
+        # it dropped, resetting it: leave it alone.
+        movable = finite if self.redistribution else finite & (n_active < mw.size)
+        n_drop = tf.where(movable, n_drop, tf.zeros_like(n_drop))
+        kept = mask - _lowest(tf.where(active, -drop_score, -math.inf),
+                              tf.cast(n_drop, tf.int32))
+        return dict(mw=mw, drop_up=drop_up, grow_up=grow_up, mask=mask, kept=kept,
+                    grow_score=tf.where(finite, grow_score, 0.0), finite=finite,
+                    n_drop=n_drop, room=mw.size - n_active + n_drop)
+
+    def _grow_counts(self, layers):
+        """Connections each layer grows: what it dropped, or redistributed."""
+        dropped = [layer["n_drop"] for layer in layers]
+        if self.redistribution is None:
+            return dropped
+        shares = [self.redistribution.layer_weight(layer["grow_up"], layer["grow_score"])
+                  for layer in layers]
+        room = [tf.where(layer["finite"], layer["room"], tf.constant(0, tf.int64))
+                for layer in layers]
+        return tf.unstack(self.redistribution.allocate(
+            tf.add_n(dropped), tf.stack(shares), tf.stack(room)))
+
+    def _grow(self, model, layer, count):
+        """Grows `count` positions, applies the mask, advances rule state."""
+        mw, mask, finite = layer["mw"], layer["mask"], layer["finite"]
+        pool = tf.where(layer["kept"] > 0, -math.inf, layer["grow_score"])
+        grown = largest_mask(pool, tf.cast(count, tf.int32))
+        kept = tf.where(finite, layer["kept"], mask)
+        new = tf.where(finite, layer["kept"] + grown, mask)
+        # `keep`: a weight dropped and regrown restarts from grow_init.
+        model.assign_mask(mw, new, self.grow_init, keep=kept)
+        union = mw.state(ITOP)
+        before = tf.convert_to_tensor(union)
+        union.assign(tf.maximum(before, tf.cast(new, union.dtype)))
+        regrown = tf.reduce_sum(tf.where(finite, grown, 0.0) * tf.cast(before, grown.dtype))
+        self.drop.update_state(layer["drop_up"], new)
+        self.grow.update_state(layer["grow_up"], new)
+        return dict(
+            dropped=layer["n_drop"],
+            grown=tf.cast(count, tf.int64),
+            regrown=tf.cast(regrown, tf.int64),
+            changed=tf.cast(tf.reduce_sum(new * (1.0 - mask)), tf.int64),
+            active=tf.cast(tf.reduce_sum(new), tf.int64),
+            ever=tf.cast(tf.reduce_sum(tf.convert_to_tensor(union)), tf.int64),
+            finite=finite,
+        )
+
+
+def _lowest(negated_scores, count):
+    """Mask of the `count` lowest scores, given negated scores.
+
+    Equals the complement of keeping the top `n - count` (ties kept at the
+    lower flat index), but selects only the small `count`. Reversing makes
+    ties go to the higher index. `largest_mask` (the same mask as `top_k`,
+    by a linear-time radix select on large layers): alone, `top_k` took 313
+    ms for 100,000 of 16.7M scores, the radix select 110 ms (2 CPU cores).
+    """
+    flat = tf.reverse(tf.reshape(negated_scores, [-1]), [0])
+    return tf.reshape(tf.reverse(largest_mask(flat, count), [0]), tf.shape(negated_scores))
+
+
+# Products within this relative distance below an integer count as that
+# integer: float64 `0.7 * 90` is 62.99999999999999, yet 63 weights are meant.
+# Rounding errors of a float64 product are ~1e-16 relative; 1e-12 leaves a
+# wide margin and changes nothing for fractions given with up to ~11
+# significant digits.
+_COUNT_EPSILON = 1e-12
+
+
+def drop_count(fraction, n_active):
+    """`floor(fraction * n_active)`, robust to float64 rounding (graph code).
+
+    Args:
+        fraction: the drop fraction, a float64 scalar tensor or a float.
+        n_active: the number of active weights, an int64 tensor or an int.
+
+    Returns:
+        An int64 tensor.
+
+    Example:
+
+    >>> int(drop_count(0.7, 90))    # float64 0.7 * 90 is 62.99999999999999
+    63
+    """
+    # convert_to_tensor, not cast: casting a Python float goes through float32.
+    fraction = (tf.cast(fraction, tf.float64) if tf.is_tensor(fraction)
+                else tf.convert_to_tensor(fraction, tf.float64))
+    product = fraction * tf.cast(n_active, tf.float64)
+    return tf.cast(tf.floor(product * (1.0 + _COUNT_EPSILON)), tf.int64)
