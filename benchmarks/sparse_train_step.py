@@ -22,7 +22,7 @@ import tensorflow as tf
 
 import keras_sparse as ks
 from benchmarks import harness, workloads
-from keras_sparse.layers.base import raw_weights
+from keras_sparse.layers.parameter import raw_reads
 
 NAME = "sparse_train_step"
 TITLE = "True-sparse train step (SparseDense compute='sparse') vs dense Keras, MLP 784-4096-4096-10"
@@ -66,11 +66,26 @@ def _variants(dense, sparsity):
         ("sparse, active-only dW", "sparse", "active"),
     ):
         model = ks.sparsify(dense, sparsity, distribution="uniform", seed=0, compute=compute)
-        if weight_gradient is not None:
-            for mw in model.masked_weights:
-                mw.layer._weight_gradient = weight_gradient  # read when traced
+        if weight_gradient == "active":
+            model = _with_weight_gradient(model, weight_gradient)
         models[name] = workloads.compile_model(model)
     return models
+
+
+def _with_weight_gradient(model, weight_gradient):
+    """`model` rebuilt with `SparseDense(weight_gradient=...)`: same weights and masks."""
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, ks.layers.SparseDense):
+            config["weight_gradient"] = weight_gradient
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    if not isinstance(copy, ks.SparseModel):
+        copy = ks.SparseModel(copy.inputs, copy.outputs, name=model.name)
+    copy.set_weights(model.get_weights())  # masks are weights too
+    return copy
 
 
 def _forward_backward(model, x, y, passes):
@@ -80,7 +95,7 @@ def _forward_backward(model, x, y, passes):
     @tf.function
     def one():
         with tf.GradientTape() as tape:
-            with raw_weights():
+            with raw_reads(getattr(model, "masked_weights", [])):  # as the train step reads
                 loss = loss_fn(y, model(x, training=True))
         grads = tape.gradient(loss, model.trainable_variables)  # value vectors too
         return tf.add_n([tf.reduce_sum(g[:1]) for g in grads])

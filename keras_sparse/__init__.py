@@ -21,7 +21,6 @@ from keras_sparse import (
     distributions,
     export,
     layers,
-    models,
     parameters,
     pruning,
     schedules,

@@ -12,7 +12,6 @@ from keras_sparse.layers.registry import (
     masked_weights,
     prunable_shapes,
     prunable_weights_of,
-    sync_trained_values,
 )
 from keras_sparse.model import SparseModel
 from keras_sparse.utils import keras_compat
@@ -111,14 +110,14 @@ def _copy_weights(old, new, fold_masks=False):
             f"shapes {[tuple(w.shape) for w in sources]} vs "
             f"{[tuple(w.shape) for w in targets]}."
         )
-    masks = {}
-    if fold_masks and isinstance(old, layers.SparseLayer):
-        masks = {id(w): m for w, m in zip(old.get_prunable_weights(), old.get_masks())}
+    # Prunable weights are read through their parameter: current whatever trains them.
+    parameters = ({id(p.variable): p for p in old.parameters}
+                  if isinstance(old, layers.SparseLayer) else {})
     for source, target in zip(sources, targets):
-        value = keras_compat.to_numpy(source)
-        if id(source) in masks:  # selection: NaN at an inactive position becomes 0
-            value = np.where(keras_compat.to_numpy(masks[id(source)]) != 0, value,
-                             np.zeros_like(value))
+        p = parameters.get(id(source))
+        value = keras_compat.to_numpy(source if p is None else p.read())
+        if fold_masks and p is not None:  # selection: NaN at an inactive position becomes 0
+            value = np.where(keras_compat.to_numpy(p.mask) != 0, value, np.zeros_like(value))
         target.assign(value)
 
 
@@ -263,7 +262,6 @@ def strip(model):
     plain.save("model.keras")
     ```
     """
-    sync_trained_values(model)  # kernels trained as value vectors
     if isinstance(model, keras.Model) and _is_subclassed(model):
         return _strip_subclassed(model)
     check_built_model(model, "strip")
@@ -273,11 +271,7 @@ def strip(model):
         if isinstance(layer, layers.SparseWrapper):
             return layer.layer.__class__.from_config(layer.layer.get_config())
         if type(layer) in sparse_to_base:
-            config = layer.get_config()
-            for key in ("mask_states", "sparsity", "mask_init", "seed", "compute", "weight_gradient",
-                        "value_capacity"):
-                config.pop(key, None)
-            return sparse_to_base[type(layer)].from_config(config)
+            return sparse_to_base[type(layer)].from_config(layer.base_config())
         return None
 
     clone, pairs = _clone(model, convert)
@@ -375,8 +369,7 @@ def sparsity_report(model):
         rows.append(dict(layer=layer.name, weight=name, shape=tuple(weight.shape),
                          total=size, active=active, sparsity=1.0 - active / size))
 
-    sync_trained_values(model)
-    masked = {id(mw.weight): mw for mw in masked_weights(model)}
+    masked = {id(mw.variable): mw for mw in masked_weights(model)}
     for layer in flatten_layers(model):
         if isinstance(layer, layers.SparseLayer):
             for weight in prunable_weights_of(layer):

@@ -1,8 +1,34 @@
 """Finds the optimizer variables (slots) that belong to a model variable."""
 
+import keras
 import tensorflow as tf
 
-__all__ = ["initial_value", "reset_slots", "slots_for"]
+from keras_sparse.utils import keras_compat
+
+__all__ = ["check_elementwise", "initial_value", "reset_slots", "slots_for"]
+
+
+def check_elementwise(optimizer, who):
+    """Refuses an optimizer whose update of a weight reads other weights.
+
+    Inactive weights stay 0.0 only under an element-wise update (SGD,
+    momentum, Adam, AdamW, RMSprop, Adagrad, Lion, ...): a zero gradient on a
+    zero weight with zero slots gives a zero update.
+
+    Raises:
+        TypeError: Muon (it orthogonalizes whole kernel updates).
+
+    Example:
+
+    >>> check_elementwise(keras.optimizers.SGD(), "fit")
+    """
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    if isinstance(inner, getattr(keras.optimizers, "Muon", ())):  # absent in older Keras
+        raise TypeError(
+            f"{who}: optimizer Muon updates each kernel as a whole (orthogonalized), "
+            "so inactive weights would not stay 0; use an element-wise optimizer "
+            "(SGD, Adam, AdamW, RMSprop, Lion, ...)."
+        )
 
 
 def _innermost(optimizer):
@@ -16,7 +42,7 @@ def _prefix(variable):
     return variable.path.replace("/", "_") + "_"
 
 
-def slots_for(optimizer, variable, variables=()):
+def slots_for(optimizer, variable, variables=None):
     """Every slot of `variable` (momentum, Adam m and v, EMA, ...).
 
     Keras names a slot `<variable.path with / as _>_<slot name>` and gives it
@@ -29,7 +55,8 @@ def slots_for(optimizer, variable, variables=()):
         optimizer: a Keras optimizer (a loss-scale wrapper is looked into),
             or None.
         variable: a model variable.
-        variables: the other variables the optimizer updates.
+        variables: the other variables the optimizer updates; None: those
+            it was built with.
 
     Returns:
         A list of optimizer variables (empty before the optimizer is built).
@@ -43,6 +70,8 @@ def slots_for(optimizer, variable, variables=()):
     if optimizer is None or not getattr(optimizer, "built", False):
         return []
     inner = _innermost(optimizer)
+    if variables is None:
+        variables = keras_compat.optimized_variables(inner)
     prefix = _prefix(variable)
     longer = [
         p for p in map(_prefix, variables)
@@ -70,7 +99,7 @@ def initial_value(optimizer, variable, slot):
     return 0.0
 
 
-def reset_slots(optimizer, variable, keep, variables=()):
+def reset_slots(optimizer, variable, keep, variables=None):
     """Resets the slots of `variable` to their initial value where `keep` is 0.
 
     interpretation: "the slots of a dropped or grown weight are reset to 0"

@@ -347,7 +347,7 @@ def family(task, info):
 
     shape, classes = info["input_shape"], info["num_classes"]
     if task["family"] == "mlp":
-        return lambda w, activation, batchnorm: ks.models.mlp(
+        return lambda w, activation, batchnorm: ks.applications.mlp(
             (w,) * task["depth"], shape, classes, activation=activation, batchnorm=batchnorm)
     if task["family"] == "cnn":
         return lambda w, activation, batchnorm: cnn(w, shape, classes, activation, batchnorm)
@@ -495,12 +495,12 @@ def _part_build(part, info):
 
     shape, classes = info["input_shape"], info["num_classes"]
     if part["family"] == "mlp":
-        return lambda: ks.models.mlp(part["widths"], shape, classes,
+        return lambda: ks.applications.mlp(part["widths"], shape, classes,
                                      batchnorm=part["batchnorm"])
     if part["family"] == "cnn":
         return lambda: cnn(part["width"], shape, classes, batchnorm=part["batchnorm"])
     if part["family"] == "resnet50":
-        return lambda: ks.models.resnet50(input_shape=shape, num_classes=classes)
+        return lambda: ks.applications.resnet50(input_shape=shape, num_classes=classes)
     raise ValueError(f"Unknown model family {part['family']!r}.")
 
 

@@ -16,7 +16,7 @@ LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def _mlp_family(w):
-    return ks.models.mlp((w, w), input_shape=(6, 6, 1), num_classes=3)
+    return ks.applications.mlp((w, w), input_shape=(6, 6, 1), num_classes=3)
 
 
 def _cnn_family(w):
@@ -95,7 +95,7 @@ def test_same_capacity_refuses_a_build_that_does_not_scale():
     fixed = lambda w: _mlp_family(8)  # noqa: E731
     with pytest.raises(ValueError, match="does not scale with `width`"):
         ks.analysis.same_capacity(fixed, 4, 8)
-    deeper = lambda w: ks.models.mlp((w,) * (w // 4), (6, 6, 1), 3)  # noqa: E731
+    deeper = lambda w: ks.applications.mlp((w,) * (w // 4), (6, 6, 1), 3)  # noqa: E731
     with pytest.raises(ValueError, match="does not scale with `width`"):
         ks.analysis.same_capacity(deeper, 4, 8)
     with pytest.raises(TypeError, match="keras.Model"):
@@ -351,7 +351,7 @@ def _toy_task(calls):
             train = train.map(lambda a, b: (a + 0.05, b))
         return train, tf.data.Dataset.from_tensor_slices((x[:64], y[:64])).batch(64)
 
-    build = lambda w, act, bn: ks.models.mlp((w,), (10, 1, 1), 4, activation=act,  # noqa: E731
+    build = lambda w, act, bn: ks.applications.mlp((w,), (10, 1, 1), 4, activation=act,  # noqa: E731
                                              batchnorm=bn)
     return {"build": build, "data": data, "dense_width": 4, "sparse_widths": [8]}
 

@@ -167,7 +167,6 @@ def test_assign_mask_is_public_and_keeps_weights_consistent():
     grown = to_np(mw.weight)
     assert np.all(to_np(mw.mask) == 1)
     assert np.count_nonzero(grown == 0.5) >= mw.size // 2  # the grown half starts at 0.5
-    assert model._assign_mask == model.assign_mask  # the old private name still works
 
 
 class Recorder(ks.callbacks.MaskCallback):

@@ -29,7 +29,6 @@ FLOORS = [
     ("keras_sparse.conversion",),
     ("keras_sparse.schedules", "keras_sparse.diagnostics", "keras_sparse.export"),
     ("keras_sparse.callbacks",),
-    ("keras_sparse.models",),  # the deprecated alias of applications
 ]
 DEFAULT_FLOOR = 7
 
@@ -216,10 +215,7 @@ def test_data_loads_tensorflow_datasets_on_first_use(run_python):
     assert run_python(code).splitlines()[-1] == "True"
 
 
-def test_models_is_a_deprecated_alias_of_applications():
-    with pytest.warns(DeprecationWarning, match="keras_sparse.applications.mlp"):
-        mlp = keras_sparse.models.mlp
-    assert mlp is keras_sparse.applications.mlp
-    assert keras_sparse.models.__all__ == keras_sparse.applications.__all__
-    with pytest.raises(AttributeError):
-        keras_sparse.models.no_such_model
+def test_the_unreleased_models_alias_is_gone():
+    # `ks.models` (renamed `ks.applications` before any release) has no alias.
+    assert not hasattr(keras_sparse, "models")
+    assert "keras_sparse.models" not in _modules()

@@ -217,8 +217,9 @@ def test_budgets_per_layer_are_the_exact_counts_of_the_distribution():
     model = ks.sparsify(_mixed_model(), 0.0, seed=0)
     targets = ks.distributions.layer_sparsities(model, 0.8, "erk", dense_layers=["fc2"])
     weights = model.masked_weights
-    counts = ks.distributions.budgets(weights, 0.8, "erk", dense_layers=["fc2"])
+    counts = ks.distributions.budgets(model, 0.8, "erk", dense_layers=["fc2"])
     assert list(counts) == weights  # keyed by parameter, in model order
+    assert ks.distributions.budgets(weights, 0.8, "erk", dense_layers=["fc2"]) == counts
     for mw, active in counts.items():
         assert active == mw.size - num_inactive(mw.size, targets[mw.path])
     assert counts[weights[-1]] == weights[-1].size  # kept dense
@@ -229,7 +230,7 @@ def test_budgets_global_rank_all_layers_together():
     weights = model.masked_weights
     rng = np.random.default_rng(0)
     scores = {mw.path: rng.random(mw.weight.shape).astype("float32") for mw in weights}
-    counts = ks.distributions.budgets(weights, 0.7, scope="global", scores=scores,
+    counts = ks.distributions.budgets(model, 0.7, scope="global", scores=scores,
                                       dense_layers=["conv1"])
     assert counts[weights[0]] == weights[0].size  # pinned: its own count
     total = sum(mw.size for mw in weights)

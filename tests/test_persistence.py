@@ -1,6 +1,8 @@
 """Masks and rule state survive .keras files, checkpoints and BackupAndRestore."""
 
 import os
+import subprocess
+import sys
 import textwrap
 
 import keras
@@ -164,3 +166,63 @@ def test_stripped_model_loads_without_keras_sparse(tmp_path, run_python):
     kind, diff = out.split()
     assert kind in ("Functional", "Model") and float(diff) <= 1e-6
     assert os.path.getsize(path) > 0
+
+
+# -- arrays: exact at epoch-end backups; a mid-epoch backup replays the epoch ------
+
+ARRAYS = textwrap.dedent("""
+    import os, signal, sys
+    import keras, numpy as np
+    import keras_sparse as ks
+
+    backup, out, kill_at, save_freq = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    save_freq = save_freq if save_freq == "epoch" else int(save_freq)
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 10)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    dense = keras.Sequential([keras.Input((10,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(2)])
+    model = ks.sparsify(dense, 0.7, seed=1)
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+    class Kill(keras.callbacks.Callback):  # dies like `kill -9`: no cleanup
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations.numpy()) == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[
+        ks.callbacks.RigL(delta_t=3, end_step=20, seed=4),
+        keras.callbacks.BackupAndRestore(backup, save_freq=save_freq), Kill()])
+    np.savez(out, steps=int(model.optimizer.iterations.numpy()),
+             **{v.path: keras.ops.convert_to_numpy(v) for v in model.weights})
+""")
+
+
+def _arrays_run(tmp_path, name, kill_at, save_freq):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / f"{name}.npz"
+    result = subprocess.run(
+        [sys.executable, "-c", ARRAYS, str(tmp_path / f"backup_{save_freq}"), str(out),
+         str(kill_at), str(save_freq)],
+        env=dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True, text=True, timeout=300)
+    return result.returncode, out
+
+
+def test_sigkill_and_resume_on_arrays_with_a_mid_epoch_backup_replays_the_epoch(tmp_path):
+    # 8 steps per epoch, 3 epochs; killed at step 14 (epoch 1, batch 6).
+    # Epoch-end backups resume exactly (test_backup_and_restore_... above).
+    assert _arrays_run(tmp_path, "reference", -1, "epoch")[0] == 0
+    reference = np.load(tmp_path / "reference.npz")
+    assert int(reference["steps"]) == 24
+    # A backup inside the epoch (step 12, batch 4 of epoch 1): Keras replays
+    # epoch 1 from its first batch, so 4 batches are trained twice (as the
+    # README says: arrays resume exactly from epoch-end backups only).
+    assert _arrays_run(tmp_path, "killed_mid", 14, 4)[0] == -9
+    code, out = _arrays_run(tmp_path, "resumed_mid", -1, 4)
+    assert code == 0
+    mid = np.load(out)
+    assert int(mid["steps"]) == 24 + 4
+    assert any(not np.array_equal(mid[k], reference[k]) for k in reference.files)

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import keras_sparse as ks
 from keras_sparse.layers import sparse_matmul
-from keras_sparse.layers.base import dense_weight_gradients, raw_weights
+from keras_sparse.layers.parameter import raw_reads
 from keras_sparse.optimizer_slots import slots_for
 
 RNG = np.random.default_rng(0)
@@ -100,7 +100,7 @@ def step_gradients(model, x, y, when=None, raw=True):
     with tf.GradientTape() as tape:
         tape.watch(x)
         if raw:
-            with raw_weights(), dense_weight_gradients(when):
+            with raw_reads(model.masked_weights, when):
                 loss = LOSS(y, model(x, training=True))
         else:
             loss = LOSS(y, model(x, training=True))

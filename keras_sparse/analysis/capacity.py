@@ -117,7 +117,7 @@ def same_capacity(build, dense_width, sparse_width, match="layer", seed=0, scale
     Example:
 
     ```python
-    build = lambda w: ks.models.mlp((w, w), input_shape=(28, 28, 1), num_classes=10)
+    build = lambda w: ks.applications.mlp((w, w), input_shape=(28, 28, 1), num_classes=10)
     dense, sparse = ks.analysis.same_capacity(build, 100, 400)
     # 784*100 + 100*100 + 100*10 active weights in each
     ```

@@ -95,7 +95,7 @@ def evci_solutions(build, data, sparsity, epochs, optimizer="sgd", test_data=Non
     Example:
 
     ```python
-    build = lambda: ks.models.mlp((300, 100), input_shape=(28, 28, 1), num_classes=10)
+    build = lambda: ks.applications.mlp((300, 100), input_shape=(28, 28, 1), num_classes=10)
     sol = ks.analysis.evci_solutions(build, train_ds, 0.98, epochs=5,
                                      optimizer=lambda: keras.optimizers.SGD(0.05, momentum=0.9))
     ks.analysis.linear_path(sol["model"], sol["weights"]["I"], sol["weights"]["P"], probe)

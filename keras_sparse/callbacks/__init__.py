@@ -5,7 +5,10 @@ The named methods (`SET`, `RigL`, `SNFS`, `DSTEE`) are presets of
 grow rules (`Magnitude`, `Random`, `Gradient`, `Momentum`, `Exploration`,
 added with `+`), the `MeanScoreRedistribution` of regrowth across layers,
 and the drop-fraction schedules (`drop_schedules`: `CosineDecay`,
-`Constant`, `LinearDecay`; base class `DropSchedule`).
+`Constant`, `LinearDecay`; base class `DropSchedule`). A new method can
+also be written from the `UpdateClock` (which steps to act on) and the
+model's parameters (`model.masked_weights`: `read()`, `mask`,
+`assign_mask`).
 
 ```python
 grow = ks.callbacks.Gradient() + ks.callbacks.Exploration(c=1e-4)
@@ -15,6 +18,7 @@ model.fit(x, y, callbacks=[ks.callbacks.DynamicSparsity(grow=grow)])
 
 from keras_sparse.callbacks import drop_schedules
 from keras_sparse.callbacks.base import MaskCallback
+from keras_sparse.callbacks.clock import UpdateClock
 from keras_sparse.callbacks.dissipating import DissipatingGradients
 from keras_sparse.callbacks.drop_grow import (
     Exploration,
@@ -59,5 +63,6 @@ __all__ = [
     "Rule",
     "Static",
     "Sum",
+    "UpdateClock",
     "drop_schedules",
 ]

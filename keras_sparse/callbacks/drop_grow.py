@@ -37,7 +37,8 @@ class LayerUpdate:
     """What a rule sees of one prunable weight during a mask update.
 
     Attributes:
-        weight: the `MaskedWeight` (`.weight`, `.mask`, `.state(name)`).
+        weight: the weight's `SparseParameter` (`.read()`, `.mask`,
+            `.state(name)`).
         index: its position in `model.masked_weights` (keys the RNG).
         mask: the mask before this update (float tensor).
         gradient: the stored dense gradient `dL/d(W*M)` (its momentum when a
@@ -56,7 +57,7 @@ class LayerUpdate:
     class Saliency(Rule):      # a rule reads what it needs from the update
         needs_gradient = True
         def score(self, update):
-            return tf.abs(update.gradient * update.weight.weight)
+            return tf.abs(update.gradient * update.weight.read())
     ```
     """
 
@@ -79,7 +80,7 @@ class Rule(Configurable):
     class Saliency(Rule):            # grow by |w * g| (inactive w are 0)
         needs_gradient = True
         def score(self, update):
-            return tf.abs(update.gradient * update.weight.weight)
+            return tf.abs(update.gradient * update.weight.read())
     ```
     """
 
@@ -116,7 +117,7 @@ class Magnitude(Rule):
     """
 
     def score(self, update):
-        return tf.abs(tf.convert_to_tensor(update.weight.weight))
+        return tf.abs(update.weight.read())
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
@@ -133,7 +134,7 @@ class Random(Rule):
     """
 
     def score(self, update):
-        return stateless_uniform(update.weight.weight.shape, update.seed,
+        return stateless_uniform(update.weight.variable.shape, update.seed,
                                  update.step, update.index)
 
 

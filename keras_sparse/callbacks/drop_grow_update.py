@@ -71,7 +71,8 @@ class DropGrowUpdate:
         """Runs the update; returns `({stat: per-layer numpy vector}, ms)`.
 
         Stats: `dropped`, `grown`, `regrown` (grown positions that had been
-        active before), `changed`, `active`, `ever`, `finite`.
+        active before), `changed`, `active`, `ever`, `finite`. Growth reads
+        the dense gradients the parameters kept last (with `gradients`).
         """
         with model.distribute_strategy.scope():
             update = self._function(model, gradients)
@@ -97,11 +98,13 @@ class DropGrowUpdate:
         return self._fn
 
     def _compute(self, model, gradients, step, fraction, rounds):
-        weights = model.masked_weights
-        grads = model.dense_gradients() if gradients else [None] * len(weights)
+        # What the update takes from the model: its parameters and optimizer.
+        # Everything else is asked of each parameter.
+        weights, optimizer = model.masked_weights, model.optimizer
+        grads = [p.dense_gradient() if gradients else None for p in weights]
         layers = [self._drop(i, mw, g, step, fraction, rounds)
                   for i, (mw, g) in enumerate(zip(weights, grads))]
-        stats = [self._grow(model, layer, count)
+        stats = [self._grow(optimizer, layer, count)
                  for layer, count in zip(layers, self._grow_counts(layers))]
         return {k: tf.stack([s[k] for s in stats]) for k in stats[0]}
 
@@ -143,7 +146,7 @@ class DropGrowUpdate:
         return tf.unstack(self.redistribution.allocate(
             tf.add_n(dropped), tf.stack(shares), tf.stack(room)))
 
-    def _grow(self, model, layer, count):
+    def _grow(self, optimizer, layer, count):
         """Grows `count` positions, applies the mask, advances rule state."""
         mw, mask, finite = layer["mw"], layer["mask"], layer["finite"]
         pool = tf.where(layer["kept"] > 0, -math.inf, layer["grow_score"])
@@ -151,7 +154,7 @@ class DropGrowUpdate:
         kept = tf.where(finite, layer["kept"], mask)
         new = tf.where(finite, layer["kept"] + grown, mask)
         # `keep`: a weight dropped and regrown restarts from grow_init.
-        model.assign_mask(mw, new, self.grow_init, keep=kept)
+        mw.assign_mask(new, keep=kept, grow_init=self.grow_init, optimizer=optimizer)
         union = mw.state(ITOP)
         before = tf.convert_to_tensor(union)
         union.assign(tf.maximum(before, tf.cast(new, union.dtype)))

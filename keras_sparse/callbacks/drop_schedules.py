@@ -5,7 +5,8 @@ each layer's active weights that is dropped (and regrown) there:
 `drop_schedule(t, alpha, end_step) -> float`. `DynamicSparsity` calls it
 with the step and the end counted from its `begin_step`
 (`drop_schedule(t - begin_step, alpha, end_step - begin_step)`), so every
-schedule runs over `[begin_step, end_step]`, as in rigl. It is the `drop_schedule=`
+schedule runs over `[begin_step, end_step]` (rigl's TF1 code passes the
+unshifted step: the same when `begin_step=0`). It is the `drop_schedule=`
 argument of `ks.callbacks.DynamicSparsity` and its presets, not to be
 confused with the pruning schedules of `ks.schedules`
 (`schedule(step) -> (should_prune, sparsity)`).
@@ -45,7 +46,9 @@ class CosineDecay(DropSchedule):
     """`f_t = alpha / 2 * (1 + cos(pi * t / end_step))` (RigL's default).
 
     `DynamicSparsity` passes `t` and `end_step` counted from its
-    `begin_step`, so the decay spans `end_step - begin_step`, as in rigl.
+    `begin_step`, so the decay spans `[begin_step, end_step]`. (rigl's TF1
+    code decays the unshifted step over `end_step - begin_step`, reaching 0
+    at step `end_step - begin_step`; the same when `begin_step=0`.)
     Past `end_step` the value stays at 0.
 
     Example:

@@ -15,8 +15,8 @@ from keras_sparse.callbacks.base import MaskCallback, require_inactive_weights
 from keras_sparse.callbacks.clock import UpdateClock
 from keras_sparse.callbacks.drop_grow_update import ITOP, DropGrowUpdate, drop_count
 from keras_sparse.callbacks.update_log import UpdateLog
-from keras_sparse.layers.registry import value_storages
-from keras_sparse.utils.argument_validation import check_int, check_number
+from keras_sparse.utils.argument_validation import (
+    check_int, check_number, check_number_or_word, check_path)
 
 __all__ = ["ITOP", "DynamicSparsity", "drop_count"]
 
@@ -26,14 +26,12 @@ class DynamicSparsity(MaskCallback):
     """Drop-and-grow training: the general form of SET, RigL, SNFS, DST-EE.
 
     Every `delta_t` steps while `begin_step <= t <= end_step` (`end_step`
-    included, as in rigl; `t` the model's own step counter
+    included, as in rigl; `t` the model's step counter
     `model.optimizer.iterations` after the step), each layer drops the
     `n = floor(f_t * n_active)` active weights with the lowest `drop` score
-    (computed so that float rounding cannot lose one: `f_t = 0.7` of 90
-    drops 63; see `drop_count`) and
-    grows the `n` highest-`grow`-scored positions among those inactive after
-    the drop (a just-dropped weight may come back; it restarts from
-    `grow_init`). Sparsity never changes, except that a `redistribution`
+    (exactly: `f_t = 0.7` of 90 drops 63; see `drop_count`) and grows the
+    `n` highest-`grow`-scored positions among those inactive after the drop
+    (a just-dropped weight may come back; it restarts from `grow_init`). Sparsity never changes, except that a `redistribution`
     moves regrowth between layers while keeping the global count. Dropped
     weights and their optimizer slots become 0; grown weights become
     `grow_init` and their slots 0. A layer whose scores contain NaN or Inf
@@ -67,9 +65,8 @@ class DynamicSparsity(MaskCallback):
     `BackupAndRestore` continues it where it stopped; a new callback
     instance with the same arguments continues it the same way. With
     `end_step=None` the end is 75% of `epochs * steps` of the current fit,
-    with `epochs` counted from epoch 0 as Keras does: continue a run with
-    `fit(epochs=total, initial_epoch=done)` (as for Keras learning-rate
-    schedules), or give `end_step` as an int. A fit that will make no update
+    `epochs` counted from epoch 0: continue a run with `fit(epochs=total,
+    initial_epoch=done)`, or give `end_step` as an int. A fit that will make no update
     (the schedule has ended, has not begun, or the fit is shorter than the
     wait for the next update) says so with a warning before its first step.
 
@@ -137,15 +134,9 @@ class DynamicSparsity(MaskCallback):
         self.clock = UpdateClock(delta_t, begin_step, end_step, default_end=0.75,
                                  who=type(self).__name__)
         self.alpha = check_number(alpha, "alpha", 0, 1)
-        if isinstance(grow_init, str) and grow_init != "zeros":
-            raise ValueError(f'`grow_init` must be a number or "zeros"; got {grow_init!r}.')
-        if grow_init != "zeros":
-            grow_init = check_number(grow_init, "grow_init", allowed=' (or "zeros")')
-        self.grow_init = grow_init
+        self.grow_init = check_number_or_word(grow_init, "grow_init", "zeros")
         self.seed = check_int(seed, "seed", minimum=0)
-        if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
-            raise TypeError(f"`log_dir` must be None or a path; got {log_dir!r}.")
-        self.log_dir = log_dir
+        self.log_dir = check_path(log_dir, "log_dir")
         parts = self.drop.parts() + self.grow.parts()
         self._reads_gradient = any(p.needs_gradient for p in parts)
         momenta = {p.momentum for p in parts if p.momentum}
@@ -189,7 +180,7 @@ class DynamicSparsity(MaskCallback):
 
     def on_train_begin(self, logs=None):
         self.clock.start(self.params)  # bad settings fail before the first step
-        fixed = [s.layer.name for s in value_storages(self.model)]
+        fixed = [p.layer.name for p in self.model.masked_weights if p.storage is not None]
         if self.redistribution is not None and fixed:
             raise ValueError(
                 f"{type(self).__name__}: `redistribution` moves active weights between "
@@ -269,7 +260,6 @@ class DynamicSparsity(MaskCallback):
 
     def _update(self, step, rounds):
         fraction = self._fraction(step)
-        self.model.sync_weights()  # kernels trained as value vectors (compute="sparse")
         reads = bool(self._reads_gradient or self._momentum)
         out, elapsed_ms = self.update(self.model, step, fraction, rounds, reads)
         return self.log.record(self.model.masked_weights, step, fraction, out, elapsed_ms)

@@ -163,22 +163,21 @@ class GradualMagnitudePruning(MaskCallback):
         budgets = distributions.budgets(self._weights, sparsity, self.distribution,
                                         dense_layers=self.dense_layers)
         keep = list(budgets.values())
-        self.model.sync_weights()  # kernels trained as value vectors (compute="sparse")
         finite = self._update(tf.constant(keep, tf.int32))
         for mw, ok in zip(self._weights, np.asarray(finite)):
             if not ok:
                 warn_non_finite(type(self).__name__, mw.path, what="weights")
 
     def _update_masks(self, keep):
-        finite = []
+        optimizer, finite = self.model.optimizer, []
         for i, mw in enumerate(self._weights):
             old = tf.convert_to_tensor(mw.mask)
-            weight = tf.cast(tf.convert_to_tensor(mw.weight), tf.float32)
+            weight = tf.cast(mw.read(), tf.float32)
             # Pruned weights score 0, selected (never `w * mask`: NaN * 0 is NaN).
             score = tf.where(old > 0, tf.abs(weight), tf.zeros_like(weight))
             ok = tf.reduce_all(tf.math.is_finite(score))
             new = tf.cond(ok, lambda: tf.cast(largest_mask(score, keep[i]), old.dtype),
                           lambda: old)
-            self.model.assign_mask(mw, new)
+            mw.assign_mask(new, optimizer=optimizer)
             finite.append(ok)
         return tf.stack(finite)

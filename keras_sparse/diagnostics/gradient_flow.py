@@ -13,7 +13,6 @@ import tensorflow as tf
 
 from keras_sparse.layers.base import SparseLayer
 from keras_sparse.layers.registry import flatten_layers, prunable_weights_of
-from keras_sparse.model import unscale_loss_for_distribution
 from keras_sparse.utils import keras_compat
 from keras_sparse.utils.argument_validation import check_int
 
@@ -189,7 +188,7 @@ class GradientFlow:
             with tf.GradientTape() as tape:
                 y_pred = self.model(x, training=False)
                 loss = self._loss(y, y_pred, sample_weight)
-                loss = unscale_loss_for_distribution(loss)
+                loss = keras_compat.unscale_loss_for_distribution(loss)
             grads = tape.gradient(
                 loss, weights, unconnected_gradients=tf.UnconnectedGradients.ZERO
             )

@@ -12,8 +12,9 @@ import tensorflow as tf
 
 from keras_sparse.conversion import strip
 from keras_sparse.export import csr, sparse_dense
-from keras_sparse.layers.base import SparseLayer, raw_weights
-from keras_sparse.layers.registry import flatten_layers
+from keras_sparse.layers.base import SparseLayer
+from keras_sparse.layers.parameter import raw_reads
+from keras_sparse.layers.registry import flatten_layers, masked_weights
 from keras_sparse.utils import keras_compat
 from keras_sparse.utils.argument_validation import check_built_model, check_int, check_number
 
@@ -326,7 +327,7 @@ def _serve_function(model):
         if subclassed:
             # The stripped copy has its masks folded in and all ones: read the
             # kernels themselves, so no mask variable is captured or written.
-            with raw_weights():
+            with raw_reads(masked_weights(model)):
                 outputs = model(tensors[0] if len(tensors) == 1 else list(tensors),
                                 training=False)
             if isinstance(outputs, dict):

@@ -14,6 +14,7 @@ from keras_sparse.layers.conv import (
 )
 from keras_sparse.layers.dense import SparseDense
 from keras_sparse.layers.einsum_dense import SparseEinsumDense
+from keras_sparse.layers.parameter import SparseParameter
 from keras_sparse.layers.registry import (
     SPARSE_CLASSES,
     MaskedWeight,
@@ -34,6 +35,7 @@ __all__ = [
     "SparseDepthwiseConv2D",
     "SparseEinsumDense",
     "SparseLayer",
+    "SparseParameter",
     "SparseSeparableConv2D",
     "SparseWrapper",
     "flatten_layers",

@@ -1,83 +1,35 @@
 """The mask machinery shared by every sparse layer.
 
 A sparse layer keeps each prunable weight as an ordinary Keras variable plus a
-non-trainable mask variable of the same shape and dtype. Reading the weight's
-public attribute (e.g. `layer.kernel`) inside `call` returns `weight * mask`,
-so the forward pass is always masked and the gradient reaching the variable is
-already zero at inactive positions.
+non-trainable mask variable of the same shape and dtype, both owned by a
+`SparseParameter` (`layer.parameters`). Reading the weight's public attribute
+(e.g. `layer.kernel`) inside `call` returns `weight * mask`, so the forward
+pass is always masked and the gradient reaching the variable is already zero
+at inactive positions.
 
-Inside `SparseModel.train_step` (the `raw_weights()` context) the attribute
+Inside `SparseModel.train_step` (`parameter.raw_reads`) the attribute
 returns the variable itself: the train step keeps inactive weights at exactly
 0.0, so `W == W * M` there, the forward pass saves a multiply per kernel, and
 the gradient the variable receives is the dense gradient `dL/d(W*M)` that
 growth rules need, at no extra cost; the step then masks it.
 """
 
-import contextlib
 import math
-import threading
 import zlib
 
 import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_sparse.layers.parameter import SparseParameter
 from keras_sparse.masks import num_inactive, stateless_uniform, topk_mask
 from keras_sparse.utils import keras_compat
 from keras_sparse.utils.argument_validation import check_choice, check_int, check_sparsity
 
-__all__ = [
-    "MASK_INITS",
-    "MaskedAttribute",
-    "SparseLayer",
-    "dense_weight_gradients",
-    "dense_weight_gradients_requested",
-    "raw_weights",
-    "reading_raw_weights",
-]
+__all__ = ["MASK_INITS", "MaskedAttribute", "SparseLayer"]
 
 # How `sparsity=` chooses a layer's initial mask at build.
 MASK_INITS = ("random", "magnitude")
-
-_STATE = threading.local()
-
-
-@contextlib.contextmanager
-def _thread_setting(name, value):
-    """Sets `_STATE.<name>` to `value` for the `with` block (per thread)."""
-    previous = getattr(_STATE, name, None)
-    setattr(_STATE, name, value)
-    try:
-        yield
-    finally:
-        setattr(_STATE, name, previous)
-
-
-def raw_weights():
-    """Makes sparse layers read their variables unmasked (see module doc)."""
-    return _thread_setting("raw", True)
-
-
-def reading_raw_weights():
-    """True inside `raw_weights()` (the train step's forward pass)."""
-    return bool(getattr(_STATE, "raw", False))
-
-
-def dense_weight_gradients(when):
-    """Tells sparse-compute layers when the train step needs dense gradients.
-
-    `SparseModel.train_step` wraps its forward pass in it. A layer that
-    computes its weight gradient at active positions only (`SparseDense(...,
-    compute="sparse")`) computes the dense `dL/d(W*M)` instead on the steps
-    where `when` (a boolean tensor, or None for never) is true, so growth
-    rules read the same gradient as with the masked path.
-    """
-    return _thread_setting("dense_when", when)
-
-
-def dense_weight_gradients_requested():
-    """The `when` of the enclosing `dense_weight_gradients`, or None."""
-    return getattr(_STATE, "dense_when", None)
 
 
 class MaskedAttribute:
@@ -104,11 +56,11 @@ class MaskedAttribute:
         if layer is None:
             return self
         variable = getattr(layer, self.raw_attr)  # AttributeError before build
-        mask = layer._masks.get(self.name) if hasattr(layer, "_masks") else None
-        if mask is None or reading_raw_weights():
+        parameter = layer.__dict__.get("_parameters", {}).get(self.name)
+        if parameter is None or parameter.in_train_step:
             return variable
-        value = variable.value  # autocast under mixed precision
-        return ops.multiply(value, ops.cast(mask.value, value.dtype))
+        value = parameter.value()  # current; autocast under mixed precision
+        return ops.multiply(value, ops.cast(parameter.mask.value, value.dtype))
 
     def __set__(self, layer, value):
         setattr(layer, self.raw_attr, value)
@@ -118,10 +70,11 @@ class SparseLayer:
     """Mixin turning a Keras layer into one with persistent weight masks.
 
     Subclasses declare `prunable = ("kernel", ...)` (the public names of the
-    masked weights) and define each of them as a `MaskedAttribute`. Masks
-    are named `<weight>_mask`; rule state added with `add_mask_state` is
-    named `<weight>_<state>` and is re-created from the layer config on
-    load. Both are also layer attributes under those names
+    masked weights) and define each of them as a `MaskedAttribute`. At build
+    each gets a `SparseParameter` (`layer.parameters`) owning the weight, its
+    mask `<weight>_mask` and its rule state `<weight>_<state>` (see
+    `SparseParameter.add_state`: saved with the weights, never in the
+    config). Masks and state are also layer attributes under those names
     (`layer.kernel_mask`), which is how `tf.train.Checkpoint` finds them.
 
     LoRA (`enable_lora`) and quantization (`quantize`) would replace the
@@ -133,8 +86,9 @@ class SparseLayer:
     construction:
 
     Args:
-        mask_states: specs of rule state to re-create at build (what
-            `get_config` writes); other arguments go to the Keras layer.
+        mask_states: specs of rule state to create at build (written by
+            the layer configs of earlier versions, read for their files);
+            other arguments go to the Keras layer.
         sparsity: `None` (default: masks start all ones; `ks.sparsify` or
             `ks.pruning` set them) or a fraction in [0, 1): at build, each
             masked weight of `n` entries gets exactly `round(sparsity * n)`
@@ -164,6 +118,9 @@ class SparseLayer:
     """
 
     prunable = ()
+    # Per instance (see __init__): weight name -> SparseParameter, and rule
+    # state to create at build.
+    _parameters = _pending_states = None
 
     def __init__(self, *args, sparsity=None, mask_init="random", seed=None,
                  mask_states=None, **kwargs):
@@ -174,15 +131,17 @@ class SparseLayer:
             seed = check_int(seed, "seed", minimum=0, allowed=" or None")
         super().__init__(*args, **kwargs)
         self.sparsity, self.mask_init, self.seed = sparsity, mask_init, seed
-        self._masks = {}
-        self._mask_states = {}
-        self._mask_state_specs = [dict(s) for s in (mask_states or [])]
+        # Plain dicts kept out of Keras' and TensorFlow's tracking (by
+        # writing __dict__): parameters are not variables, their variables
+        # are tracked one by one.
+        self.__dict__["_parameters"] = {}
+        self.__dict__["_pending_states"] = [dict(s) for s in (mask_states or [])]
 
     def build(self, input_shape):
         super().build(input_shape)
         with self._unlocked():
             for index, (name, variable) in enumerate(self.prunable_items()):
-                self._masks[name] = self.add_weight(
+                mask = self.add_weight(
                     name=f"{name}_mask",
                     shape=variable.shape,
                     initializer=self._mask_initializer(index, variable),
@@ -190,9 +149,16 @@ class SparseLayer:
                     trainable=False,
                 )
                 # An attribute, so tf.train.Checkpoint tracks it too.
-                setattr(self, f"{name}_mask", self._masks[name])
-            for spec in self._mask_state_specs:
-                self._create_mask_state(**spec)
+                setattr(self, f"{name}_mask", mask)
+                self._parameters[name] = SparseParameter(
+                    self, name, variable, mask, **self._parameter_options(name))
+        for spec in self._pending_states:
+            self.add_mask_state(**spec)
+        self._pending_states.clear()
+
+    def _parameter_options(self, name):
+        """Extra `SparseParameter` arguments for the weight `name` (none here)."""
+        return {}
 
     def _mask_initializer(self, index, variable):
         """"ones", or with `sparsity=` the initial mask of `variable`.
@@ -222,27 +188,29 @@ class SparseLayer:
 
         return initial_mask
 
-    # -- sparse compute hooks (see SparseDense(compute="sparse")) ---------------
+    @property
+    def parameters(self):
+        """The `SparseParameter` of each masked weight, in `prunable` order."""
+        return [self._parameters[name] for name, _ in self.prunable_items()]
 
     @property
     def masks_own_gradients(self):
         """True if the backward pass already gives exactly 0 at inactive weights.
 
         Then the train step need not mask this layer's weight gradients,
-        except on steps where dense gradients were requested
-        (`dense_weight_gradients`). False for the masked layers.
+        except on steps that keep dense gradients. False for masked layers.
         """
         return False
 
     def mask_changed(self):
-        """Tells the layer its masks were written (a no-op for masked layers).
+        """Tells the layer its masks were written directly.
 
-        `SparseModel` calls it wherever it changes or reloads masks
-        (`set_masks`, `assign_mask`, `apply_masks`, hence `fit`,
-        `set_weights` and `load_weights`), and so does loading a `.keras`
-        file. Call it after assigning a mask variable directly. Usable
-        inside `tf.function`.
+        The parameters call it whenever they change or reload masks; call
+        it after assigning a mask variable yourself. Usable inside
+        `tf.function`.
         """
+        for parameter in self._parameters.values():
+            parameter.mask_changed()
 
     def _unlocked(self):
         # Keras locks a layer's state after build; LoRA unlocks it the same way.
@@ -259,19 +227,21 @@ class SparseLayer:
 
     def get_masks(self):
         """The mask variables, aligned with `get_prunable_weights()`."""
-        return [self._masks[name] for name, _ in self.prunable_items()]
+        return [p.mask for p in self.parameters]
 
     def mask_variables(self):
-        """Every variable this layer adds to its Keras base: masks and rule state."""
-        return self.get_masks() + list(self._mask_states.values())
+        """Every variable this layer adds to its Keras base: masks, rule state, values."""
+        return self.get_masks() + [v for p in self.parameters for v in p.extra_variables()]
 
     def mask_state(self, weight_name, state):
         """The rule-state variable `state` of weight `weight_name`."""
-        return self._mask_states[f"{weight_name}_{state}"]
+        return self._parameters[weight_name].state(state)
 
     def has_mask_state(self, state):
         """True if rule state `state` was added (see `add_mask_state`)."""
-        return any(s["name"] == state for s in self._mask_state_specs)
+        if not self.built:
+            return any(s["name"] == state for s in self._pending_states)
+        return any(p.has_state(state) for p in self.parameters)
 
     def add_mask_state(
         self,
@@ -281,11 +251,11 @@ class SparseLayer:
         synchronization="auto",
         aggregation="none",
     ):
-        """Adds a per-weight state variable `<weight>_<name>` for a mask rule.
+        """Adds the state variable `<weight>_<name>` to each masked weight.
 
-        The spec is kept in the layer config, so a saved model re-creates the
-        variable and restores its value: rule state survives `.keras` files,
-        checkpoints and `BackupAndRestore`. Idempotent.
+        See `SparseParameter.add_state` (the state is saved with the
+        weights, not in the config). Idempotent; on an unbuilt layer the
+        state is created at build.
 
         Args:
             name: suffix of the variable (`"count"` -> `kernel_count`).
@@ -304,46 +274,36 @@ class SparseLayer:
         layer.kernel_count            # zeros of the kernel's shape
         ```
         """
-        if self.has_mask_state(name):
+        spec = dict(name=name, dtype=dtype, initializer=initializer,
+                    synchronization=synchronization, aggregation=aggregation)
+        if not self.built:
+            if not self.has_mask_state(name):
+                self._pending_states.append(spec)
             return
-        weights = [w for w, _ in self.prunable_items()] if self.built else list(self.prunable)
-        taken = [f"{w}_{name}" for w in weights if hasattr(self, f"{w}_{name}")]
+        fresh = [p for p in self.parameters if not p.has_state(name)]
+        taken = [f"{p.name}_{name}" for p in fresh if hasattr(self, f"{p.name}_{name}")]
         if taken:
             raise ValueError(
                 f"add_mask_state: `name`={name!r} would shadow {taken} of layer "
                 f"{self.name!r} (e.g. the mask or kernel_initializer); choose another."
             )
-        spec = dict(
-            name=name,
-            dtype=dtype,
-            initializer=initializer,
-            synchronization=synchronization,
-            aggregation=aggregation,
-        )
-        self._mask_state_specs.append(spec)
-        if self.built:
-            with self._unlocked():
-                self._create_mask_state(**spec)
+        for parameter in fresh:
+            parameter.add_state(**spec)
 
-    def _create_mask_state(
-        self, name, dtype, initializer, synchronization, aggregation
-    ):
-        for weight_name, weight in self.prunable_items():
-            with keras.name_scope(self.name, caller=self):
-                variable = keras.Variable(
-                    initializer=keras.initializers.get(initializer),
-                    shape=weight.shape,
-                    dtype=dtype,
-                    trainable=False,
-                    name=f"{weight_name}_{name}",
-                    synchronization=synchronization,
-                    aggregation=aggregation,
-                )
-            keras_compat.track_variable(self, variable)
-            # String keys (the variable's name): TensorFlow's SavedModel
-            # tracking (`model.export`, `tf.saved_model.save`) refuses others.
-            self._mask_states[f"{weight_name}_{name}"] = variable
-            setattr(self, f"{weight_name}_{name}", variable)  # for tf.train.Checkpoint
+    @property
+    def weights(self):
+        # Rule state last, by name, whatever order rules added it in: a model
+        # loaded from a file (which creates the state it holds) lists its
+        # weights as the model that saved it. Trained value vectors are not
+        # weights (files and `get_weights` are the same whatever `compute`).
+        extra = self._extra_variables()
+        base = [w for w in super().weights if id(w) not in extra]
+        states = sorted(((p.name, n, v) for p in self.parameters for n, v in p.states.items()),
+                        key=lambda item: item[:2])
+        return base + [v for _, _, v in states]
+
+    def _extra_variables(self):
+        return {id(v) for p in self._parameters.values() for v in p.extra_variables()}
 
     # -- saving -----------------------------------------------------------------
     #
@@ -353,22 +313,25 @@ class SparseLayer:
     # variables (kernel, bias, ..., masks) keep the fixed numbered slots
     # "0", "1", ... Keras gives them, and each rule-state variable is saved
     # under its own name, `mask_state:<weight>_<state>`. Loading fills the
-    # numbered slots, restores the rule state the file and the layer both
-    # have, and leaves the rest alone (a fresh state variable keeps its
-    # initial value; state in the file the layer lacks is ignored).
+    # numbered slots and restores the rule state the file has (creating it
+    # where the layer has none yet); a layer's state the file lacks keeps
+    # its value. Prunable weights are saved through their parameter, so a
+    # file holds their current value whatever trained them.
 
     STATE_KEY = "mask_state:"
 
     def _base_variables(self):
-        state = {id(v) for v in self._mask_states.values()}
-        return [v for v in keras_compat.own_variables(self) if id(v) not in state]
+        extra = self._extra_variables()
+        return [v for v in keras_compat.own_variables(self) if id(v) not in extra]
 
     def save_own_variables(self, store):
         """Saves weights and masks in numbered slots, rule state by name."""
+        current = {id(p.variable): p for p in self.parameters}
         for i, variable in enumerate(self._base_variables()):
-            store[str(i)] = variable
-        for name, variable in self._mask_states.items():
-            store[self.STATE_KEY + name] = variable
+            store[str(i)] = current[id(variable)].read() if id(variable) in current else variable
+        for p in self.parameters:
+            for name, variable in p.states.items():
+                store[f"{self.STATE_KEY}{p.name}_{name}"] = variable
 
     def load_own_variables(self, store):
         """Loads what `save_own_variables` wrote, from any run of this layer.
@@ -390,20 +353,29 @@ class SparseLayer:
                 "the file was saved from a different architecture (a plain, "
                 "unsparsified model saves no masks; load it before ks.sparsify)."
             )
+        for p in self.parameters:
+            p.expect_write()
         for i, variable in enumerate(base):
             variable.assign(store[str(i)])
-        states = list(self._mask_states.items())
-        named = [key for key in keys if str(key).startswith(self.STATE_KEY)]
+        states = [v for p in self.parameters for v in p.states.values()]
+        named = sorted(str(key) for key in keys if str(key).startswith(self.STATE_KEY))
         if not named and numbered == len(base) + len(states):
-            # Older layout: rule state numbered after the masks, in order.
-            for i, (_, variable) in enumerate(states, start=len(base)):
+            # Older layout: rule state numbered after the masks, in creation order.
+            for i, variable in enumerate(states, start=len(base)):
                 variable.assign(store[str(i)])
-            self.mask_changed()
-            return
-        for name, variable in states:
-            if self.STATE_KEY + name in named:
-                variable.assign(store[self.STATE_KEY + name])
-        self.mask_changed()
+        for key in named:
+            weight, state = self._split_state_key(key[len(self.STATE_KEY):])
+            if weight is not None:
+                self._parameters[weight].restore_state(state, store[key])
+        for p in self.parameters:
+            p.loaded()
+
+    def _split_state_key(self, key):
+        """`("kernel", "itop")` from `"kernel_itop"`; `(None, None)` if no weight matches."""
+        for name in sorted(self._parameters, key=len, reverse=True):
+            if key.startswith(name + "_"):
+                return name, key[len(name) + 1:]
+        return None, None
 
     # A LoRA adapter or a quantized kernel would replace the masked kernel.
     def enable_lora(self, *args, **kwargs):
@@ -424,6 +396,14 @@ class SparseLayer:
         config = super().get_config()
         if self.sparsity is not None:
             config.update(sparsity=self.sparsity, mask_init=self.mask_init, seed=self.seed)
-        if self._mask_state_specs:
-            config["mask_states"] = [dict(s) for s in self._mask_state_specs]
+        return config
+
+    # Arguments of the sparse variant, not of its Keras base class.
+    SPARSE_ARGUMENTS = ("sparsity", "mask_init", "seed", "mask_states")
+
+    def base_config(self):
+        """`get_config()` without the sparse arguments: the Keras base class's."""
+        config = self.get_config()
+        for key in self.SPARSE_ARGUMENTS:
+            config.pop(key, None)
         return config

@@ -15,8 +15,8 @@ __all__ = [
 _ARGS = """
     Args:
         *args, **kwargs: the arguments of `keras.layers.{base}`.
-        mask_states: rule state to re-create at build (written by
-            `get_config`; mask rules add it with `add_mask_state`).
+        mask_states: rule state to create at build (read from the configs
+            of earlier versions; mask rules add state with `add_mask_state`).
 """
 
 

@@ -3,13 +3,8 @@
 import keras
 import tensorflow as tf
 
-from keras_sparse.layers import sparse_matmul, value_storage
-from keras_sparse.layers.base import (
-    MaskedAttribute,
-    SparseLayer,
-    dense_weight_gradients_requested,
-    reading_raw_weights,
-)
+from keras_sparse.layers import sparse_matmul
+from keras_sparse.layers.base import MaskedAttribute, SparseLayer
 from keras_sparse.utils import keras_compat
 from keras_sparse.utils.argument_validation import check_choice, check_int
 
@@ -17,40 +12,6 @@ __all__ = ["COMPUTE_MODES", "SparseDense"]
 
 # How SparseDense computes its training steps (see the class docstring).
 COMPUTE_MODES = ("masked", "sparse")
-
-
-class _ActivePositions:
-    """The kernel's active positions, cached until the mask changes.
-
-    A plain object, not tracked by Keras or `tf.train.Checkpoint`: the cache
-    is derived from the mask and rebuilt from it (lazily, at the next
-    training call after `invalidate`), so files and checkpoints are the same
-    whatever `compute` is. `ON_READ` variables, so that each replica of a
-    `tf.distribute` strategy rebuilds its own copy from its (identical) mask.
-    """
-
-    def __init__(self, name):
-        on_read = dict(synchronization=tf.VariableSynchronization.ON_READ,
-                       aggregation=tf.VariableAggregation.NONE, trainable=False)
-        with tf.init_scope():
-            self.positions = tf.Variable(
-                tf.zeros([0, 2], tf.int64), shape=tf.TensorShape([None, 2]),
-                name=f"{name}_active_positions", **on_read)
-            self.ready = tf.Variable(False, name=f"{name}_positions_ready", **on_read)
-
-    def get(self, mask):
-        """`active_positions(mask)`, rebuilt if the cache was invalidated."""
-
-        def rebuild():
-            positions = sparse_matmul.active_positions(mask)
-            self.positions.assign(positions, read_value=False)
-            self.ready.assign(True, read_value=False)
-            return positions
-
-        return tf.cond(self.ready, lambda: tf.identity(self.positions), rebuild)
-
-    def invalidate(self):
-        self.ready.assign(False, read_value=False)
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
@@ -70,10 +31,10 @@ class SparseDense(SparseLayer, keras.layers.Dense):
       when training starts: `value_capacity`): the optimizer updates that
       vector and keeps its slots (momentum, Adam m and v) for it alone. The
       kernel stays the layer's weight for everything else (`get_weights`,
-      files, mask rules, `ks.strip`, export) and is written from the vector
-      when something reads it: each epoch's end and `fit`'s end, before mask
-      rules, `get_weights`, saving, `ks.strip`; call
-      `model.sync_weights()` before reading it yourself mid-epoch;
+      files, mask rules, `ks.strip`, export); it is written from the vector
+      when read through its `SparseParameter` (`layer.parameters[0]`:
+      `read()`, `.weight`, hence `model.masked_weights`, `layer.kernel`,
+      `get_weights`, saving) and when `fit` ends;
     - a mask change through the model (`set_masks`, `assign_mask`, the
       mask-rule callbacks) lays the vector out again: kept weights keep
       their optimizer state, grown ones start fresh. A mask with more ones
@@ -112,8 +73,6 @@ class SparseDense(SparseLayer, keras.layers.Dense):
         value_capacity: `None`, or int >= 1: the size of the trained vector
             of active weights (written by `get_config` once training chose
             it, so a saved model restores its optimizer state).
-        mask_states: rule state to re-create at build (written by
-            `get_config`; mask rules add it with `add_mask_state`).
 
     Raises:
         ValueError: `compute` is not one of "masked", "sparse";
@@ -133,6 +92,8 @@ class SparseDense(SparseLayer, keras.layers.Dense):
 
     prunable = ("kernel",)
     kernel = MaskedAttribute()
+    SPARSE_ARGUMENTS = SparseLayer.SPARSE_ARGUMENTS + (
+        "compute", "weight_gradient", "value_capacity")
 
     def __init__(self, *args, compute="masked", weight_gradient="dense", value_capacity=None,
                  **kwargs):
@@ -145,129 +106,38 @@ class SparseDense(SparseLayer, keras.layers.Dense):
         self.compute = compute
         self._weight_gradient = weight_gradient
         self.value_capacity = value_capacity if compute == "sparse" else None
-        self._active = None
-        self._storage = None
         if compute == "sparse":
             self.supports_jit = False  # CSR ops have no XLA kernels
 
     def build(self, input_shape):
         super().build(input_shape)
-        if self.compute == "sparse":
-            self._active = _ActivePositions(self.name)
-            if self.value_capacity is not None:
-                self.store_values(self.value_capacity)
+        if self.value_capacity is not None:
+            self.parameters[0].store_values(self.value_capacity)
 
-    # -- training the active values (see value_storage) ----------------------
+    def _parameter_options(self, name):
+        return {"trains_values": self.compute == "sparse"}
 
     @property
     def value_storage(self):
         """The `ValueStorage` whose values this layer trains, or None."""
-        return self._storage
-
-    def store_values(self, capacity):
-        """From now on, trains a vector of `capacity` values, not the kernel.
-
-        `ks.SparseModel` calls it when `fit` starts (capacity: the active
-        count then); a layer loaded from a file re-creates it at build. The
-        kernel stays the layer's weight but is no longer optimized itself
-        (Keras `trainable` False); the values vector is tracked as a
-        variable of the layer (for the optimizer and checkpoints) but is not
-        one of its `weights`, so `get_weights`/`set_weights` and files are the
-        same as with `compute="masked"`.
-
-        Args:
-            capacity: int >= 1, the most active weights the layer can train.
-
-        Returns:
-            The `ValueStorage` (the existing one if already created).
-        """
-        if self._storage is not None:
-            return self._storage
-        capacity = check_int(capacity, "capacity", minimum=1)
-        kernel = self.get_prunable_weights()[0]
-        with self._unlocked():
-            values = value_storage.add_values_variable(self, capacity, kernel.dtype)
-        kernel.trainable = False  # the values are trained instead
-        self.value_capacity = capacity
-        self._storage = value_storage.ValueStorage(self, kernel, self.kernel_mask, values)
-        return self._storage
-
-    @property
-    def weights(self):
-        weights = super().weights
-        if self._storage is None:
-            return weights
-        return [w for w in weights if w is not self._storage.values]
-
-    def _base_variables(self):
-        variables = super()._base_variables()
-        if self._storage is None:
-            return variables
-        return [v for v in variables if v is not self._storage.values]
-
-    def load_own_variables(self, store):
-        super().load_own_variables(store)
-        if self._storage is not None:
-            self._storage.forget_layout()
+        return self.parameters[0].storage if self.built else None
 
     @property
     def masks_own_gradients(self):
-        return self._active is not None and self._weight_gradient == "active"
-
-    def mask_changed(self):
-        if self._active is not None:
-            self._active.invalidate()
+        return self.compute == "sparse" and self._weight_gradient == "active"
 
     def call(self, inputs, training=None):
         # Symbolic calls and `stateless_call` (Keras' StatelessScope) see
-        # substituted variable values: they take the masked path.
+        # substituted variable values: they take the masked path, as
+        # inference does.
         if tf.is_tensor(training):
             training = tf.get_static_value(training)  # unknown: the masked path
-        stateless = keras_compat.in_stateless_scope()
-        if self._storage is not None and not stateless:
-            if training and reading_raw_weights():
-                return self._finish(self._values_product(inputs), inputs)
-            self._storage.sync()  # the kernel may lag behind the trained values
-        if self._active is None or not training or stateless:
+        if self.compute != "sparse" or not training or keras_compat.in_stateless_scope():
             return super().call(inputs, training=training)
-        kernel = self.get_prunable_weights()[0].value  # autocast under mixed precision
-        x, work = self._flat_inputs(inputs, kernel.shape[0])
-        mask = self._masks["kernel"].value
-        if reading_raw_weights():
-            # SparseModel's train step: it masks the kernel's gradient itself
-            # and may want the dense one (see masks_own_gradients).
-            options = dict(dense_weight_gradient=dense_weight_gradients_requested())
-        else:
-            # Elsewhere (a plain keras.Model's fit, a user's GradientTape)
-            # the kernel's gradient is masked, as that of `kernel * mask`.
-            options = dict(mask=mask)
-        y = sparse_matmul.sparse_matmul(
-            x, tf.cast(kernel, work), self._active.get(mask),
-            weight_gradient=self._weight_gradient, **options)
-        return self._finish(y, inputs)
-
-    def _flat_inputs(self, inputs, n_in):
         # CSR products take float32/float64, not float16.
-        dtype = inputs.dtype
-        work = dtype if dtype in (tf.float32, tf.float64) else tf.float32
-        return tf.cast(tf.reshape(inputs, [-1, n_in]), work), work
-
-    def _values_product(self, inputs):
-        """The train step's product from the trained values (see `store_values`)."""
-        storage = self._storage
-        with tf.control_dependencies([storage.ensure_laid_out()]):
-            positions, _ = storage.active()
-        x, work = self._flat_inputs(inputs, storage.shape[0])
-        when = dense_weight_gradients_requested()
-        # The kernel (not read) receives the dense gradient when the step keeps it.
-        kernel = None
-        if when is not None:
-            kernel = tf.convert_to_tensor(keras_compat.backend_variable(storage.kernel))
-        return sparse_matmul.values_matmul(
-            x, tf.cast(storage.values.value, work), positions, storage.shape,
-            weight_gradient=self._weight_gradient, kernel=kernel, dense_weight_gradient=when)
-
-    def _finish(self, y, inputs):
+        work = inputs.dtype if inputs.dtype in (tf.float32, tf.float64) else tf.float32
+        x = tf.cast(tf.reshape(inputs, [-1, self.parameters[0].variable.shape[0]]), work)
+        y = self.parameters[0].sparse_matmul(x, self._weight_gradient)
         y = tf.reshape(tf.cast(y, inputs.dtype),
                        tf.concat([tf.shape(inputs)[:-1], [self.units]], 0))
         if self.bias is not None:
@@ -281,6 +151,8 @@ class SparseDense(SparseLayer, keras.layers.Dense):
         config["compute"] = self.compute
         if self.compute == "sparse":
             config["weight_gradient"] = self._weight_gradient
-        if self.value_capacity is not None:
-            config["value_capacity"] = self.value_capacity
+        storage = self.value_storage
+        capacity = storage.capacity if storage is not None else self.value_capacity
+        if capacity is not None:
+            config["value_capacity"] = capacity
         return config

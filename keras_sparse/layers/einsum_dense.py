@@ -13,8 +13,8 @@ class SparseEinsumDense(SparseLayer, keras.layers.EinsumDense):
 
     Args:
         *args, **kwargs: the arguments of `keras.layers.EinsumDense`.
-        mask_states: rule state to re-create at build (written by
-            `get_config`; mask rules add it with `add_mask_state`).
+        mask_states: rule state to create at build (read from the configs
+            of earlier versions; mask rules add state with `add_mask_state`).
 
     Example:
 

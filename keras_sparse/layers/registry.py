@@ -12,7 +12,6 @@ returns the variables to mask (the contract of tfmot's `PrunableLayer`);
 """
 
 import keras
-import numpy as np
 
 from keras_sparse.layers.base import SparseLayer
 from keras_sparse.layers.conv import (
@@ -24,6 +23,7 @@ from keras_sparse.layers.conv import (
 )
 from keras_sparse.layers.dense import SparseDense
 from keras_sparse.layers.einsum_dense import SparseEinsumDense
+from keras_sparse.layers.parameter import SparseParameter
 from keras_sparse.utils import keras_compat
 
 __all__ = [
@@ -34,8 +34,6 @@ __all__ = [
     "masked_weights",
     "prunable_shapes",
     "prunable_weights_of",
-    "sync_trained_values",
-    "value_storages",
     "without_masks",
 ]
 
@@ -157,46 +155,12 @@ def prunable_shapes(model):
     }
 
 
-class MaskedWeight:
-    """One masked variable of a sparse model, with its mask and rule state.
-
-    Args:
-        layer, name, weight, mask: see Attributes.
-
-    Attributes:
-        layer: the sparse layer holding it.
-        name: the weight's name in the layer (`"kernel"`).
-        weight: the variable.
-        mask: the mask variable (same shape and dtype).
-        path: the variable's path (`"dense/kernel"`), unique in the model.
-
-    Example:
-
-    ```python
-    mw = model.masked_weights[0]
-    density = float(keras.ops.mean(mw.mask))
-    ```
-    """
-
-    def __init__(self, layer, name, weight, mask):
-        self.layer, self.name, self.weight, self.mask = layer, name, weight, mask
-        self.path = weight.path
-
-    @property
-    def size(self):
-        """Number of entries of the weight."""
-        return int(np.prod(self.weight.shape))
-
-    def state(self, name):
-        """The rule-state variable `name` of this weight (see `add_mask_state`)."""
-        return self.layer.mask_state(self.name, name)
-
-    def __repr__(self):
-        return f"<MaskedWeight {self.path} shape={tuple(self.weight.shape)}>"
+# The name earlier versions gave the records of `masked_weights`.
+MaskedWeight = SparseParameter
 
 
 def masked_weights(model):
-    """Every `MaskedWeight` of `model`, nested models included, in order.
+    """Every `SparseParameter` of `model`, nested models included, in order.
 
     Only built sparse layers count; a plain model has none.
 
@@ -204,7 +168,7 @@ def masked_weights(model):
         model: a Keras model.
 
     Returns:
-        A list of `MaskedWeight`.
+        A list of `SparseParameter` (`ks.layers.MaskedWeight`).
 
     Example:
 
@@ -213,12 +177,9 @@ def masked_weights(model):
         print(mw.path, mw.size)
     ```
     """
-    found = []
-    for layer in flatten_layers(model):
-        if isinstance(layer, SparseLayer) and layer.built:
-            for (name, weight), mask in zip(layer.prunable_items(), layer.get_masks()):
-                found.append(MaskedWeight(layer, name, weight, mask))
-    return found
+    return [parameter for layer in flatten_layers(model)
+            if isinstance(layer, SparseLayer) and layer.built
+            for parameter in layer.parameters]
 
 
 def without_masks(variables, model):
@@ -239,32 +200,3 @@ def without_masks(variables, model):
     """
     masks = {id(mw.mask) for mw in masked_weights(model)}
     return [v for v in variables if id(v) not in masks]
-
-
-def value_storages(model):
-    """The `ValueStorage` of every layer of `model` that trains value vectors."""
-    found = []
-    for layer in flatten_layers(model):
-        storage = getattr(layer, "value_storage", None)
-        if storage is not None:
-            found.append(storage)
-    return found
-
-
-def sync_trained_values(model):
-    """Writes trained value vectors into their kernels (see `ValueStorage.sync`).
-
-    `SparseDense(compute="sparse")` trains a vector of its active weights and
-    updates the kernel variable from it lazily; whatever reads kernels
-    directly (mask rules, `ks.strip`, export, reports) calls this first.
-    Cheap when nothing trained since the last call.
-
-    Example:
-
-    ```python
-    sync_trained_values(model)
-    kernel = model.layers[1].kernel.numpy()
-    ```
-    """
-    for storage in value_storages(model):
-        storage.sync()

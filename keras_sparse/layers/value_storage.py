@@ -15,16 +15,55 @@ The kernel variable stays the layer's weight (what `get_weights`, files,
 mask rules, `ks.strip` and export read); it is written from the values
 lazily (`sync`), because a scatter into a large kernel at every step costs
 more than the step saves (28 ms for a 4096 x 4096 kernel at 98% on 2 CPU
-cores). `ks.SparseModel` syncs before anyone reads it.
+cores). The owning `SparseParameter` syncs whenever the kernel is read
+through it (`read()`, `weight`, the layer's own calls, files).
+
+`ActivePositions` caches a mask's active positions for a layer that trains
+its kernel with the same sparse products.
 """
 
 import keras
 import tensorflow as tf
 
+from keras_sparse.layers import sparse_matmul
 from keras_sparse.optimizer_slots import initial_value, slots_for
 from keras_sparse.utils import keras_compat
 
-__all__ = ["ValueStorage"]
+__all__ = ["ActivePositions", "ValueStorage", "add_values_variable"]
+
+
+class ActivePositions:
+    """A kernel's active positions, cached until the mask changes.
+
+    A plain object, not tracked by Keras or `tf.train.Checkpoint`: the cache
+    is derived from the mask and rebuilt from it (lazily, at the next
+    training call after `invalidate`), so files and checkpoints are the same
+    whatever `compute` is. `ON_READ` variables, so that each replica of a
+    `tf.distribute` strategy rebuilds its own copy from its (identical) mask.
+    """
+
+    def __init__(self, name):
+        on_read = dict(synchronization=tf.VariableSynchronization.ON_READ,
+                       aggregation=tf.VariableAggregation.NONE, trainable=False)
+        with tf.init_scope():
+            self.positions = tf.Variable(
+                tf.zeros([0, 2], tf.int64), shape=tf.TensorShape([None, 2]),
+                name=f"{name}_active_positions", **on_read)
+            self.ready = tf.Variable(False, name=f"{name}_positions_ready", **on_read)
+
+    def get(self, mask):
+        """`active_positions(mask)`, rebuilt if the cache was invalidated."""
+
+        def rebuild():
+            positions = sparse_matmul.active_positions(mask)
+            self.positions.assign(positions, read_value=False)
+            self.ready.assign(True, read_value=False)
+            return positions
+
+        return tf.cond(self.ready, lambda: tf.identity(self.positions), rebuild)
+
+    def invalidate(self):
+        self.ready.assign(False, read_value=False)
 
 
 class ValueStorage:
@@ -44,7 +83,7 @@ class ValueStorage:
     Example:
 
     ```python
-    storage = ValueStorage(layer, layer._kernel, layer.kernel_mask, values)
+    storage = ValueStorage(layer, kernel, layer.kernel_mask, values)
     storage.relayout()            # values := kernel at the mask's positions
     ```
     """

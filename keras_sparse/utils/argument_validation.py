@@ -10,16 +10,21 @@ pass), never as `bool`.
 
 import math
 import numbers
+import os
 
 import keras
+import tensorflow as tf
 
 __all__ = [
     "check_built_model",
     "check_choice",
     "check_end_step",
+    "check_exclusive_callbacks",
     "check_int",
     "check_interval",
     "check_number",
+    "check_number_or_word",
+    "check_path",
     "check_sparsity",
     "pair_by_path",
 ]
@@ -155,6 +160,69 @@ def check_end_step(value, begin_step, name="end_step"):
     if value <= begin_step:
         raise ValueError(
             f"`{name}` must be greater than `begin_step`={begin_step}; got {value!r}.")
+    return value
+
+
+def check_exclusive_callbacks(callbacks, who="fit"):
+    """Refuses two callbacks of one `exclusive_group` in the same `fit`.
+
+    Two dynamic-sparse-training callbacks would each rewrite the masks on
+    their own schedule (callbacks declare the group as a class attribute;
+    see `ks.callbacks.MaskCallback`).
+
+    Raises:
+        ValueError: two callbacks share a group.
+
+    Example:
+
+    >>> check_exclusive_callbacks([])
+    """
+    groups = {}
+    for callback in tf.nest.flatten(callbacks or []):
+        group = getattr(callback, "exclusive_group", None)
+        if group is None:
+            continue
+        if group in groups:
+            first = type(groups[group]).__name__
+            raise ValueError(
+                f"{who}: `callbacks` holds two {group} callbacks, {first} and "
+                f"{type(callback).__name__}; they would both rewrite the masks. "
+                "Pass one (DynamicSparsity(drop=..., grow=...) combines rules)."
+            )
+        groups[group] = callback
+
+
+def check_number_or_word(value, name, word):
+    """A finite number, or the string `word` (e.g. `grow_init="zeros"`).
+
+    Raises:
+        TypeError: neither a number nor a string.
+        ValueError: another string, or NaN/Inf.
+
+    Example:
+
+    >>> check_number_or_word("zeros", "grow_init", "zeros"), check_number_or_word(0.5, "x", "w")
+    ('zeros', 0.5)
+    """
+    if isinstance(value, str):
+        if value != word:
+            raise ValueError(f'`{name}` must be a number or "{word}"; got {value!r}.')
+        return value
+    return check_number(value, name, allowed=f' (or "{word}")')
+
+
+def check_path(value, name):
+    """None or a path (str or `os.PathLike`).
+
+    Raises:
+        TypeError: anything else.
+
+    Example:
+
+    >>> check_path(None, "log_dir")
+    """
+    if value is not None and not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"`{name}` must be None or a path; got {value!r}.")
     return value
 
 

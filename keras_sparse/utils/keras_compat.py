@@ -9,7 +9,9 @@ What is private and why:
 
 - `Functional`, `Trainer`, `functional_init_arguments` (`keras.src.models`):
   `SparseModel(inputs, outputs)` must become a Functional model the way
-  `keras.Model(inputs, outputs)` does.
+  `keras.Model(inputs, outputs)` does (`init_functional`).
+- `optimizer._trainable_variables`: the variables an optimizer was built
+  with, to tell which slots belong to which variable (`optimized_variables`).
 - `CompileLoss` (`keras.src.trainers.compile_utils`): gradient-flow
   diagnostics evaluate the compiled loss of multi-output models without
   touching the model's own per-output loss trackers.
@@ -62,13 +64,16 @@ __all__ = [
     "functional_init_arguments",
     "in_multi_worker_mode",
     "in_stateless_scope",
+    "init_functional",
     "kernel_attribute",
     "loss_tracker",
+    "optimized_variables",
     "own_variables",
     "restored_epoch",
     "sublayers",
     "to_numpy",
     "track_variable",
+    "unscale_loss_for_distribution",
     "unlocked",
     "workaround_applies",
 ]
@@ -126,6 +131,48 @@ def own_variables(layer):
     The list `keras.layers.Layer.save_own_variables` numbers "0", "1", ...
     """
     return list(layer._trainable_variables) + list(layer._non_trainable_variables)
+
+
+def optimized_variables(optimizer):
+    """The variables `optimizer` (a built Keras optimizer) updates."""
+    return list(getattr(optimizer, "_trainable_variables", []))
+
+
+def init_functional(model, base, functional_base, args, kwargs):
+    """Initializes `model` as a Functional model, as `keras.Model` does.
+
+    Keras turns a `Model` subclass called with `(inputs, outputs)` into a
+    Functional one by rewriting its bases in place. Keras offers no other
+    way for a subclass that calls `super().__init__(inputs, outputs)`, so
+    the same rewrite is done here, with `functional_base` (a Functional
+    subclass of `base`) in place of `base`, leaving `base` itself
+    untouched for later subclassed models.
+
+    Args:
+        model: the instance being initialized.
+        base: the model class (`SparseModel`).
+        functional_base: its Functional form (`FunctionalSparseModel`).
+        args, kwargs: the `__init__` arguments.
+    """
+
+    def rewrite(cls):
+        if cls is base:
+            return functional_base
+        if issubclass(cls, base) and not issubclass(cls, Functional):
+            cls.__bases__ = tuple(rewrite(parent) for parent in cls.__bases__)
+        return cls
+
+    rewrite(type(model))
+    Trainer.__init__(model)
+    Functional.__init__(model, *args, **kwargs)
+
+
+def unscale_loss_for_distribution(loss):
+    """The loss summed over replicas back to a mean, as Keras' train step does."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        loss = keras.ops.multiply(loss, keras.ops.cast(replicas, loss.dtype))
+    return loss
 
 
 def backend_variable(variable):
