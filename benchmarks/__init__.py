@@ -7,4 +7,5 @@
 """
 
 # Report order; each is a module of this package.
-NAMES = ("train_step", "sparse_train_step", "mask_update", "gradual_vs_tfmot", "export", "memory")
+NAMES = ("train_step", "sparse_train_step", "mask_update", "gradual_vs_tfmot", "export", "memory",
+         "tflite")
