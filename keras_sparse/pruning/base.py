@@ -5,6 +5,13 @@ scores: per layer, `n - round(s_l * n)` entries with `s_l` from the
 distribution (`scope="layer"`), or one ranking across layers for the global
 budget (`scope="global"`). Scores with NaN or Inf leave that weight's mask
 as it was, with a warning.
+
+A weight with a structure (`mw.structure`, see `ks.structures`) is pruned in
+its units: blocks ranked by the sum of their scores (the scores each method
+ranks by: `abs(w)`, SNIP's `abs(g * w)`, SynFlow's `abs(w * dR/dw)` are
+already absolute values; GraSP's signed score is summed as it is, since its
+sign is what the method ranks), N:M groups keeping their `n` best scores.
+The budgets count whole units (`ks.distributions.budgets`).
 """
 
 import numpy as np
@@ -70,7 +77,11 @@ def masks_from_scores(model, scores, sparsity, distribution="erk", scope="layer"
                                    erk_power_scale=erk_power_scale)
     for mw in weights:
         if finite[mw.path]:
-            result[mw.path] = topk_mask(tf.cast(scores[mw.path], tf.float32), counts[mw])
+            score = tf.cast(scores[mw.path], tf.float32)
+            if mw.structure.is_unstructured:
+                result[mw.path] = topk_mask(score, counts[mw])
+            else:  # whole blocks by summed score, or the top n of each N:M group
+                result[mw.path] = mw.structure.mask(score, counts[mw])
     return result
 
 
