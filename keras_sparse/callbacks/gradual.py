@@ -105,7 +105,8 @@ class GradualMagnitudePruning(MaskCallback):
     def get_config(self):
         return {"schedule": pruning_schedules.serialize(self.schedule),
                 "distribution": self.distribution, "dense_layers": self.dense_layers,
-                "structure": structures.serialize(self.structure) if self.structure else None}
+                "structure": None if self.structure is None else
+                keras.saving.serialize_keras_object(self.structure)}
 
     @classmethod
     def from_config(cls, config):
