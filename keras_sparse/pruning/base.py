@@ -17,14 +17,42 @@ The budgets count whole units (`ks.distributions.budgets`).
 import numpy as np
 import tensorflow as tf
 
-from keras_sparse import distributions
+from keras_sparse import distributions, structures
 from keras_sparse.distributions import SCOPES, check_scope
 from keras_sparse.layers.registry import masked_weights
 from keras_sparse.masks import topk_mask, warn_non_finite
 from keras_sparse.utils.argument_validation import check_sparsity
 
-__all__ = ["SCOPES", "check_scope", "masks_from_scores", "prune_with_scores",
-           "rank_inactive_last"]
+__all__ = ["SCOPES", "check_scope", "check_structure", "masks_from_scores",
+           "prune_with_scores", "rank_inactive_last"]
+
+
+def check_structure(model, structure, who):
+    """Refuses a `structure=` other than the one the model's weights hold.
+
+    The structure belongs to the weights (`ks.sparsify(..., structure=...)`);
+    a method's `structure=None` reads it there.
+
+    Args:
+        model: a `ks.SparseModel`.
+        structure: None or anything `ks.structures.get` takes.
+        who: the method, for the message.
+
+    Returns:
+        The structures (other than `Unstructured`) the weights hold.
+
+    Raises:
+        ValueError: `structure` differs from the weights' structure.
+
+    Example:
+
+    ```python
+    check_structure(model, "2:4", "ks.pruning.snip")
+    ```
+    """
+    if structure is not None:
+        structure = structures.get(structure)
+    return structures.check_agrees(masked_weights(model), structure, who)
 
 
 def masks_from_scores(model, scores, sparsity, distribution="erk", scope="layer",
