@@ -52,9 +52,9 @@ class GradualMagnitudePruning(MaskCallback):
     With `NM(n, m)` there is no sparsity between 0 and `1 - n/m` in whole
     groups: the first scheduled step with a sparsity above 0 keeps each
     group's `n` largest `abs(w)`, and later steps keep that mask (pruned
-    weights score 0). tfmot's `sparsity_m_by_n` likewise prunes once (at its
-    step 1, whatever the schedule); a schedule starting at step 1 gives
-    tfmot's masks. The schedule's final sparsity must then be `1 - n/m`.
+    weights score 0). tfmot's `sparsity_m_by_n` likewise prunes once, from
+    the initial weights whatever the schedule; a schedule beginning at step
+    0 gives its masks. The schedule's final sparsity must be `1 - n/m`.
 
     Args:
         schedule: `schedule(step) -> (should_prune, sparsity)`, e.g.
