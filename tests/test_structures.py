@@ -345,3 +345,32 @@ def test_rules_during_training_keep_the_structure(structure, name):
     assert changed > 0 and seen and all(all(v) for v in seen)
     assert _holds(model, structure) == [True] * 3
     assert ks.sparsity_report(model)[-1]["sparsity"] == pytest.approx(s, abs=0.01)
+
+
+def test_set_masks_refuses_a_mask_that_breaks_the_structure():
+    model = ks.sparsify(_model(), 0.5, structure=NM(2, 4))
+    masks = {p: to_np(m).copy() for p, m in model.get_masks().items()}
+    broken = dict(masks)
+    path = list(masks)[1]
+    broken[path] = masks[path].copy()
+    broken[path][:4, 0] = [1, 1, 1, 0]
+    with pytest.raises(ValueError, match=r"does not hold its structure NM\(2, 4\)"):
+        model.set_masks(broken)
+    for p, m in model.get_masks().items():
+        np.testing.assert_array_equal(masks[p], to_np(m))
+    model.set_masks({path: np.ones_like(masks[path])})  # the dense start is allowed
+
+
+def test_redistribution_under_a_structure():
+    x, y = _data(8)
+    model = ks.sparsify(_model(), 0.5, structure=NM(2, 4))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(True))
+    with pytest.warns(UserWarning, match="N:M weights, whose counts are fixed; the "
+                                         "redistribution is skipped"):
+        model.fit(x, y, verbose=0, callbacks=[ks.callbacks.SNFS(end_step=10)])
+    assert _holds(model, NM(2, 4)) == [True] * 3
+    mixed = ks.sparsify(_model(), 0.5, structure=Block((2, 4)), dense_layers=["fc2"])
+    mixed.compile("sgd", keras.losses.SparseCategoricalCrossentropy(True))
+    with pytest.raises(ValueError, match=r"moves whole blocks between layers.*Block\(\(2, 4\)\)"
+                                         r".*Unstructured\(\)"):
+        mixed.fit(x, y, verbose=0, callbacks=[ks.callbacks.SNFS(end_step=10)])

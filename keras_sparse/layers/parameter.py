@@ -178,12 +178,19 @@ class SparseParameter:
         """Validates a user mask for this weight; returns it as a numpy array.
 
         Raises:
-            ValueError: the wrong shape, values other than 0 and 1, or more
-                ones than a values vector being trained holds (its count
-                when training started).
+            ValueError: the wrong shape, values other than 0 and 1, a mask
+                that breaks the weight's structure (all ones, the dense
+                start, is allowed), or more ones than a values vector being
+                trained holds (its count when training started).
         """
         mask = check_mask(mask, self.variable.shape, self.path)
         active = int((mask > 0).sum())
+        if (not self.structure.is_unstructured and active < mask.size
+                and not bool(self.structure.validate(mask))):
+            raise ValueError(
+                f"set_masks: the mask for {self.path!r} (shape {mask.shape}) does not hold "
+                f"its structure {self.structure!r} (see ks.structures); pass a mask that "
+                "does, e.g. from structure.mask(scores, count).")
         if self.storage is not None and active > self.storage.capacity:
             raise ValueError(
                 f"set_masks: the mask for {self.path!r} has {active} active weights; "
