@@ -374,3 +374,19 @@ def test_redistribution_under_a_structure():
     with pytest.raises(ValueError, match=r"moves whole blocks between layers.*Block\(\(2, 4\)\)"
                                          r".*Unstructured\(\)"):
         mixed.fit(x, y, verbose=0, callbacks=[ks.callbacks.SNFS(end_step=10)])
+
+
+@pytest.mark.parametrize("make", [lambda: ks.callbacks.KStarts(0.3, k=2),
+                                  lambda: ks.callbacks.DissipatingGradients(0.3, max_epochs=1),
+                                  lambda: ks.callbacks.GradualMagnitudePruning(
+                                      ks.schedules.ConstantSparsity(0.3, 0))])
+def test_rules_refuse_an_unreachable_target_before_training(make):
+    model = ks.sparsify(_model(), 0.0, structure=NM(2, 4))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(True))
+    before = _weights(model)
+    x, y = _data(8)
+    with pytest.raises(ValueError, match=r"`sparsity`=0.3 is not reachable with NM\(2, 4\) "
+                                         r"for weight net/conv/kernel of shape \(3, 3, 4, 8\)"):
+        model.fit(x, y, verbose=0, callbacks=[make()])
+    for old, new in zip(before, _weights(model)):
+        np.testing.assert_array_equal(old, new)

@@ -150,6 +150,9 @@ class DissipatingGradients(MaskCallback):
         super().set_model(model)
         self._structured = bool(structures.check_agrees(
             model.masked_weights, self.structure, type(self).__name__))
+        if self._structured:  # a target not reachable in whole units fails here
+            distributions.budgets(model.masked_weights, self.sparsity, self.distribution,
+                                  dense_layers=self.dense_layers)
         with model.distribute_strategy.scope():
             for mw in model.masked_weights:
                 mw.layer.add_mask_state(INITIAL, dtype=mw.weight.dtype)

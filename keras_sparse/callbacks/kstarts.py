@@ -148,6 +148,9 @@ class KStarts(MaskCallback):
             raise ValueError(
                 f"KStarts(mode='union'): the model holds N:M weights {sorted(map(repr, held))}, "
                 "and the union of N:M masks is not N:M. Use mode='independent'.")
+        if held:  # a target not reachable in whole units fails here
+            distributions.budgets(model.masked_weights, self.sparsity, self.distribution,
+                                  dense_layers=self.dense_layers)
         self._selecting = False
         if self._uses_gradients:
             with model.distribute_strategy.scope():
