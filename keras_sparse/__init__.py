@@ -24,6 +24,7 @@ from keras_sparse import (
     parameters,
     pruning,
     schedules,
+    structures,
     utils,
 )
 from keras_sparse.conversion import sparsify, sparsity_report, strip
@@ -49,6 +50,7 @@ __all__ = [
     "sparsify",
     "sparsity_report",
     "strip",
+    "structures",
     "summary",
     "utils",
 ]

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from keras_sparse import distributions, layers, pruning
+from keras_sparse import distributions, layers, pruning, structures
 from keras_sparse.layers.dense import COMPUTE_MODES
 from keras_sparse.layers.registry import (
     SPARSE_CLASSES,
@@ -121,9 +121,34 @@ def _copy_weights(old, new, fold_masks=False):
         target.assign(value)
 
 
+def _structured_layers(model, structure, dense_layers):
+    """Ids of the layers given `structure`; refuses those that cannot hold it.
+
+    Layers named in `dense_layers` stay unstructured (and dense). Raises a
+    ValueError naming the layer and its shape before anything is built.
+    """
+    names = set()
+    if structure.is_unstructured:
+        return names
+    for layer in flatten_layers(model):
+        weights = prunable_weights_of(layer)
+        if not weights or any(distributions.matches(w.path, dense_layers) for w in weights):
+            continue
+        kind = SPARSE_CLASSES.get(type(layer), layers.SparseWrapper)
+        if not kind.holds_structure:
+            raise ValueError(
+                f"sparsify: layer {layer.name!r} ({type(layer).__name__}, kernel shape "
+                f"{tuple(weights[0].shape)}) cannot hold `structure`={structure!r}: its "
+                "kernel has no [..., input, output] layout. Name it in `dense_layers`.")
+        for w in weights:
+            structure.check(tuple(w.shape), f"layer {layer.name!r} ({w.path})")
+        names.add(id(layer))
+    return names
+
+
 def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
              seed=0, dense_layers=None, custom=None, erk_power_scale=1.0,
-             scale_init=False, scope="layer", compute="masked"):
+             scale_init=False, scope="layer", compute="masked", structure=None):
     """Converts a Keras model into a `SparseModel`, keeping its weights.
 
     Every `Dense`, `Conv1D/2D/3D`, `DepthwiseConv2D`, `SeparableConv2D`
@@ -159,6 +184,14 @@ def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
             `SparseDense` (training computes with the active weights only;
             see `ks.layers.SparseDense`). Other layer kinds always compute
             masked.
+        structure: the mask structure of every sparse layer but those in
+            `dense_layers` (`ks.structures.get`: None for unstructured,
+            `NM(n, m)`, `Block((r, c))`, `"2:4"`); stored on the layers and
+            kept by every mask rule. With N:M, `sparsity` must be `1 - n/m`
+            (or 0.0) and `distribution` does not apply; budgets count whole
+            blocks (see `ks.distributions.budgets`). `DepthwiseConv2D`,
+            `EinsumDense` and opt-in layers cannot hold one: name them in
+            `dense_layers`.
 
     Returns:
         A new `ks.SparseModel`; `model` is left unchanged.
@@ -169,7 +202,9 @@ def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
         ValueError: a bad `sparsity`, `distribution`, `mask_init`,
             `scope` or `compute`, an unknown layer name, a model without
             inputs, one that is already sparse, has nothing to make sparse,
-            or a budget that cannot be met.
+            a budget that cannot be met, a `structure` a layer cannot hold
+            or a sparsity not reachable in its whole units (naming the
+            layer and its shape).
 
     Example:
 
@@ -195,6 +230,8 @@ def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
     pruning.check_scope(scope)
     if not prunable_shapes(model):
         raise ValueError(f"sparsify: model {model.name!r} has no layer that can be made sparse.")
+    structure = structures.get(structure)
+    structured = _structured_layers(model, structure, list(dense_layers or []))
 
     # The per-layer targets are solved once, by the mask method below.
     def convert(layer):
@@ -202,6 +239,8 @@ def sparsify(model, sparsity, distribution="erk", mask_init="random", data=None,
             config = layer.get_config()
             if SPARSE_CLASSES[type(layer)] is layers.SparseDense:
                 config["compute"] = compute
+            if id(layer) in structured:
+                config["structure"] = structures.serialize(structure)
             return SPARSE_CLASSES[type(layer)].from_config(config)
         if is_opt_in(layer):
             inner = layer.__class__.from_config(layer.get_config())

@@ -21,6 +21,14 @@ take the floor, so a layer here can hold one inactive weight more than there
 `budgets` turns a sparsity into these counts for the weights of a sparse
 model, per layer or with one global ranking (`scope="global"`); every mask
 rule that prunes to a sparsity asks it.
+
+Structured weights (`ks.structures`) count in whole units. A `Block` weight
+of `B` blocks keeps `B - round(s_l * B)` blocks. An `NM(n, m)` weight's
+sparsity is fixed at `1 - n/m`: the requested sparsity must be that (or 0.0,
+masks all ones), `distribution` does not apply (every layer is split as
+"uniform" when the model holds an N:M weight), and a `custom` value must be
+`1 - n/m` or 0. A sparsity not reachable in whole units is a ValueError
+naming the weight and its shape.
 """
 
 import numpy as np
@@ -28,6 +36,7 @@ import tensorflow as tf
 
 from keras_sparse.layers.registry import masked_weights, prunable_shapes
 from keras_sparse.masks import num_inactive, topk_masks_global
+from keras_sparse.structures import Unstructured
 from keras_sparse.utils.argument_validation import check_choice, check_sparsity
 
 __all__ = [
@@ -37,6 +46,7 @@ __all__ = [
     "check_distribution",
     "check_scope",
     "check_names",
+    "count",
     "layer_sparsities",
     "matches",
     "pinned",
@@ -374,15 +384,23 @@ def budgets(model, sparsity, distribution="erk", scope="layer", scores=None, fix
     check_scope(scope)
     parameters = list(model) if isinstance(model, (list, tuple)) else masked_weights(model)
     shapes = {p.path: tuple(p.weight.shape) for p in parameters}
+    structured = [p for p in parameters if not _structure(p).is_unstructured]
+    if any(_structure(p).fixed_sparsity is not None for p in structured):
+        distribution = "uniform"  # N:M fixes each layer's sparsity
     targets = solve(shapes, sparsity, distribution, dense_layers, custom, erk_power_scale)
     fixed = dict(fixed or {})
     if scope == "layer":
+        if structured:
+            return {p: fixed[p.path] if p.path in fixed else count(p, targets[p.path])
+                    for p in parameters}
         return {p: fixed.get(p.path, p.size - num_inactive(p.size, targets[p.path]))
                 for p in parameters}
     if scores is None:
         raise ValueError("budgets: `scope`='global' ranks by `scores`; pass them "
                          "({path: tensor} for every prunable weight).")
     pins = pinned(list(shapes), sparsity, dense_layers, custom)
+    if structured:
+        return _global_structured(parameters, sparsity, scores, pins, fixed)
     counts = {p: fixed[p.path] if p.path in fixed else p.size - num_inactive(p.size, pins[p.path])
               for p in parameters if p.path in fixed or p.path in pins}
     ranked = [p for p in parameters if p not in counts]
@@ -392,6 +410,61 @@ def budgets(model, sparsity, distribution="erk", scope="layer", scores=None, fix
         size = sum(p.size for p in ranked)
         ranks = rank([scores[p.path] for p in ranked], min(max(size - zeros, 0), size))
         counts.update(zip(ranked, ranks))
+    return {p: counts[p] for p in parameters}
+
+
+def _structure(parameter):
+    return getattr(parameter, "structure", None) or Unstructured()
+
+
+def count(parameter, sparsity):
+    """Active weights of one parameter at `sparsity`, in whole units of its structure.
+
+    Raises:
+        ValueError: `sparsity` not reachable in whole units (names the weight).
+
+    Example:
+
+    ```python
+    count(model.masked_weights[0], 0.5)     # 117600 for a 784 x 300 kernel
+    ```
+    """
+    structure = _structure(parameter)
+    if structure.is_unstructured:
+        return parameter.size - num_inactive(parameter.size, sparsity)
+    return structure.count(tuple(parameter.weight.shape), sparsity, parameter.path)
+
+
+def _global_structured(parameters, sparsity, scores, pins, fixed):
+    """`scope="global"` with structured weights: one ranking of whole blocks.
+
+    N:M weights keep their fixed count; the others must share one structure
+    (all unstructured or one `Block`), ranked by pooled block scores.
+    """
+    counts = {}
+    for p in parameters:
+        if p.path in fixed:
+            counts[p] = fixed[p.path]
+        elif p.path in pins:
+            counts[p] = count(p, pins[p.path])
+        elif _structure(p).fixed_sparsity is not None:
+            counts[p] = count(p, sparsity)
+    ranked = [p for p in parameters if p not in counts]
+    if not ranked:
+        return {p: counts[p] for p in parameters}
+    kinds = {_structure(p) for p in ranked}
+    if len(kinds) > 1:
+        raise ValueError(
+            f"budgets: `scope`='global' ranks weights of one structure together; the ranked "
+            f"weights hold {sorted(map(repr, kinds))}. Use scope='layer'.")
+    structure = kinds.pop()
+    unit = structure.unit_size
+    zeros = num_inactive(sum(p.size for p in parameters), sparsity)
+    zeros -= sum(p.size - n for p, n in counts.items())
+    units = sum(p.size for p in ranked) // unit
+    keep = min(max(units - int(zeros / unit + 0.5), 0), units)
+    pooled = [structure.pool(scores[p.path]) for p in ranked]
+    counts.update({p: n * unit for p, n in zip(ranked, rank(pooled, keep))})
     return {p: counts[p] for p in parameters}
 
 

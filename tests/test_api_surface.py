@@ -125,6 +125,31 @@ def test_drop_schedule_argument_and_old_configs():
     assert again.get_config() == ks.callbacks.DSTEE(c=1e-3).get_config()
 
 
+def test_structures_are_public_and_every_rule_takes_structure():
+    import inspect
+
+    assert {"NM", "Block", "Unstructured", "get", "serialize"} <= set(ks.structures.__all__)
+    takers = [ks.sparsify, ks.layers.SparseDense, ks.layers.SparseConv2D,
+              ks.pruning.random, ks.pruning.magnitude, ks.pruning.snip, ks.pruning.grasp,
+              ks.pruning.synflow, ks.callbacks.GradualMagnitudePruning,
+              ks.callbacks.DynamicSparsity, ks.callbacks.KStarts,
+              ks.callbacks.DissipatingGradients]
+    for taker in takers:
+        if inspect.isclass(taker) and issubclass(taker, ks.layers.SparseLayer):
+            assert ks.layers.SparseDense(4, structure="2:4").structure == ks.structures.NM(2, 4)
+            continue
+        assert "structure" in inspect.signature(taker).parameters, taker
+    # Rules save the structure they were given.
+    schedule = ks.schedules.ConstantSparsity(0.5, 0)
+    for callback in [ks.callbacks.RigL(structure="2:4"), ks.callbacks.SET(structure="2:4"),
+                     ks.callbacks.GradualMagnitudePruning(schedule, structure="2:4"),
+                     ks.callbacks.KStarts(0.5, structure="2:4"),
+                     ks.callbacks.DissipatingGradients(0.5, structure="2:4")]:
+        again = type(callback).from_config(callback.get_config())
+        assert again.structure == ks.structures.NM(2, 4), type(callback).__name__
+    assert ks.callbacks.RigL().get_config()["structure"] is None
+
+
 def test_rule_parts_are_exported():
     grow = ks.callbacks.Gradient() + ks.callbacks.Exploration(c=1e-3)
     assert isinstance(grow, ks.callbacks.Sum)

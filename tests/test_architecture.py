@@ -21,7 +21,8 @@ COMPAT = "keras_sparse.utils.keras_compat"
 # Modules not listed (new feature packages) sit on the callbacks floor.
 FLOORS = [
     ("keras_sparse.utils",),
-    ("keras_sparse.masks", "keras_sparse.optimizer_slots", "keras_sparse.data",
+    ("keras_sparse.masks", "keras_sparse.structures", "keras_sparse.optimizer_slots",
+     "keras_sparse.data",
      "keras_sparse.applications"),
     ("keras_sparse.layers",),
     ("keras_sparse.distributions", "keras_sparse.model"),

@@ -60,7 +60,7 @@ def test_old_callback_configs_load_with_the_same_settings():
             old["drop_schedule"] = old.pop("schedule")
         # Options added since keep their defaults; every old setting is kept.
         assert {k: new[k] for k in old} == old, key
-        assert set(new) - set(old) <= {"t", "c_scale", "max_epochs", "fill"}, key
+        assert set(new) - set(old) <= {"t", "c_scale", "max_epochs", "fill", "structure"}, key
     assert isinstance(loaded["dynamic"].drop_schedule, ks.callbacks.drop_schedules.LinearDecay)
     assert isinstance(loaded["set"].drop_schedule, ks.callbacks.drop_schedules.CosineDecay)
     assert loaded["snfs"].grow.momentum == 0.8

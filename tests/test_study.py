@@ -276,3 +276,29 @@ def test_plateau_change_reads_the_last_fifth_of_the_learning_curve():
     result = {"epochs": 20, "history": {"val_accuracy": curve}}
     assert study.plateau_change(result) == pytest.approx(0.8955 - 0.8950)
     assert study.plateau_change({"epochs": 20, "history": {"val_accuracy": [0.9]}}) is None
+
+
+def test_nm_dst_plans_structured_dst_against_unstructured_and_gmp(monkeypatch, tmp_path):
+    definition, grid, configs, seeds = study.plan("nm_dst", "cpu")
+    for key, structure, s in (("nm24", "2:4", 0.5), ("nm14", "1:4", 0.75)):
+        for method in ("rigl", "set"):
+            structured = configs[f"lenet300_{method}_{key}"]
+            plain = configs[f"lenet300_{method}_s{int(s * 100)}"]
+            assert structured["sparsify"] == {"structure": structure}
+            assert plain["sparsify"] == {} and plain["sparsity"] == structured["sparsity"] == s
+            assert structured["method"] == plain["method"]
+            assert [f"lenet300_{method}_{key}", f"lenet300_gmp_{key}"] in definition["comparisons"]
+        gmp = configs[f"lenet300_gmp_{key}"]
+        assert gmp["sparsify"] == {"start_sparsity": 0.0, "structure": structure}
+        assert gmp["method"]["args"]["schedule"]["args"]["final_sparsity"] == s
+    # One structured cell runs at a tiny scale and ends N:M.
+    tiny = runner.merge(definition["presets"]["cpu"],
+                        {"data": {"subset": 256, "eval_subset": 128},
+                         "egf": {"num_examples": 32}, "epochs": 1, "validation_freq": 1})
+    monkeypatch.setitem(studies.STUDIES, "nm_dst",
+                        dict(definition, presets=dict(definition["presets"], cpu=tiny)))
+    study.run("nm_dst", preset="cpu", seeds=1, cells=["lenet300_gmp_nm14"], out=tmp_path,
+              verbose=0)
+    summary = json.loads((tmp_path / "runs" / "lenet300_gmp_nm14" / "seed_0" /
+                          "summary.json").read_text())
+    assert summary["sparsity_per_epoch"][-1] == pytest.approx(0.75, abs=1e-6)

@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_sparse import distributions
+from keras_sparse import distributions, structures
+from keras_sparse.callbacks import dissipating_units
 from keras_sparse.callbacks.base import MaskCallback, log_sparsity
 from keras_sparse.masks import num_inactive, topk_mask
 from keras_sparse.pruning.base import check_scope
@@ -81,6 +82,11 @@ class DissipatingGradients(MaskCallback):
         fill: None (default: only weights below the threshold are removed)
             or "last" (at the last of `max_epochs`, remove the rest of the
             budget by least movement; needs `max_epochs`).
+        structure: None (default: the structure the weights hold, set by
+            `ks.sparsify(..., structure=...)`) or that same structure.
+            Blocks are removed whole, by the mean movement of their
+            weights; N:M weights go to `n` per group at the first pruning
+            epoch (see `keras_sparse.callbacks.dissipating_units`).
 
     Raises:
         TypeError, ValueError: a bad argument, naming it and what is allowed,
@@ -98,8 +104,9 @@ class DissipatingGradients(MaskCallback):
 
     def __init__(self, sparsity, epochs=None, fraction=0.1, start_epoch=0,
                  distribution="erk", scope="global", dense_layers=None, max_epochs=None,
-                 fill=None):
+                 fill=None, structure=None):
         super().__init__()
+        self.structure = None if structure is None else structures.get(structure)
         self.sparsity = check_sparsity(sparsity)
         self.epochs = None if epochs is None else check_int(epochs, "epochs", minimum=1)
         self.fraction = check_number(fraction, "fraction", 0, 1, low_open=True, high_open=True)
@@ -135,10 +142,17 @@ class DissipatingGradients(MaskCallback):
                 "fraction": self.fraction, "start_epoch": self.start_epoch,
                 "distribution": self.distribution, "scope": self.scope,
                 "dense_layers": self.dense_layers, "max_epochs": self.max_epochs,
-                "fill": self.fill}
+                "fill": self.fill,
+                "structure": None if self.structure is None else
+                keras.saving.serialize_keras_object(self.structure)}
 
     def set_model(self, model):
         super().set_model(model)
+        self._structured = bool(structures.check_agrees(
+            model.masked_weights, self.structure, type(self).__name__))
+        if self._structured:  # a target not reachable in whole units fails here
+            distributions.budgets(model.masked_weights, self.sparsity, self.distribution,
+                                  dense_layers=self.dense_layers)
         with model.distribute_strategy.scope():
             for mw in model.masked_weights:
                 mw.layer.add_mask_state(INITIAL, dtype=mw.weight.dtype)
@@ -221,10 +235,17 @@ class DissipatingGradients(MaskCallback):
                           - sum(inactive.values()), 0)}
 
     def _target_reached(self):
+        if self._structured:  # in whole units: nothing left to remove
+            return not dissipating_units.plan(self, fill=True)[1]
         return not any(self._room(self._inactive()).values())
 
     def _prune(self, fill):
         """Removes this epoch's weights; returns how many."""
+        if self._structured:
+            new_masks, removed = dissipating_units.plan(self, fill)
+            if new_masks:
+                self.model.set_masks({p: np.asarray(m) for p, m in new_masks.items()})
+            return removed
         weights = self.model.masked_weights
         movement = self.movement()
         active = {mw.path: tf.convert_to_tensor(mw.mask) > 0 for mw in weights}

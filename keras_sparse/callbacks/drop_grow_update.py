@@ -2,11 +2,13 @@
 
 import math
 import time
+import warnings
 
 import tensorflow as tf
 
 from keras_sparse.callbacks import drop_grow
 from keras_sparse.masks import largest_mask
+from keras_sparse.structures import NM, Block
 
 __all__ = ["ITOP", "DropGrowUpdate", "drop_count"]
 
@@ -25,6 +27,27 @@ class DropGrowUpdate:
     Inf keeps its mask. The running union of active weights (ITOP) is per-weight
     state. All layers are computed in one compiled `tf.function`, in
     cross-replica context, so replicas agree by construction.
+
+    Structured weights (`parameter.structure`) keep their structure:
+
+    - `Block((r, c))`: the same round on whole blocks. A block's drop and
+      grow scores are the sums of its weights' scores; `floor(f * active
+      blocks)` blocks with the lowest drop score go and as many inactive
+      blocks with the highest grow score come (a redistribution moves
+      blocks between layers; every weight must then hold the same block).
+    - `NM(n, m)`: the layer drops its `floor(f * n_active)` lowest-scored
+      active weights as without structure, then every N:M group regrows,
+      from its own positions inactive after the drop, exactly as many as
+      it lost (the highest grow scores of the group), so each group holds
+      `n` again. This is the reading of SRigL (Lasby et al. 2023, "Dynamic
+      Sparse Training with Structured Sparsity"), which drops by magnitude
+      across the layer and regrows within each neuron what it lost to keep
+      a constant fan-in; here the unit is the N:M group. SR-STE (Zhou et
+      al. 2021, "Learning N:M Fine-grained Structured Sparse Neural Networks
+      From Scratch") instead recomputes each group's top-n by magnitude at
+      every step from dense weights; it is not a drop-and-grow round and is
+      not what this implements. A redistribution does not apply (every
+      layer's count is fixed) and is skipped with a warning.
 
     Args:
         drop, grow: `drop_grow.Rule`s.
@@ -46,6 +69,7 @@ class DropGrowUpdate:
         self.drop, self.grow, self.redistribution = drop, grow, redistribution
         self.grow_init, self.seed = grow_init, seed
         self._fn, self._key = None, None
+        self._redistribute = redistribution
 
     def build(self, model):
         """Adds the per-weight state of the union and of the rules (strategy scope)."""
@@ -54,7 +78,25 @@ class DropGrowUpdate:
             layer.add_mask_state(ITOP)
         self.drop.build(model)
         self.grow.build(model)
+        self._check_structures(model.masked_weights)
         self._fn = self._key = None  # retrace: the state was just added
+
+    def _check_structures(self, weights):
+        """Refuses a redistribution it cannot do in whole units."""
+        self._redistribute = self.redistribution
+        if self.redistribution is None:
+            return
+        if any(isinstance(mw.structure, NM) for mw in weights):
+            warnings.warn("DynamicSparsity: the model holds N:M weights, whose counts are "
+                          "fixed; the redistribution is skipped.", stacklevel=3)
+            self._redistribute = None
+            return
+        held = {mw.structure for mw in weights}
+        if len(held) > 1 and any(isinstance(s, Block) for s in held):
+            raise ValueError(
+                f"DynamicSparsity: a redistribution moves whole blocks between layers, so every "
+                f"prunable weight must hold the same block; the model's hold "
+                f"{sorted(map(repr, held))}. Use redistribution=None.")
 
     def union(self, model):
         """Adds the current masks to the union; returns `(ever, active)` counts."""
@@ -122,35 +164,52 @@ class DropGrowUpdate:
         finite = tf.reduce_all(tf.math.is_finite(drop_score)) & tf.reduce_all(
             tf.math.is_finite(grow_score))
         active = mask > 0
+        structure = mw.structure
+        if isinstance(structure, Block):  # the same round on whole blocks
+            mask_units = structure.units(mask)[:, 0]
+            active, drop_score = mask_units > 0, structure.pool(drop_score)
+        size = int(active.shape.num_elements())
         n_active = tf.reduce_sum(tf.cast(active, tf.int64))
         n_drop = drop_count(fraction, n_active)
         # Without redistribution a fully dense weight could only regrow what
         # it dropped, resetting it: leave it alone.
-        movable = finite if self.redistribution else finite & (n_active < mw.size)
+        movable = finite if self._redistribute else finite & (n_active < size)
         n_drop = tf.where(movable, n_drop, tf.zeros_like(n_drop))
-        kept = mask - _lowest(tf.where(active, -drop_score, -math.inf),
-                              tf.cast(n_drop, tf.int32))
+        dropped = _lowest(tf.where(active, -drop_score, -math.inf), tf.cast(n_drop, tf.int32))
+        if isinstance(structure, Block):
+            dropped = structure.expand(dropped, mask.shape)
+        kept = mask - dropped
         return dict(mw=mw, drop_up=drop_up, grow_up=grow_up, mask=mask, kept=kept,
                     grow_score=tf.where(finite, grow_score, 0.0), finite=finite,
-                    n_drop=n_drop, room=mw.size - n_active + n_drop)
+                    n_drop=n_drop, room=size - n_active + n_drop)
 
     def _grow_counts(self, layers):
         """Connections each layer grows: what it dropped, or redistributed."""
         dropped = [layer["n_drop"] for layer in layers]
-        if self.redistribution is None:
+        if self._redistribute is None:
             return dropped
         shares = [self.redistribution.layer_weight(layer["grow_up"], layer["grow_score"])
                   for layer in layers]
         room = [tf.where(layer["finite"], layer["room"], tf.constant(0, tf.int64))
                 for layer in layers]
-        return tf.unstack(self.redistribution.allocate(
+        return tf.unstack(self._redistribute.allocate(
             tf.add_n(dropped), tf.stack(shares), tf.stack(room)))
 
     def _grow(self, optimizer, layer, count):
         """Grows `count` positions, applies the mask, advances rule state."""
         mw, mask, finite = layer["mw"], layer["mask"], layer["finite"]
+        structure, unit = mw.structure, 1
         pool = tf.where(layer["kept"] > 0, -math.inf, layer["grow_score"])
-        grown = largest_mask(pool, tf.cast(count, tf.int32))
+        if isinstance(structure, NM):  # each group regrows what it lost
+            lost = structure.n - structure.group_counts(layer["kept"])
+            grown = structure.top_in_groups(pool, lost)
+        elif isinstance(structure, Block):
+            unit = structure.unit_size
+            free = structure.units(layer["kept"])[:, 0] <= 0
+            pooled = tf.where(free, structure.pool(layer["grow_score"]), -math.inf)
+            grown = structure.expand(largest_mask(pooled, tf.cast(count, tf.int32)), mask.shape)
+        else:
+            grown = largest_mask(pool, tf.cast(count, tf.int32))
         kept = tf.where(finite, layer["kept"], mask)
         new = tf.where(finite, layer["kept"] + grown, mask)
         # `keep`: a weight dropped and regrown restarts from grow_init.
@@ -162,8 +221,8 @@ class DropGrowUpdate:
         self.drop.update_state(layer["drop_up"], new)
         self.grow.update_state(layer["grow_up"], new)
         return dict(
-            dropped=layer["n_drop"],
-            grown=tf.cast(count, tf.int64),
+            dropped=layer["n_drop"] * unit,
+            grown=tf.cast(count, tf.int64) * unit,
             regrown=tf.cast(regrown, tf.int64),
             changed=tf.cast(tf.reduce_sum(new * (1.0 - mask)), tf.int64),
             active=tf.cast(tf.reduce_sum(new), tf.int64),

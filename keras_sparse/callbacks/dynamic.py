@@ -10,6 +10,7 @@ import os
 
 import keras
 
+from keras_sparse import structures
 from keras_sparse.callbacks import drop_grow, drop_schedules
 from keras_sparse.callbacks.base import MaskCallback, require_inactive_weights
 from keras_sparse.callbacks.clock import UpdateClock
@@ -73,6 +74,11 @@ class DynamicSparsity(MaskCallback):
     With `log_dir`, every update also writes these (and `changed`, `itop`,
     `sparsity` per weight path) to TensorBoard (needs `tensorboard`).
 
+    Structured weights (`ks.structures`) keep their structure: with blocks
+    the round drops and grows whole blocks scored by their summed scores;
+    with N:M every group regrows within itself what the layer's drop took
+    from it (see `DropGrowUpdate` for the reading and the papers).
+
     Args:
         drop: drop rule: a name in `drop_grow.RULES` ("magnitude") or a
             `drop_grow.Rule`; the lowest scores are dropped.
@@ -97,6 +103,9 @@ class DynamicSparsity(MaskCallback):
             mean grow score over its active weights).
         seed: seed of the stateless RNG, keyed by (seed, step, layer).
         log_dir: directory for per-update TensorBoard summaries, or `None`.
+        structure: `None` (default: each weight's own structure, set by
+            `ks.sparsify(..., structure=...)`) or a structure the model's
+            weights must hold (a ValueError at `fit` otherwise).
 
     Raises:
         TypeError, ValueError: a bad argument, naming it (before training).
@@ -123,8 +132,10 @@ class DynamicSparsity(MaskCallback):
 
     def __init__(self, drop="magnitude", grow="gradient", drop_schedule=None,
                  delta_t=100, begin_step=0, end_step=None, alpha=0.3,
-                 grow_init="zeros", redistribution=None, seed=0, log_dir=None):
+                 grow_init="zeros", redistribution=None, seed=0, log_dir=None,
+                 structure=None):
         super().__init__()
+        self.structure = None if structure is None else structures.get(structure)
         if drop_schedule is None:
             drop_schedule = self._default_drop_schedule
         self.drop = drop_grow.get_rule(drop, "drop")
@@ -165,6 +176,7 @@ class DynamicSparsity(MaskCallback):
                 f"{type(self).__name__}: model {model.name!r} has no built "
                 "prunable weights; build it (call it on data) first."
             )
+        structures.check_agrees(model.masked_weights, self.structure, type(self).__name__)
         with model.distribute_strategy.scope():
             self.update.build(model)
         if self._reads_gradient:
@@ -293,4 +305,6 @@ class DynamicSparsity(MaskCallback):
             redistribution=spec("redistribution", self.redistribution),
             seed=self.seed,
             log_dir=None if self.log_dir is None else os.fspath(self.log_dir),
+            structure=None if self.structure is None else keras.saving.serialize_keras_object(
+                self.structure),
         )

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_sparse import distributions
+from keras_sparse import distributions, structures
 from keras_sparse.callbacks.base import MaskCallback, log_sparsity
 from keras_sparse.callbacks.clock import ScheduleClock
 from keras_sparse.masks import largest_mask, warn_non_finite
@@ -45,6 +45,17 @@ class GradualMagnitudePruning(MaskCallback):
 
     Logs `sparsity` (the model's overall sparsity) at each epoch end.
 
+    Structured weights (`ks.structures`, the structure each weight holds)
+    are pruned in their units. With `Block((r, c))` whole blocks go, ranked
+    by the sum of their `abs(w)` (tfmot's `block_size` averages, which ranks
+    the same), each layer keeping `B - round(s_l * B)` of its `B` blocks.
+    With `NM(n, m)` there is no sparsity between 0 and `1 - n/m` in whole
+    groups: the first scheduled step with a sparsity above 0 keeps each
+    group's `n` largest `abs(w)`, and later steps keep that mask (pruned
+    weights score 0). tfmot's `sparsity_m_by_n` likewise prunes once, from
+    the initial weights whatever the schedule; a schedule beginning at step
+    0 gives its masks. The schedule's final sparsity must be `1 - n/m`.
+
     Args:
         schedule: `schedule(step) -> (should_prune, sparsity)`, e.g.
             `ks.schedules.PolynomialDecay` or a tfmot schedule.
@@ -53,6 +64,10 @@ class GradualMagnitudePruning(MaskCallback):
         dense_layers: layer names kept dense (default none). Names that
             match no prunable layer of the model are refused when the
             callback is attached.
+        structure: `None` (default: the structure the model's weights
+            hold) or a structure (`ks.structures.get`), which must be the
+            model's; it cannot change a model's structure (set that with
+            `ks.sparsify(..., structure=...)`).
 
     Raises:
         ValueError: (when `fit` starts) the schedule's final sparsity
@@ -78,8 +93,9 @@ class GradualMagnitudePruning(MaskCallback):
     ```
     """
 
-    def __init__(self, schedule, distribution="uniform", dense_layers=None):
+    def __init__(self, schedule, distribution="uniform", dense_layers=None, structure=None):
         super().__init__()
+        self.structure = None if structure is None else structures.get(structure)
         self.schedule = pruning_schedules.check_schedule(schedule)
         self.clock = ScheduleClock(self.schedule, window=_WINDOW, who=type(self).__name__)
         self.distribution = distributions.check_distribution(distribution)
@@ -88,7 +104,9 @@ class GradualMagnitudePruning(MaskCallback):
 
     def get_config(self):
         return {"schedule": pruning_schedules.serialize(self.schedule),
-                "distribution": self.distribution, "dense_layers": self.dense_layers}
+                "distribution": self.distribution, "dense_layers": self.dense_layers,
+                "structure": None if self.structure is None else
+                keras.saving.serialize_keras_object(self.structure)}
 
     @classmethod
     def from_config(cls, config):
@@ -98,6 +116,13 @@ class GradualMagnitudePruning(MaskCallback):
 
     def set_model(self, model):
         super().set_model(model)
+        held = structures.check_agrees(model.masked_weights, self.structure,
+                                       type(self).__name__)
+        fixed = {s.fixed_sparsity for s in held if s.fixed_sparsity is not None}
+        if len(fixed) > 1:
+            raise ValueError(f"GradualMagnitudePruning: the model's N:M weights hold several "
+                             f"sparsities {sorted(fixed)}; prune them with one at a time.")
+        self._fixed = fixed.pop() if fixed else None
         self._check_final_sparsity(model)
 
     def _check_final_sparsity(self, model):
@@ -160,6 +185,8 @@ class GradualMagnitudePruning(MaskCallback):
         else:
             sparsity = self._evaluate(tf.constant(step, tf.int64))[1]
         sparsity = check_sparsity(float(sparsity), "schedule sparsity")
+        if self._fixed is not None and sparsity > 0:
+            sparsity = self._fixed  # N:M: no sparsity in between
         budgets = distributions.budgets(self._weights, sparsity, self.distribution,
                                         dense_layers=self.dense_layers)
         keep = list(budgets.values())
@@ -176,7 +203,11 @@ class GradualMagnitudePruning(MaskCallback):
             # Pruned weights score 0, selected (never `w * mask`: NaN * 0 is NaN).
             score = tf.where(old > 0, tf.abs(weight), tf.zeros_like(weight))
             ok = tf.reduce_all(tf.math.is_finite(score))
-            new = tf.cond(ok, lambda: tf.cast(largest_mask(score, keep[i]), old.dtype),
+            if mw.structure.is_unstructured:
+                choose = largest_mask
+            else:
+                choose = mw.structure.mask
+            new = tf.cond(ok, lambda: tf.cast(choose(score, keep[i]), old.dtype),
                           lambda: old)
             mw.assign_mask(new, optimizer=optimizer)
             finite.append(ok)

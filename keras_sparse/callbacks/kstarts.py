@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_sparse import distributions
+from keras_sparse import distributions, structures
 from keras_sparse.callbacks.base import MaskCallback, log_sparsity
 from keras_sparse.layers.registry import without_masks
 from keras_sparse.masks import stateless_uniform
@@ -85,6 +85,11 @@ class KStarts(MaskCallback):
         distribution, scope, dense_layers: layer budgets, as in
             `ks.sparsify` ("uniform", "layer", none by default).
         seed: seed of the candidate masks.
+        structure: None (default: the structure the weights hold, set by
+            `ks.sparsify(..., structure=...)`) or that same structure; every
+            candidate holds it (random scores pooled per block, or the top
+            `n` of each N:M group). `mode="union"` with N:M is refused: the
+            union of N:M masks is not N:M.
 
     Raises:
         TypeError, ValueError: a bad argument, naming it and what is allowed,
@@ -104,8 +109,9 @@ class KStarts(MaskCallback):
 
     def __init__(self, sparsity, k=5, selection_epochs=2, fitness="magnitude",
                  mode="independent", distribution="uniform", scope="layer", dense_layers=None,
-                 seed=0):
+                 seed=0, structure=None):
         super().__init__()
+        self.structure = None if structure is None else structures.get(structure)
         self.sparsity = check_sparsity(sparsity)
         self.k = check_int(k, "k", minimum=1)
         self.selection_epochs = check_int(selection_epochs, "selection_epochs", minimum=1)
@@ -123,7 +129,9 @@ class KStarts(MaskCallback):
                 "selection_epochs": self.selection_epochs, "fitness": self.fitness,
                 "mode": self.mode, "distribution": self.distribution,
                 "scope": self.scope, "dense_layers": self.dense_layers,
-                "seed": self.seed}
+                "seed": self.seed,
+                "structure": None if self.structure is None else
+                keras.saving.serialize_keras_object(self.structure)}
 
     @property
     def _uses_gradients(self):
@@ -135,6 +143,14 @@ class KStarts(MaskCallback):
 
     def set_model(self, model):
         super().set_model(model)
+        held = structures.check_agrees(model.masked_weights, self.structure, "KStarts")
+        if self.mode == "union" and any(s.fixed_sparsity is not None for s in held):
+            raise ValueError(
+                f"KStarts(mode='union'): the model holds N:M weights {sorted(map(repr, held))}, "
+                "and the union of N:M masks is not N:M. Use mode='independent'.")
+        if held:  # a target not reachable in whole units fails here
+            distributions.budgets(model.masked_weights, self.sparsity, self.distribution,
+                                  dense_layers=self.dense_layers)
         self._selecting = False
         if self._uses_gradients:
             with model.distribute_strategy.scope():

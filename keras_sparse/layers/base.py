@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_sparse import structures
 from keras_sparse.layers.parameter import SparseParameter
 from keras_sparse.masks import num_inactive, stateless_uniform, topk_mask
 from keras_sparse.utils import keras_compat
@@ -99,6 +100,12 @@ class SparseLayer:
             weight).
         seed: int >= 0 seeding "random"; `None` derives one from the
             layer's name, so layers of one model get different masks.
+        structure: the mask structure of every masked weight
+            (`ks.structures.get`: `None` for `Unstructured()`, `NM(n, m)`,
+            `Block((r, c))`), kept by every mask rule and saved in the
+            config. A layer kind or weight shape that cannot hold it is a
+            ValueError naming the layer and the shape (at build for the
+            shape).
 
     A saved model restores its masks from the file (the mask drawn at
     build is overwritten when the weights load).
@@ -118,19 +125,29 @@ class SparseLayer:
     """
 
     prunable = ()
+    # Whether its masked weights are `[..., input, output]` kernels, so that
+    # N:M groups and blocks have a meaning (not depthwise or einsum kernels).
+    holds_structure = True
     # Per instance (see __init__): weight name -> SparseParameter, and rule
     # state to create at build.
     _parameters = _pending_states = None
 
     def __init__(self, *args, sparsity=None, mask_init="random", seed=None,
-                 mask_states=None, **kwargs):
+                 mask_states=None, structure=None, **kwargs):
         if sparsity is not None:
             sparsity = check_sparsity(sparsity)
         check_choice(mask_init, "mask_init", MASK_INITS)
         if seed is not None:
             seed = check_int(seed, "seed", minimum=0, allowed=" or None")
+        structure = structures.get(structure)
         super().__init__(*args, **kwargs)
+        if not structure.is_unstructured and not self.holds_structure:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r}: `structure`={structure!r} cannot be "
+                "held by this layer kind (its kernel has no [..., input, output] layout); "
+                "use structure=None, or keep the layer dense (`dense_layers`).")
         self.sparsity, self.mask_init, self.seed = sparsity, mask_init, seed
+        self.structure = structure
         # Plain dicts kept out of Keras' and TensorFlow's tracking (by
         # writing __dict__): parameters are not variables, their variables
         # are tracked one by one.
@@ -139,6 +156,8 @@ class SparseLayer:
 
     def build(self, input_shape):
         super().build(input_shape)
+        for name, variable in self.prunable_items():
+            self.structure.check(tuple(variable.shape), f"{self.name}/{name}")
         with self._unlocked():
             for index, (name, variable) in enumerate(self.prunable_items()):
                 mask = self.add_weight(
@@ -151,7 +170,8 @@ class SparseLayer:
                 # An attribute, so tf.train.Checkpoint tracks it too.
                 setattr(self, f"{name}_mask", mask)
                 self._parameters[name] = SparseParameter(
-                    self, name, variable, mask, **self._parameter_options(name))
+                    self, name, variable, mask, structure=self.structure,
+                    **self._parameter_options(name))
         for spec in self._pending_states:
             self.add_mask_state(**spec)
         self._pending_states.clear()
@@ -181,7 +201,11 @@ class SparseLayer:
                 scores = stateless_uniform(shape, seed, 0, index)
             else:
                 scores = tf.abs(tf.cast(weight, tf.float32))
-            keep = topk_mask(scores, size - num_inactive(size, self.sparsity))
+            if self.structure.is_unstructured:
+                keep = topk_mask(scores, size - num_inactive(size, self.sparsity))
+            else:
+                count = self.structure.count(tuple(shape), self.sparsity, f"{self.name}")
+                keep = self.structure.mask(scores, count)
             # Inactive weights are exactly 0 from the start.
             variable.assign(tf.where(keep > 0, weight, tf.zeros_like(weight)))
             return tf.cast(keep, dtype or variable.dtype)
@@ -396,10 +420,12 @@ class SparseLayer:
         config = super().get_config()
         if self.sparsity is not None:
             config.update(sparsity=self.sparsity, mask_init=self.mask_init, seed=self.seed)
+        if not self.structure.is_unstructured:
+            config.update(structure=structures.serialize(self.structure))
         return config
 
     # Arguments of the sparse variant, not of its Keras base class.
-    SPARSE_ARGUMENTS = ("sparsity", "mask_init", "seed", "mask_states")
+    SPARSE_ARGUMENTS = ("sparsity", "mask_init", "seed", "mask_states", "structure")
 
     def base_config(self):
         """`get_config()` without the sparse arguments: the Keras base class's."""

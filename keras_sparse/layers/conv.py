@@ -76,6 +76,8 @@ class SparseDepthwiseConv2D(SparseLayer, keras.layers.DepthwiseConv2D):
     ```
     """
 
+    # Each input channel is filtered alone: no input dimension to group along.
+    holds_structure = False
     prunable = ("kernel",)
     kernel = MaskedAttribute()
 

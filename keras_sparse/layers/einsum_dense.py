@@ -23,5 +23,7 @@ class SparseEinsumDense(SparseLayer, keras.layers.EinsumDense):
     ```
     """
 
+    # Which kernel axis is the input depends on the equation.
+    holds_structure = False
     prunable = ("kernel",)
     kernel = MaskedAttribute()

@@ -25,6 +25,7 @@ import math
 import keras
 import tensorflow as tf
 
+from keras_sparse import structures
 from keras_sparse.layers import sparse_matmul, value_storage
 from keras_sparse.masks import check_mask
 from keras_sparse.optimizer_slots import reset_slots
@@ -52,9 +53,11 @@ class SparseParameter:
         mask: its mask variable.
         trains_values: whether `ks.SparseModel.fit` may train a vector of
             the active values instead of `variable` (`compute="sparse"`).
+        structure: its mask structure (`ks.structures`), which every mask
+            rule reads and keeps; default `Unstructured()`.
 
     Attributes:
-        layer, name, variable, mask: as given.
+        layer, name, variable, mask, structure: as given.
         path: the variable's path (`"dense/kernel"`), unique in the model.
         storage: the `ValueStorage` while a values vector is trained, or None.
 
@@ -68,8 +71,9 @@ class SparseParameter:
     ```
     """
 
-    def __init__(self, layer, name, variable, mask, trains_values=False):
+    def __init__(self, layer, name, variable, mask, trains_values=False, structure=None):
         self.layer, self.name, self.variable, self.mask = layer, name, variable, mask
+        self.structure = structures.get(structure)
         self.path = variable.path
         self.trains_values = trains_values
         self.states = {}  # state name -> variable, in creation order
@@ -174,12 +178,19 @@ class SparseParameter:
         """Validates a user mask for this weight; returns it as a numpy array.
 
         Raises:
-            ValueError: the wrong shape, values other than 0 and 1, or more
-                ones than a values vector being trained holds (its count
-                when training started).
+            ValueError: the wrong shape, values other than 0 and 1, a mask
+                that breaks the weight's structure (all ones, the dense
+                start, is allowed), or more ones than a values vector being
+                trained holds (its count when training started).
         """
         mask = check_mask(mask, self.variable.shape, self.path)
         active = int((mask > 0).sum())
+        if (not self.structure.is_unstructured and active < mask.size
+                and not bool(self.structure.validate(mask))):
+            raise ValueError(
+                f"set_masks: the mask for {self.path!r} (shape {mask.shape}) does not hold "
+                f"its structure {self.structure!r} (see ks.structures); pass a mask that "
+                "does, e.g. from structure.mask(scores, count).")
         if self.storage is not None and active > self.storage.capacity:
             raise ValueError(
                 f"set_masks: the mask for {self.path!r} has {active} active weights; "

@@ -37,6 +37,9 @@ class SparseWrapper(SparseLayer, keras.layers.Wrapper):
     ```
     """
 
+    # A user layer's weights have no known [..., input, output] layout.
+    holds_structure = False
+
     def __init__(self, layer, **kwargs):
         if not callable(getattr(layer, "get_prunable_weights", None)):
             raise TypeError(

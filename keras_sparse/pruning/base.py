@@ -5,19 +5,54 @@ scores: per layer, `n - round(s_l * n)` entries with `s_l` from the
 distribution (`scope="layer"`), or one ranking across layers for the global
 budget (`scope="global"`). Scores with NaN or Inf leave that weight's mask
 as it was, with a warning.
+
+A weight with a structure (`mw.structure`, see `ks.structures`) is pruned in
+its units: blocks ranked by the sum of their scores (the scores each method
+ranks by: `abs(w)`, SNIP's `abs(g * w)`, SynFlow's `abs(w * dR/dw)` are
+already absolute values; GraSP's signed score is summed as it is, since its
+sign is what the method ranks), N:M groups keeping their `n` best scores.
+The budgets count whole units (`ks.distributions.budgets`).
 """
 
 import numpy as np
 import tensorflow as tf
 
-from keras_sparse import distributions
+from keras_sparse import distributions, structures
 from keras_sparse.distributions import SCOPES, check_scope
 from keras_sparse.layers.registry import masked_weights
 from keras_sparse.masks import topk_mask, warn_non_finite
 from keras_sparse.utils.argument_validation import check_sparsity
 
-__all__ = ["SCOPES", "check_scope", "masks_from_scores", "prune_with_scores",
-           "rank_inactive_last"]
+__all__ = ["SCOPES", "check_scope", "check_structure", "masks_from_scores",
+           "prune_with_scores", "rank_inactive_last"]
+
+
+def check_structure(model, structure, who):
+    """Refuses a `structure=` other than the one the model's weights hold.
+
+    The structure belongs to the weights (`ks.sparsify(..., structure=...)`);
+    a method's `structure=None` reads it there.
+
+    Args:
+        model: a `ks.SparseModel`.
+        structure: None or anything `ks.structures.get` takes.
+        who: the method, for the message.
+
+    Returns:
+        The structures (other than `Unstructured`) the weights hold.
+
+    Raises:
+        ValueError: `structure` differs from the weights' structure.
+
+    Example:
+
+    ```python
+    check_structure(model, "2:4", "ks.pruning.snip")
+    ```
+    """
+    if structure is not None:
+        structure = structures.get(structure)
+    return structures.check_agrees(masked_weights(model), structure, who)
 
 
 def masks_from_scores(model, scores, sparsity, distribution="erk", scope="layer",
@@ -70,7 +105,11 @@ def masks_from_scores(model, scores, sparsity, distribution="erk", scope="layer"
                                    erk_power_scale=erk_power_scale)
     for mw in weights:
         if finite[mw.path]:
-            result[mw.path] = topk_mask(tf.cast(scores[mw.path], tf.float32), counts[mw])
+            score = tf.cast(scores[mw.path], tf.float32)
+            if mw.structure.is_unstructured:
+                result[mw.path] = topk_mask(score, counts[mw])
+            else:  # whole blocks by summed score, or the top n of each N:M group
+                result[mw.path] = mw.structure.mask(score, counts[mw])
     return result
 
 

@@ -5,7 +5,8 @@ import tensorflow as tf
 from keras_sparse import distributions
 from keras_sparse.model import require_sparse_model
 from keras_sparse.pruning import gradients, score_data
-from keras_sparse.pruning.base import check_scope, prune_with_scores, rank_inactive_last
+from keras_sparse.pruning.base import (check_scope, check_structure, prune_with_scores,
+                                      rank_inactive_last)
 from keras_sparse.utils.argument_validation import check_int, check_sparsity
 
 
@@ -99,7 +100,8 @@ def grasp_scores(model, data, examples_per_class=10, num_classes=None,
 
 def grasp(model, sparsity, distribution="erk", scope="layer", data=None, seed=0,
           dense_layers=None, custom=None, erk_power_scale=1.0, examples_per_class=10,
-          num_classes=None, temperature=200.0, loss=None, batch_size=128):
+          num_classes=None, temperature=200.0, loss=None, batch_size=128,
+          structure=None):
     """Prunes at initialization by GraSP: the largest `-w * (H g)` go.
 
     Layer budgets come from `distribution` (see `ks.distributions`) unless `scope="global"`
@@ -115,6 +117,9 @@ def grasp(model, sparsity, distribution="erk", scope="layer", data=None, seed=0,
         data: a batched `tf.data.Dataset` of `(x, y)` or an `(x, y)` tuple;
             required.
         dense_layers, custom, erk_power_scale: as in `ks.sparsify`.
+        structure: None (the structure the weights hold, set by
+            `ks.sparsify(..., structure=...)`) or that same structure;
+            masks keep it (see `ks.structures`).
         examples_per_class, num_classes, temperature, loss, batch_size: see
             `grasp_scores`.
 
@@ -135,6 +140,7 @@ def grasp(model, sparsity, distribution="erk", scope="layer", data=None, seed=0,
     ```
     """
     require_sparse_model(model, "ks.pruning.grasp")
+    check_structure(model, structure, "ks.pruning.grasp")
     check_sparsity(sparsity)
     check_scope(scope)
     distributions.check_distribution(distribution)

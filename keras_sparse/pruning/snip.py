@@ -5,7 +5,8 @@ import tensorflow as tf
 from keras_sparse import distributions
 from keras_sparse.model import require_sparse_model
 from keras_sparse.pruning import gradients, score_data
-from keras_sparse.pruning.base import check_scope, prune_with_scores, rank_inactive_last
+from keras_sparse.pruning.base import (check_scope, check_structure, prune_with_scores,
+                                      rank_inactive_last)
 from keras_sparse.utils.argument_validation import check_int, check_sparsity
 
 
@@ -58,7 +59,8 @@ def snip_scores(model, data, examples=100, loss=None):
 
 
 def snip(model, sparsity, distribution="erk", scope="layer", data=None, seed=0,
-         dense_layers=None, custom=None, erk_power_scale=1.0, examples=100, loss=None):
+         dense_layers=None, custom=None, erk_power_scale=1.0, examples=100, loss=None,
+         structure=None):
     """Prunes at initialization by SNIP: the smallest `abs(g * w)` go.
 
     Layer budgets come from `distribution` (see `ks.distributions`) unless `scope="global"`
@@ -75,6 +77,9 @@ def snip(model, sparsity, distribution="erk", scope="layer", data=None, seed=0,
         data: a batched `tf.data.Dataset` of `(x, y)` or an `(x, y)` tuple;
             required.
         dense_layers, custom, erk_power_scale: as in `ks.sparsify`.
+        structure: None (the structure the weights hold, set by
+            `ks.sparsify(..., structure=...)`) or that same structure;
+            masks keep it (see `ks.structures`).
         examples: examples in the scoring batch (100, as in the paper).
         loss: see `snip_scores`.
 
@@ -95,6 +100,7 @@ def snip(model, sparsity, distribution="erk", scope="layer", data=None, seed=0,
     ```
     """
     require_sparse_model(model, "ks.pruning.snip")
+    check_structure(model, structure, "ks.pruning.snip")
     check_sparsity(sparsity)
     check_scope(scope)
     distributions.check_distribution(distribution)

@@ -10,7 +10,8 @@ from keras_sparse import distributions
 from keras_sparse.model import require_sparse_model
 from keras_sparse.layers.registry import without_masks
 from keras_sparse.pruning import gradients
-from keras_sparse.pruning.base import check_scope, prune_with_scores, rank_inactive_last
+from keras_sparse.pruning.base import (check_scope, check_structure, prune_with_scores,
+                                      rank_inactive_last)
 from keras_sparse.utils.argument_validation import check_int, check_sparsity
 
 
@@ -105,7 +106,8 @@ def synflow_scores(model, input_shape=None):
 
 def synflow(model, sparsity, distribution="erk", scope="layer", data=None, seed=0,
             dense_layers=None, custom=None, erk_power_scale=1.0, rounds=100,
-            input_shape=None):
+            input_shape=None,
+            structure=None):
     """Prunes at initialization by SynFlow, without data.
 
     Round `k = 1..rounds` scores the current masked network (see
@@ -116,12 +118,19 @@ def synflow(model, sparsity, distribution="erk", scope="layer", data=None, seed=
     rank last, so masks only shrink. The original weights are restored at
     the end, masked. `data` and `seed` are unused.
 
+    With N:M weights (`ks.structures.NM`) there is no sparsity between 0
+    and `1 - n/m` in whole groups, so every round prunes to it: each group
+    keeps its `n` best scores of the rescored network.
+
     Args:
         model: a `ks.SparseModel` whose output is logits.
         sparsity: target fraction of zeros, in [0, 1).
         distribution: "erk" (default), "er" or "uniform".
         scope: "layer" or "global".
         dense_layers, custom, erk_power_scale: as in `ks.sparsify`.
+        structure: None (the structure the weights hold, set by
+            `ks.sparsify(..., structure=...)`) or that same structure;
+            masks keep it (see `ks.structures`).
         rounds: pruning rounds (100, as in the paper).
         input_shape: see `synflow_scores`.
 
@@ -145,15 +154,18 @@ def synflow(model, sparsity, distribution="erk", scope="layer", data=None, seed=
     check_scope(scope)
     distributions.check_distribution(distribution)
     check_int(rounds, "rounds", minimum=1)
+    held = check_structure(model, structure, "ks.pruning.synflow")
     ones = _ones_input(model, input_shape)
     density = 1.0 - sparsity
+    # N:M has no sparsity between 0 and 1 - n/m: every round prunes to it.
+    at_once = any(s.fixed_sparsity is not None for s in held)
     with _linearized(model):
         for k in range(1, rounds + 1):
             scores = _flow_scores(model, ones)
             if k == 1 and not any(bool(tf.reduce_any(s > 0)) for s in scores.values()):
                 warnings.warn("SynFlow scores are all 0; does the model end in a "
                               "softmax? SynFlow needs logits.", stacklevel=2)
-            target = sparsity if k == rounds else 1.0 - density ** (k / rounds)
+            target = sparsity if k == rounds or at_once else 1.0 - density ** (k / rounds)
             prune_with_scores(model, rank_inactive_last(model, scores), target,
                               distribution=distribution, scope=scope,
                               dense_layers=dense_layers, custom=custom,

@@ -330,4 +330,71 @@ DSTEE_EXPLORATION = {
     ],
 }
 
-STUDIES = [DST_FASHION_MNIST, DST_CIFAR10, DSTEE_EXPLORATION]
+# -- nm_dst ------------------------------------------------------------------------------
+#
+# The accuracy cost of N:M structure in dynamic sparse training: RigL and SET
+# with NM(2, 4) (50%) and NM(1, 4) (75%) against the same method unstructured
+# at the same sparsity, and against gradual magnitude pruning with the same
+# structure. Every arm splits its sparsity "uniform" across layers, as N:M
+# does (each layer holds n of every m). LeNet-300-100's kernels (784, 300,
+# 100 inputs) all divide by 4.
+
+NM_STRUCTURES = {0.5: ("nm24", "2:4"), 0.75: ("nm14", "1:4")}
+
+
+def _nm_cells(group, model, sparsity):
+    key, structure = NM_STRUCTURES[sparsity]
+    t = tag(sparsity)
+    base = {"model": model, "sparsity": sparsity, "distribution": "uniform"}
+    cells = []
+    for name, (label, method) in (("rigl", SPARSE["rigl"]), ("set", SPARSE["set"])):
+        cells.append(cell(f"{group}_{name}_{key}", f"{label} {structure}", group, sparsity,
+                          dict(base, method=method(), sparsify={"structure": structure})))
+        cells.append(cell(f"{group}_{name}_{t}", label, group, sparsity,
+                          dict(base, method=method(), sparsify={})))
+    schedule_gmp = gmp(sparsity)
+    schedule_gmp["args"]["distribution"] = "uniform"
+    cells.append(cell(f"{group}_gmp_{key}", f"GMP {structure}", group, sparsity,
+                      dict(base, method=schedule_gmp,
+                           sparsify={"start_sparsity": 0.0, "structure": structure})))
+    return cells
+
+
+def _nm_grid():
+    group, model = "lenet300", MODELS["lenet300"]
+    grid, comparisons = [_dense_cell(group, model)], []
+    for s, (key, _) in NM_STRUCTURES.items():
+        grid += _nm_cells(group, model, s)
+        t = tag(s)
+        comparisons += [[f"{group}_{m}_{key}", f"{group}_{m}_{t}"] for m in ("rigl", "set")]
+        comparisons += [[f"{group}_{m}_{key}", f"{group}_gmp_{key}"] for m in ("rigl", "set")]
+    return grid, comparisons
+
+
+NM_GRID, NM_COMPARISONS = _nm_grid()
+
+NM_DST = {
+    "name": "nm_dst",
+    "title": "N:M dynamic sparse training: RigL and SET with 2:4 and 1:4 vs unstructured "
+             "and GMP, LeNet-300-100 / Fashion-MNIST",
+    "recipe": "quickstart",
+    "baseline": "lenet300_dense",
+    "grid": NM_GRID,
+    "comparisons": NM_COMPARISONS,
+    "seeds": 3,
+    "presets": {
+        "cpu": preset(5, 10000, optimizer=adam(1e-3), batch_size=128),
+        "paper": preset(30, None, optimizer=adam(1e-3), batch_size=128, egf_examples=1000),
+    },
+    "claims": [
+        {"id": "S1", "claim": "Measurement, not a claim: the accuracy cost of N:M structure "
+                              "in RigL and SET at 50% (2:4) and 75% (1:4) sparsity.",
+         "how": "comparisons <method>_nm24 vs <method>_s50 and <method>_nm14 vs "
+                "<method>_s75 (paired over seeds)"},
+        {"id": "S2", "claim": "Measurement: N:M drop-and-grow against gradual magnitude "
+                              "pruning to the same structure.",
+         "how": "comparisons <method>_<nm> vs gmp_<nm>"},
+    ],
+}
+
+STUDIES = [DST_FASHION_MNIST, DST_CIFAR10, DSTEE_EXPLORATION, NM_DST]
