@@ -10,8 +10,11 @@
   (tfmot's `pruning_utils.weights_rearrange` moves the input channels last).
 - `Block((r, c))`: the kernel, seen as a matrix of `r`-row by `c`-column
   tiles over (input dimension, output dimension) at each spatial position,
-  has every tile all active or all inactive. tfmot's `block_size=(r, c)`
-  (TFLite's sparse kernels read `(1, 4)`).
+  has every tile all active or all inactive. tfmot's `block_size=(r, c)`.
+  TFLite's sparse FULLY_CONNECTED reads 1x4 blocks of its `(units, inputs)`
+  weights: four consecutive inputs of one unit, `Block((4, 1))` on a Keras
+  `(inputs, units)` kernel (measured: the converter stores that kernel
+  block-sparse, and `Block((1, 4))` as plain sparse).
 
 Every mask rule works in the structure's units: N:M groups or blocks.
 The operations they share (graph code, no NumPy): `pool` a score to one
