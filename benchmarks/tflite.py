@@ -18,13 +18,13 @@ Three models, each exported twice with `ks.export.export_tflite`
 
 A worker process that imports only TensorFlow loads every flatbuffer with
 `tf.lite.Interpreter` twice: with the default XNNPACK delegate, and with
-`BUILTIN_WITHOUT_DEFAULT_DELEGATES` (TFLite's own kernels). It reports
-which operators remain outside the delegate and times `invoke()` at batch
-1, the variants interleaved round by round. Whether XNNPACK's sparse path
-ran is read from the measurements, not assumed: the sparse FULLY_CONNECTED
-weights are not delegated at all when FULLY_CONNECTED stays outside the
-delegate, and XNNPACK's sparse CNN path shows as a sparse flatbuffer faster
-than the dense one under XNNPACK.
+`BUILTIN_WITHOUT_DEFAULT_DELEGATES` (TFLite's own kernels). It reports how
+many nodes of each operator the delegate took and times `invoke()` at
+batch 1, the variants interleaved round by round. Whether XNNPACK's sparse
+path ran is read from the measurements, not assumed: a FULLY_CONNECTED
+node the delegate did not take runs TFLite's own (sparse) kernel, and
+XNNPACK's sparse CNN path would take the DENSIFY nodes and make the sparse
+flatbuffer faster than the dense one under XNNPACK.
 """
 
 import argparse
@@ -158,7 +158,7 @@ def run(settings):
             data[name] = dict(
                 max_abs_diff_vs_keras=diffs,
                 stored_sparse={r["layer"]: r["stored_sparse"] for r in reports["sparse"]["layers"]},
-                operators_outside_delegate=loaded["operators"],
+                operators_delegated_of_total=loaded["operators"],
                 fully_connected_delegated=loaded["fully_connected_delegated"],
             )
     return dict(config=dict(mlp=f"MLP 784-{hidden}-{hidden}-10 at 98% (uniform)",
@@ -209,12 +209,39 @@ def _load(name, paths, inputs):
             key = f"{kind}/{delegate}"
             _loaded[(name, key)] = (interpreter, x)
             outputs[key] = _run(interpreter, x).tolist()
-            # After delegation the execution plan lists the delegate's nodes as
-            # one DELEGATE operator and everything it did not take by name.
-            ops = sorted({d["op_name"] for d in interpreter._get_ops_details()})
-            operators[key] = ops
-            delegated[key] = "FULLY_CONNECTED" not in ops if delegate == "xnnpack" else False
+            operators[key] = _delegated(interpreter)
+            delegated[key] = operators[key].get("FULLY_CONNECTED", [0, 0])[0] > 0
     return dict(outputs=outputs, operators=operators, fully_connected_delegated=delegated)
+
+
+def _delegated(interpreter):
+    """`{operator: [nodes the delegate took, nodes]}` of the model's own nodes.
+
+    The node list keeps every original node and appends one DELEGATE node
+    per partition, with the partition's input and output tensors. A node is
+    delegated when it lies between them: reached walking back from a
+    partition's outputs through the producers, stopping at its inputs.
+    """
+    nodes = interpreter._get_ops_details()
+    own = [n for n in nodes if n["op_name"] != "DELEGATE"]
+    producer = {int(t): n["index"] for n in own for t in n["outputs"]}
+    taken = set()
+    for partition in (n for n in nodes if n["op_name"] == "DELEGATE"):
+        stop = {int(t) for t in partition["inputs"]}
+        pending = [int(t) for t in partition["outputs"]]
+        while pending:
+            tensor = pending.pop()
+            node = producer.get(tensor)
+            if tensor in stop or node is None or node in taken:
+                continue
+            taken.add(node)
+            pending += [int(t) for t in nodes[node]["inputs"] if int(t) >= 0]
+    counts = {}
+    for n in own:
+        entry = counts.setdefault(n["op_name"], [0, 0])
+        entry[0] += n["index"] in taken
+        entry[1] += 1
+    return counts
 
 
 def _time(name, variant, calls):
