@@ -248,3 +248,36 @@ def test_density_trace_reads_masks_only_when_they_change(method, sparsity, chang
     assert trace.per_epoch == pytest.approx([np.mean(host.per_step[:12]) / full,
                                              np.mean(host.per_step[12:]) / full], rel=1e-12)
     assert trace.flops == pytest.approx(6 * 8 * sum(host.per_step), rel=1e-12)
+
+
+MIRRORED_TRACE = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras, numpy as np
+import keras_sparse as ks
+from recipes.density_trace import DensityTrace
+from tests.test_recipes_runner import _HostDensity
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    model = ks.sparsify(ks.applications.mlp([32], (8,), 4), 0.5, distribution="uniform", seed=0)
+    model.compile(optimizer="sgd",
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    gmp = ks.callbacks.GradualMagnitudePruning(ks.schedules.PolynomialDecay(
+        0.5, 0.9, begin_step=0, end_step=20, frequency=5))
+x = np.random.default_rng(0).normal(size=(96, 8)).astype("float32")
+trace, host = DensityTrace(8), _HostDensity()
+model.fit(x, np.arange(96) % 4, batch_size=8, epochs=2, verbose=0, shuffle=False,
+          callbacks=[gmp, trace, host])
+full = 8 * 32 + 32 * 4
+print(trace.reads, host.changes, trace.per_epoch[0] * full, np.mean(host.per_step[:12]),
+      trace.per_epoch[1] * full, np.mean(host.per_step[12:]))
+"""
+
+
+def test_density_trace_under_a_mirrored_strategy(run_python):
+    # The change counter is a mirrored variable bumped where the masks change.
+    reads, changes, *sums = run_python(MIRRORED_TRACE).split()
+    assert int(changes) == 4 and int(reads) == 5
+    assert float(sums[0]) == pytest.approx(float(sums[1])) and float(sums[2]) == pytest.approx(
+        float(sums[3]))
