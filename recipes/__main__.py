@@ -92,13 +92,11 @@ def _preflight(which, args):
         runner.preflight(args.name, args.preset, args.epochs, strategy=options["strategy"],
                          jit_compile=options["jit_compile"], data_dir=options["data_dir"],
                          download=options["download"])
+    elif args.aggregate_only:  # the study and preset exist
+        (analysis_studies.plan if which == "analysis" else study.plan)(args.name, args.preset)
     elif which == "analysis":
-        check = analysis_studies.plan if args.aggregate_only else analysis_studies.preflight
-        check(args.name, args.preset, args.seeds, _cells(args),
-              **({} if args.aggregate_only else dict(data_dir=args.data_dir,
-                                                     download=args.download)))
-    elif args.aggregate_only:
-        study.plan(args.name, args.preset)  # the study and preset exist
+        analysis_studies.preflight(args.name, args.preset, args.seeds, _cells(args),
+                                   args.data_dir, args.download)
     else:
         study.preflight(args.name, args.preset, args.seeds, _cells(args), options["strategy"],
                         options["data_dir"], options["download"])
@@ -117,12 +115,8 @@ def _grid(args):
 
     if args.aggregate_only:
         out = args.out or executor.default_out(args.name, args.preset)
-        try:
-            study.aggregate(args.name, out, preset=args.preset)
-        except ValueError as error:  # no finished runs
-            sys.exit(f"python -m recipes study: error: {error}")
+        _aggregate(args, out, lambda: study.aggregate(args.name, out, preset=args.preset))
         print(f"aggregated into {out}")
-        _commit_aggregate(args, out)
         return
     study.run(args.name, preset=args.preset, seeds=args.seeds, out=args.out,
               cells=_cells(args), commit=args.commit, **launch.run_options(args))
@@ -132,18 +126,23 @@ def _analysis(args):
     from recipes import analysis_studies, executor
 
     if args.aggregate_only:
-        analysis_studies.report(args.name, args.preset, args.out)
-        _commit_aggregate(args, args.out or executor.default_out(args.name, args.preset))
+        out = args.out or executor.default_out(args.name, args.preset)
+        _aggregate(args, out, lambda: analysis_studies.report(args.name, args.preset, out))
         return
     analysis_studies.run(args.name, args.preset, args.seeds, args.out, cells=_cells(args),
                          data_dir=args.data_dir, download=args.download, commit=args.commit)
 
 
-def _commit_aggregate(args, out):
-    """With --commit, the re-aggregated tables are committed too."""
-    if args.commit:
-        from recipes import executor
+def _aggregate(args, out, aggregate):
+    """Runs `aggregate()`; with --commit, commits what it wrote."""
+    from recipes import executor
 
+    try:
+        aggregate()
+    except ValueError as error:  # no finished runs under `out`
+        print(f"python -m recipes study: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    if args.commit:
         executor.git_committer(out, log=lambda line: None)(f"aggregated ({args.preset})")
 
 
