@@ -13,7 +13,7 @@ are refused too.
 ```python
 parser = argparse.ArgumentParser()
 flags.add(parser)
-args = parser.parse_args(["--seeds", "2"])
+args = parser.parse_args(["quickstart", "--seeds", "2"])
 flags.refused("recipe", args)   # ["--seeds: `run` trains one seed (--seed S); ..."]
 ```
 """
