@@ -1,15 +1,16 @@
 """The analysis papers' studies as data: SC-SDC sweeps (Tessera 2021) and paths (Evci 2019).
 
 ```
-python -m recipes.analysis_studies list
-python -m recipes.analysis_studies run tessera_scsdc [--preset P] [--seeds N] [--out DIR]
-python -m recipes.analysis_studies run evci_paths [--preset P] [--seeds N] [--out DIR]
-python -m recipes.analysis_studies report NAME [--preset P] [--out DIR]  # aggregate + plots only
+python -m recipes study tessera_scsdc [--preset P] [--seeds N] [--cells TASKS] [--out DIR]
+python -m recipes study evci_paths [--preset P] [--seeds N] [--cells PARTS] [--out DIR]
+python -m recipes study NAME [--preset P] --aggregate-only   # report and plots only
 # P: cpu (default), converged or paper
 ```
 
-Both are resumable (one `summary.json` per run under `<out>/<cell>/seed_<s>/`;
-a rerun skips finished runs). Outputs go to `results/<NAME>/` by default.
+Both run through `recipes.executor`, so they are resumable (one
+`summary.json` per run under `<out>/<cell>/seed_<s>/`; a rerun skips
+finished runs). The runs and reports are in `recipes.scsdc_study` and
+`recipes.paths_study`. Outputs go to `results/<NAME>/` by default.
 A study without the preset asked for is refused before anything is written,
 with the presets it has.
 
@@ -106,9 +107,9 @@ other job, as the wall time); running them beside other studies roughly
 doubles each.
 """
 
-import argparse
-import sys
 from pathlib import Path
+
+from recipes import executor, launch, paths_study, scsdc_study
 
 TESSERA = ("Tessera, Hooker, Rosman 2021, Keep the Gradients Flowing: Using Gradient Flow "
            "to Study Sparse Network Optimization, arXiv:2102.01670")
@@ -271,10 +272,12 @@ STUDIES = {
 
 
 def names():
+    """The analysis study names."""
     return list(STUDIES)
 
 
 def get(name):
+    """The analysis study `name` as defined (every preset)."""
     if name not in STUDIES:
         raise ValueError(f"Unknown analysis study: name={name!r}. Known: {', '.join(STUDIES)}.")
     return STUDIES[name]
@@ -311,446 +314,90 @@ def resolve(name, preset="cpu", seeds=None):
     return config, list(range(n))
 
 
-# -- model families ----------------------------------------------------------------
+def cell_names(config):
+    """What `--cells` selects in a resolved preset: its task names (SC-SDC) or parts (paths)."""
+    return (scsdc_study.task_names if config["kind"] == "scsdc" else paths_study.part_names)(config)
 
 
-def cnn(width, input_shape, num_classes, activation="relu", batchnorm=False):
-    """A small CNN whose channels scale with `width`.
-
-    `conv(w) -> conv(w) -> pool -> conv(2w) -> conv(2w) -> pool -> global
-    average -> dense`, 3x3 kernels, each conv followed by [BatchNorm] and
-    the activation.
-    """
-    import keras
-
-    from keras_sparse.applications import activation_layer, default_initializer
-
-    init = default_initializer(activation)
-    inputs = keras.Input(input_shape, name="image")
-    x = inputs
-    for i, channels in enumerate((width, width, 2 * width, 2 * width), start=1):
-        x = keras.layers.Conv2D(channels, 3, padding="same", use_bias=not batchnorm,
-                                kernel_initializer=init, name=f"conv{i}")(x)
-        if batchnorm:
-            x = keras.layers.BatchNormalization(name=f"conv{i}_bn")(x)
-        x = activation_layer(activation, name=f"conv{i}_act")(x)
-        if i in (2, 4):
-            x = keras.layers.MaxPooling2D(2, name=f"pool{i // 2}")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    outputs = keras.layers.Dense(num_classes, kernel_initializer=init, name="logits")(x)
-    return keras.Model(inputs, outputs, name=f"cnn{width}")
-
-
-def family(task, info):
-    """`build(width, activation, batchnorm)` of a task's model family."""
-    import keras_sparse as ks
-
-    shape, classes = info["input_shape"], info["num_classes"]
-    if task["family"] == "mlp":
-        return lambda w, activation, batchnorm: ks.applications.mlp(
-            (w,) * task["depth"], shape, classes, activation=activation, batchnorm=batchnorm)
-    if task["family"] == "cnn":
-        return lambda w, activation, batchnorm: cnn(w, shape, classes, activation, batchnorm)
-    raise ValueError(f"Unknown model family {task['family']!r}; use 'mlp' or 'cnn'.")
-
-
-def _loader(task):
-    import keras_sparse as ks
-
-    def data(augment, seed):
-        load = dict(name=task["dataset"], batch_size=task["batch_size"], seed=seed)
-        train = ks.data.load(split=task.get("train_split", "train"), shuffle=True,
-                             augment=augment, subset=task["subset"], **load)
-        test = ks.data.load(split=task.get("eval_split", "test"), shuffle=False, augment=False,
-                            subset=task["eval_subset"], **load)
-        return train, test
-    return data
-
-
-# -- runners -----------------------------------------------------------------------
-
-
-def _scsdc_task(task):
-    import keras_sparse as ks
-
-    info = ks.data.info(task["dataset"])
-    return {"build": family(task, info), "data": _loader(task),
-            "dense_width": task["dense_width"], "sparse_widths": task["sparse_widths"],
-            "dataset": task["dataset"]}
-
-
-def lr_sweep(config, out, log=print):
-    """The short learning-rate sweep of an SC-SDC preset; writes and returns `lr_sweep.json`.
-
-    For every optimizer of the preset's `lr_sweep["candidates"]` and every
-    candidate rate, one dense / same-capacity sparse pair (the sweep's
-    activation and regularizer, the first task and its first sparse width,
-    one seed) trains for the sweep's epochs on `train_split` with the
-    preset's schedule compressed to those epochs, and is scored on
-    `eval_split`, examples held out of training (never the test set). The
-    rate with the highest mean of the dense and the sparse held-out
-    accuracy is picked (the first one on ties): one rate per optimizer for
-    both networks, as SC-SDC compares them at the same settings. Runs are
-    resumable (`<out>/lr_sweep/<optimizer>-lr<rate>/seed_<s>/summary.json`).
+def plan(name, preset="cpu", seeds=None, cells=None):
+    """Checks a study and a selection of its cells; returns `(config, seeds)`; writes nothing.
 
     Args:
-        config: a resolved preset (`resolve(...)[0]`) with an `"lr_sweep"`.
-        out: the study's output directory.
-        log: called with each progress line.
+        name, preset, seeds: as in `resolve`.
+        cells: names of tasks (SC-SDC) or parts (paths) to run; None: all.
 
-    Returns:
-        `{"rule", "setting", "results": [{"optimizer", "learning_rate",
-        "dense", "sparse", "score"}], "picked": {optimizer: rate}, "why":
-        {optimizer: sentence}}`.
+    Raises:
+        ValueError: as `resolve`, or an unknown cell (naming the known ones).
+    """
+    config, seed_list = resolve(name, preset, seeds)
+    known = cell_names(config)
+    unknown = [c for c in cells or [] if c not in known]
+    if unknown:
+        raise ValueError(f"The analysis study {name!r} ({preset}) has no cell {unknown[0]!r}; "
+                         f"its cells ({'tasks' if config['kind'] == 'scsdc' else 'parts'}): "
+                         f"{', '.join(known)}.")
+    return config, seed_list
+
+
+def preflight(name, preset="cpu", seeds=None, cells=None, data_dir=None, download=False):
+    """`plan`, and checks that the selected cells' datasets are prepared; returns `plan`'s.
+
+    Raises:
+        ValueError: see `plan`.
+        FileNotFoundError: a dataset is not prepared and `download` is False
+            (with `download=True` it is downloaded and prepared here).
+    """
+    config, seed_list = plan(name, preset, seeds, cells)
+    for dataset in datasets(config, cells):
+        launch.ensure_prepared(dataset, data_dir, download)
+    return config, seed_list
+
+
+def datasets(config, cells=None):
+    """The TFDS datasets the selected cells of a resolved preset read."""
+    study = scsdc_study if config["kind"] == "scsdc" else paths_study
+    return study.datasets(config, cells)
+
+
+def run(name, preset="cpu", seeds=None, out=None, log=print, cells=None, data_dir=None,
+        download=False, commit=False):
+    """Runs (or resumes) analysis study `name`; returns its report.
+
+    Args:
+        name: one of `names()`.
+        preset: one of the study's presets.
+        seeds: number of seeds (default: the preset's).
+        out: output directory (default `results/NAME`, or
+            `results/NAME/PRESET` for a preset other than "cpu").
+        log: called with one progress line per finished run.
+        cells: names of the tasks (SC-SDC) or parts (paths) to run; None: all.
+        data_dir: TFDS data directory (default `$TFDS_DATA_DIR`).
+        download: let tensorflow-datasets download and prepare a missing dataset.
+        commit: git-commit `out` after every finished run.
+
+    Raises:
+        ValueError: see `plan`; FileNotFoundError: a dataset is not prepared
+            and `download` is False. Both before anything is written.
 
     Example:
 
     ```python
-    config, _ = resolve("tessera_scsdc", "converged")
-    picked = lr_sweep(config, "results/tessera_scsdc")["picked"]
+    run("evci_paths", "cpu", seeds=1, cells=["fashion_mnist_mlp_98"], commit=True)
     ```
     """
-    from keras_sparse.analysis import scsdc, sweep
-
-    spec = config["lr_sweep"]
-    task = dict(config["tasks"][0], train_split=spec["train_split"],
-                eval_split=spec["eval_split"], subset=spec.get("subset"),
-                eval_subset=spec.get("eval_subset"))
-    task = dict(task, sparse_widths=task["sparse_widths"][:1])
-    built = _scsdc_task(task)
-    cells = []
-    for optimizer, rates in spec["candidates"].items():
-        for rate in rates:
-            [cell] = scsdc.cells({task["name"]: built}, [{"optimizer": [optimizer],
-                                                          "activation": [spec["activation"]],
-                                                          "regularizer": [spec["regularizer"]]}])
-            cells.append(dict(cell, name=f"{optimizer}-lr{rate:g}", learning_rate=rate))
-
-    def run_cell(cell, seed):
-        return scsdc.run_one(built, cell, seed, spec["epochs"],
-                             learning_rates={cell["optimizer"]: cell["learning_rate"]},
-                             l2=config.get("l2", 5e-4), egf_examples=config["egf_examples"],
-                             schedule=config.get("schedule", "constant"))
-
-    runs = sweep.run_grid(cells, [spec["seed"]], run_cell, Path(out) / "lr_sweep",
-                          headline="sparse.final.val_accuracy", log=log)
-    results, picked, why = [], {}, {}
-    for run in runs:
-        r = run["result"]
-        dense = r["dense"]["final"]["val_accuracy"]
-        sparse = r["sparse"]["final"]["val_accuracy"]
-        results.append({"optimizer": r["optimizer"], "learning_rate": r["learning_rate"],
-                        "dense": dense, "sparse": sparse, "score": (dense + sparse) / 2})
-    for optimizer, rates in spec["candidates"].items():
-        rows = [x for x in results if x["optimizer"] == optimizer]
-        best = max(rows, key=lambda x: x["score"])  # first of equal scores
-        picked[optimizer] = best["learning_rate"]
-        others = ", ".join(f"{x['learning_rate']:g} ({x['score']:.4f})" for x in rows)
-        why[optimizer] = (f"{best['learning_rate']:g}: held-out accuracy dense "
-                          f"{best['dense']:.4f}, sparse {best['sparse']:.4f}, mean "
-                          f"{best['score']:.4f}, the highest of {others}")
-        if best["learning_rate"] in (min(rates), max(rates)) and len(rates) > 1:
-            why[optimizer] += ("; at the edge of the candidates: a wider sweep might pick "
-                               "another rate")
-    report = {"rule": "per optimizer, the candidate with the highest mean of dense and sparse "
-                      "held-out accuracy after the sweep's epochs (first on ties)",
-              "setting": {k: spec[k] for k in ("epochs", "train_split", "eval_split",
-                                               "activation", "regularizer", "seed")}
-              | {"task": task["name"], "dense_width": task["dense_width"],
-                 "sparse_width": task["sparse_widths"][0],
-                 "schedule": config.get("schedule", "constant")},
-              "results": results, "picked": picked, "why": why}
-    sweep.write_json(Path(out) / "lr_sweep.json", report)
-    return report
-
-
-def run_scsdc(config, seeds, out, log=print):
-    import keras_sparse as ks
-
-    tasks = {task["name"]: _scsdc_task(task) for task in config["tasks"]}
-    rates = config.get("learning_rates")
-    if config.get("lr_sweep"):
-        rates = dict(rates or {}, **lr_sweep(config, out, log)["picked"])
-    result = ks.analysis.sc_sdc(tasks, out, seeds=seeds, epochs=config["epochs"],
-                                grid=config["grid"], learning_rates=rates,
-                                l2=config.get("l2", 5e-4), egf_examples=config["egf_examples"],
-                                log=log, verbose=0, schedule=config.get("schedule", "constant"),
-                                bootstrap_resamples=config.get("bootstrap_resamples", 2000))
-    if config.get("lr_sweep"):
-        result["lr_sweep"] = str(Path(out) / "lr_sweep.json")
-    return result
-
-
-def _optimizer(spec, total_steps=None):
-    """A factory of fresh optimizers from `{"name", "learning_rate"[, "schedule"]}`."""
-    from keras_sparse.analysis.scsdc import learning_rate_schedule, make_optimizer
-
-    kind = spec.get("schedule", "constant")
-    return lambda: make_optimizer(spec["name"], learning_rate_schedule(
-        kind, spec["learning_rate"], total_steps))
-
-
-def _part_build(part, info):
-    import keras_sparse as ks
-
-    shape, classes = info["input_shape"], info["num_classes"]
-    if part["family"] == "mlp":
-        return lambda: ks.applications.mlp(part["widths"], shape, classes,
-                                     batchnorm=part["batchnorm"])
-    if part["family"] == "cnn":
-        return lambda: cnn(part["width"], shape, classes, batchnorm=part["batchnorm"])
-    if part["family"] == "resnet50":
-        return lambda: ks.applications.resnet50(input_shape=shape, num_classes=classes)
-    raise ValueError(f"Unknown model family {part['family']!r}.")
-
-
-def _curve_runs(config, pair):
-    for curve in config["curves"]:
-        if "pairs" not in curve or list(pair) in [list(p) for p in curve["pairs"]]:
-            yield curve, f"bezier_{curve['subspace']}_{curve['order']}"
-
-
-def run_paths_cell(config, part, seed):
-    """Solutions and paths of one part and seed; the JSON-ready result."""
-    import keras
-    import numpy as np
-
-    import keras_sparse as ks
-
-    keras.backend.clear_session()
-    info = ks.data.info(part["dataset"])
-    load = dict(name=part["dataset"], batch_size=part["batch_size"], seed=seed)
-    train = ks.data.load(split="train", shuffle=True, subset=part["subset"], **load)
-    test = ks.data.load(split="test", shuffle=False, subset=part["eval_subset"], **load)
-    # Paths are measured on a fixed, unaugmented subset of the training set.
-    probe = ks.data.load(split="train", shuffle=False, augment=False,
-                         subset=part["path_subset"], **load).cache()
-    bn_data = ks.data.load(split="train", shuffle=False, augment=False,
-                           subset=part["bn_subset"], **dict(load, batch_size=part["bn_subset"]))
-    total_steps = int(train.cardinality()) * part["epochs"]
-    sol = ks.analysis.evci_solutions(
-        _part_build(part, info), train, part["sparsity"], part["epochs"],
-        optimizer=_optimizer(part["optimizer"], total_steps), test_data=test, seed=seed,
-        distribution=part["distribution"], curves=part.get("curves", False))
-    model, weights = sol["model"], sol["weights"]
-    alphas = [float(a) for a in np.round(np.linspace(-0.2, 1.2, part["alphas"]), 10)]
-    result = {"part": part["name"], "seed": seed, "sparsity": part["sparsity"],
-              "active": ks.sparsity_report(model)[-1]["active"], "metrics": sol["metrics"],
-              "paths": {}}
-    for a, b in config["pairs"]:
-        entry = {}
-        points = ks.analysis.linear_path(model, weights[a], weights[b], probe, alphas=alphas,
-                                         bn_data=bn_data)
-        inside = [p["loss"] for p in points if 0 <= p["alpha"] <= 1]
-        rises = [max(0.0, v - u) for u, v in zip(inside, inside[1:])]
-        entry["linear"] = {"points": points, "barrier": ks.analysis.barrier(points),
-                           "monotonic": all(r == 0 for r in rises), "max_rise": max(rises)}
-        for curve, key in _curve_runs(config, (a, b)):
-            out = ks.analysis.bezier_path(
-                model, weights[a], weights[b], train, order=curve["order"],
-                subspace=curve["subspace"],
-                mask=sol["mask"] if curve["subspace"] == "sparse" else None,
-                epochs=part["curve_epochs"],
-                optimizer=keras.optimizers.Adam(part["curve_learning_rate"]),
-                eval_data=probe, bn_data=bn_data, num_points=part["curve_points"], seed=seed,
-                checkpoints=part.get("curve_checkpoints"))
-            entry[key] = {"points": out["points"], "barrier": out["barrier"]}
-            if "checkpoints" in out:
-                entry[key]["checkpoints"] = [{"epoch": c["epoch"], "barrier": c["barrier"],
-                                              "points": c["points"]}
-                                             for c in out["checkpoints"]]
-        result["paths"][f"{a}->{b}"] = entry
-    return result
-
-
-def run_paths(config, seeds, out, log=print):
-    from keras_sparse.analysis import sweep
-
-    parts = {p["name"]: p for p in config["parts"]}
-    cells = [{"name": name} for name in parts]
-    sweep.run_grid(cells, seeds, lambda cell, seed: run_paths_cell(config, parts[cell["name"]],
-                                                                   seed),
-                   out, headline="metrics.P.test_accuracy", log=log)
-    return paths_report(config, out)
-
-
-def paths_report(config, out):
-    """Aggregates path runs: barriers over seeds, E1-E4 numbers; writes report.json + PNGs."""
-    from keras_sparse.analysis import stats, sweep
-
-    rows = sweep.load_results(out)
-    parts = [p["name"] for p in config["parts"]]
-    report = {}
-    for part in parts:
-        runs = [r for name, _, r in rows if name == part]
-        if not runs:
-            continue
-        runs.sort(key=lambda r: r["seed"])
-        entry = {"seeds": [r["seed"] for r in runs], "accuracy": {}, "barriers": {},
-                 "tests": {}}
-        for name in ("I", "P", "S", "L", "S2"):
-            entry["accuracy"][name] = stats.summarize(
-                [r["metrics"][name]["test_accuracy"] for r in runs])
-        for pair, paths in runs[0]["paths"].items():
-            entry["barriers"][pair] = {
-                kind: stats.summarize([r["paths"][pair][kind]["barrier"] for r in runs])
-                for kind in paths}
-        entry["barrier_checkpoints"] = _checkpoint_barriers(runs)
-        entry["convergence"] = _solution_convergence(runs)
-        entry["E1_monotonic"] = [r["paths"]["I->P"]["linear"]["monotonic"] for r in runs]
-        entry["E1_max_rise"] = [r["paths"]["I->P"]["linear"]["max_rise"] for r in runs]
-        if len(runs) >= 2:
-            for name in ("S", "L"):
-                entry["tests"][f"{name} vs P accuracy"] = stats.paired_test(
-                    [r["metrics"][name]["test_accuracy"] for r in runs],
-                    [r["metrics"]["P"]["test_accuracy"] for r in runs])
-            for pair in ("S->P", "S->S2", "L->P"):
-                kinds = runs[0]["paths"].get(pair, {})
-                if "bezier_dense_2" in kinds:
-                    entry["tests"][f"{pair} dense Bezier vs linear barrier"] = stats.paired_test(
-                        [r["paths"][pair]["bezier_dense_2"]["barrier"] for r in runs],
-                        [r["paths"][pair]["linear"]["barrier"] for r in runs])
-                if "bezier_dense_2" in kinds and "bezier_sparse_2" in kinds:
-                    entry["tests"][f"{pair} dense vs sparse Bezier barrier"] = stats.paired_test(
-                        [r["paths"][pair]["bezier_dense_2"]["barrier"] for r in runs],
-                        [r["paths"][pair]["bezier_sparse_2"]["barrier"] for r in runs])
-            for pair, kinds in runs[0]["paths"].items():  # E2: does longer curve training help?
-                for kind, path in kinds.items():
-                    epochs = [c["epoch"] for c in path.get("checkpoints", [])]
-                    if len(epochs) >= 2:
-                        first, last = epochs[0], epochs[-1]
-                        entry["tests"][f"{pair} {kind} barrier, {last} vs {first} curve "
-                                       "epochs"] = stats.paired_test(
-                            [_barrier_at(r, pair, kind, last) for r in runs],
-                            [_barrier_at(r, pair, kind, first) for r in runs])
-        report[part] = entry
-        plot_paths(runs, Path(out) / f"paths_{part}.png", f"{part} (mean of {len(runs)} seeds)")
-    sweep.write_json(Path(out) / "report.json", report)
-    return report
-
-
-def _barrier_at(run, pair, kind, epoch):
-    return next(c["barrier"] for c in run["paths"][pair][kind]["checkpoints"]
-                if c["epoch"] == epoch)
-
-
-def _checkpoint_barriers(runs):
-    """`{pair: {curve: {epoch: summary over seeds}}}` for curves measured at checkpoints."""
-    from keras_sparse.analysis import stats
-
-    found = {}
-    for pair, kinds in runs[0]["paths"].items():
-        for kind, path in kinds.items():
-            for c in path.get("checkpoints", []):
-                found.setdefault(pair, {}).setdefault(kind, {})[str(c["epoch"])] = \
-                    stats.summarize([_barrier_at(r, pair, kind, c["epoch"]) for r in runs])
-    return found
-
-
-def _solution_convergence(runs, fraction=0.2, tolerance=0.003):
-    """Per solution: did its per-epoch test accuracy plateau (`stats.plateau`), per seed?"""
-    from keras_sparse.analysis import stats
-
-    found = {}
-    for name in ("P", "S", "L", "S2"):
-        curves = [r["metrics"][name].get("test_accuracy_curve") for r in runs]
-        if any(c is None or len(c) < 2 for c in curves):
-            continue
-        checks = [stats.plateau(c, fraction, tolerance) for c in curves]
-        found[name] = {"met": f"{sum(c['converged'] for c in checks)}/{len(checks)}",
-                       "per_seed": [dict(c, seed=r["seed"]) for c, r in zip(checks, runs)]}
-    if found:
-        found["criterion"] = (f"test accuracy spread (max - min) < {tolerance} over the last "
-                              f"{fraction:.0%} of epochs (at least 2)")
-    return found
-
-
-def plot_paths(runs, path, title):
-    """Train loss along the linear and Bezier paths of each pair, mean over seeds."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    pairs = list(runs[0]["paths"])
-    figure = Figure(figsize=(4.5 * len(pairs), 4), layout="constrained")
-    FigureCanvasAgg(figure)
-    figure.suptitle(title)
-    axes = figure.subplots(1, len(pairs), squeeze=False)[0]
-    for ax, pair in zip(axes, pairs):
-        for kind in runs[0]["paths"][pair]:
-            key = "alpha" if kind == "linear" else "t"
-            xs = [p[key] for p in runs[0]["paths"][pair][kind]["points"]]
-            losses = [[p["loss"] for p in r["paths"][pair][kind]["points"]] for r in runs]
-            mean = [sum(v) / len(v) for v in zip(*losses)]
-            ax.plot(xs, mean, marker=".", label=kind.replace("bezier_", "Bezier ").replace("_", " "))
-        ax.set(xlabel="alpha (linear) / t (Bezier)", ylabel="train loss", title=pair.replace("S2", "S'"),
-               yscale="log")
-        ax.axvline(0, color="grey", linewidth=0.5)
-        ax.axvline(1, color="grey", linewidth=0.5)
-        ax.legend(fontsize=7)
-    figure.savefig(path)
-
-
-def default_out(name, preset="cpu"):
-    """`results/NAME` for the cpu preset, `results/NAME/PRESET` otherwise."""
-    return Path("results") / name if preset == "cpu" else Path("results") / name / preset
-
-
-def run(name, preset="cpu", seeds=None, out=None, log=print):
-    """Runs (or resumes) analysis study `name`; returns its report.
-
-    `log` receives one progress line per finished run (e.g.
-    `recipes.study.git_committer(out)` to commit each at once).
-    """
-    config, seed_list = resolve(name, preset, seeds)
-    out = Path(out or default_out(name, preset))
+    config, seed_list = preflight(name, preset, seeds, cells, data_dir, download)
+    out = Path(out or executor.default_out(name, preset))
     out.mkdir(parents=True, exist_ok=True)
-    runner = run_scsdc if config["kind"] == "scsdc" else run_paths
-    return runner(config, seed_list, str(out), log=log)
+    options = dict(log=log, data_dir=data_dir, commit=out if commit else None)
+    if config["kind"] == "scsdc":
+        return scsdc_study.run(config, seed_list, str(out), tasks=cells, **options)
+    return paths_study.run(config, seed_list, str(out), parts=cells, **options)
 
 
 def report(name, preset="cpu", out=None):
     """Aggregates the finished runs of study `name` without training."""
     config, _ = resolve(name, preset)
-    out = str(out or default_out(name, preset))
+    out = str(out or executor.default_out(name, preset))
     if config["kind"] == "scsdc":
-        from keras_sparse.analysis import scsdc
-
-        result = scsdc.report(out, bootstrap_resamples=config.get("bootstrap_resamples", 2000))
-        scsdc.plot_kendall(result, f"{out}/kendall.png")
-        scsdc.plot_gaps(result, f"{out}/gap_heatmap.png")
-        return result
-    return paths_report(config, out)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m recipes.analysis_studies",
-                                     description="Run the SC-SDC and loss-path studies.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="list the studies")
-    for command in ("run", "report"):
-        sub = commands.add_parser(command, help=f"{command} one study")
-        sub.add_argument("name", choices=names())
-        sub.add_argument("--preset", choices=PRESETS, default="cpu",
-                         help="cpu: quick; converged: the whole training set, trained to a "
-                              "plateau; paper: the paper's scale")
-        sub.add_argument("--out", help="output directory (default results/NAME)")
-        if command == "run":
-            sub.add_argument("--seeds", type=int, help="number of seeds (default: the preset's)")
-    args = parser.parse_args(argv)
-    if args.command == "list":
-        for name, study in STUDIES.items():
-            print(f"{name:<15} {study['title']}  [presets: {', '.join(study['presets'])}]")
-        return 0
-    try:
-        resolve(args.name, args.preset, getattr(args, "seeds", None))  # before anything is written
-        if args.command == "run":
-            run(args.name, args.preset, args.seeds, args.out)
-        else:
-            report(args.name, args.preset, args.out)
-    except (ValueError, FileNotFoundError) as error:
-        parser.exit(2, f"python -m recipes.analysis_studies: error: {error}\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        return scsdc_study.report(config, out)
+    return paths_study.report(config, out)

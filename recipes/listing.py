@@ -1,4 +1,4 @@
-"""`python -m recipes list`: what each recipe needs and costs.
+"""`python -m recipes list`: what each recipe needs and costs, and the studies.
 
 One row per recipe: the dataset and whether it is prepared in the TFDS data
 directory (checked on disk, nothing is downloaded), the wall time of the cpu
@@ -73,4 +73,16 @@ def render(data_dir=None, times=None):
                     f"`tfds build NAME --data_dir {root}` or run with --download")
     text.append(f"# cpu preset times: {CPU_TIMES.name} (measured on a shared 2-core CPU "
                 "machine; see its notes)")
-    return "\n".join(text)
+    return "\n".join(text + study_lines())
+
+
+def study_lines():
+    """One "#" line per study (`python -m recipes study NAME`): kind, presets, title."""
+    from recipes import analysis_studies, studies
+
+    found = [(name, "grid", studies.get(name)) for name in studies.names()]
+    found += [(name, "analysis", analysis_studies.get(name)) for name in analysis_studies.names()]
+    width = max(len(name) for name, _, _ in found)
+    return ["# studies (python -m recipes study NAME):"] + [
+        f"#   {name.ljust(width)}  {kind:<8}  presets: {', '.join(study['presets'])}  "
+        f"{study['title']}" for name, kind, study in found]

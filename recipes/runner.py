@@ -9,7 +9,6 @@ summary = runner.run("quickstart", preset="cpu", out="runs/quickstart")
 import copy
 import importlib
 import inspect
-import json
 import logging
 import re
 import sys
@@ -20,7 +19,7 @@ import keras
 import tensorflow as tf
 
 import keras_sparse as ks
-from recipes import configs, launch, plots
+from recipes import configs, executor, launch, plots
 
 PRESETS = ("cpu", "paper", "converged")
 _REPO = Path(__file__).resolve().parent.parent
@@ -179,8 +178,23 @@ def _build(value, context):
 # -- data ------------------------------------------------------------------------
 
 
-def _datasets(config, seed, data_dir=None, strategy=None):
-    """(info, train, test, probe, steps_per_epoch); `batch_size` is the global batch."""
+def datasets(config, seed, data_dir=None, strategy=None):
+    """The data of a resolved config: `(info, train, test, probe, steps_per_epoch)`.
+
+    Args:
+        config: a resolved recipe config (`resolve`); its `batch_size` is the
+            global batch.
+        seed: seeds the shuffling and augmentation of the training split.
+        data_dir: TFDS data directory (default `$TFDS_DATA_DIR`).
+        strategy: a `tf.distribute.Strategy` or None (the pipelines are
+            sharded per worker under a multi-worker one).
+
+    Example:
+
+    ```python
+    info, train, test, probe, steps_per_epoch = datasets(resolve("quickstart"), seed=0)
+    ```
+    """
     data, batch = config["data"], config["batch_size"]
     info = ks.data.info(data["name"], data_dir=data_dir)
     load = dict(name=data["name"], batch_size=batch, seed=seed, data_dir=data_dir)
@@ -336,7 +350,7 @@ def preflight(name, preset="cpu", epochs=None, overrides=None, strategy="none",
 
 def run(name, preset="cpu", epochs=None, seed=0, out=None, export_root=None,
         overrides=None, verbose=None, strategy="none", mixed_precision=False,
-        jit_compile=None, data_dir=None, download=False):
+        jit_compile=None, data_dir=None, download=False, commit=False, log=print):
     """Runs recipe `name` and writes its outputs.
 
     Writes into `out` (default `runs/NAME`): `metrics.csv` (and
@@ -369,6 +383,12 @@ def run(name, preset="cpu", epochs=None, seed=0, out=None, export_root=None,
         download: let tensorflow-datasets download and prepare a missing
             dataset; otherwise a missing one raises `FileNotFoundError` whose
             message says how to prepare it.
+        commit: git-commit `out` when the run has finished.
+        log: called with the progress line.
+
+    The run is the one-cell case of `recipes.executor` (the cell is the
+    recipe, its directory `out`); unlike a study's runs it always trains,
+    replacing a finished run in `out`.
 
     Returns:
         The summary dict also written to `summary.json`.
@@ -381,15 +401,31 @@ def run(name, preset="cpu", epochs=None, seed=0, out=None, export_root=None,
     Example:
         >>> summary = run("quickstart", epochs=1, strategy="mirrored")  # doctest: +SKIP
     """
-    start = time.perf_counter()
     if verbose is None:
         verbose = default_verbose()
     config = preflight(name, preset, epochs, overrides, strategy=strategy,
                        jit_compile=jit_compile, data_dir=data_dir, download=download)
+    out = Path(out or Path("runs") / name)
+    launched = dict(preset=preset, seed=seed, export_root=export_root, verbose=verbose,
+                    strategy=strategy, mixed_precision=mixed_precision,
+                    jit_compile=jit_compile, data_dir=data_dir)
+    headline = f"arms.{config['label']}.final.val_accuracy"
+    [done] = executor.execute([{"name": name}], [seed],
+                              lambda cell, seed: _train(config, out, **launched),
+                              lambda cell, seed: out, headline=headline, log=log,
+                              commit=out if commit else None, resume=False)
+    print(table(done["result"]))
+    return done["result"]
+
+
+def _train(config, out, preset, seed, export_root, verbose, strategy, mixed_precision,
+           jit_compile, data_dir):
+    """Trains every arm of a resolved recipe into `out`; returns the summary."""
+    start = time.perf_counter()
+    name = config["name"]
     distribute = launch.make_strategy(strategy)
     with launch.precision(mixed_precision):
-        data = _datasets(config, seed, data_dir, distribute)
-        out = Path(out or Path("runs") / name)
+        data = datasets(config, seed, data_dir, distribute)
         out.mkdir(parents=True, exist_ok=True)
         export_root = Path(export_root or DEFAULT_EXPORT_ROOT)
         arms = {}
@@ -407,7 +443,7 @@ def run(name, preset="cpu", epochs=None, seed=0, out=None, export_root=None,
     plots.gradient_flow({k: a["history"] for k, a in arms.items()}, out / "egf.png", name)
     plots.layer_sparsity(arms[config["label"]]["layers"], out / "sparsity.png",
                          f"{name}: {config['label']}")
-    summary = {
+    return {
         "recipe": name,
         "preset": preset,
         "seed": seed,
@@ -423,9 +459,6 @@ def run(name, preset="cpu", epochs=None, seed=0, out=None, export_root=None,
         "export": str(export),
         "wall_seconds": time.perf_counter() - start,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    print(table(summary))
-    return summary
 
 
 def table(summary):

@@ -80,7 +80,7 @@ def test_dense_arms_train_as_sparse_models_across_workers(tmp_path, monkeypatch)
     # (The cluster itself is tested in test_multiworker.py.)
     monkeypatch.setattr(launch, "spans_workers", lambda strategy: True)
     config = runner.resolve("quickstart", "cpu", 1, dict(TINY, method=None))
-    data = runner._datasets(config, 0)
+    data = runner.datasets(config, 0)
     plain = ks.applications.get(config["model"]["name"], input_shape=data[0]["input_shape"],
                                 num_classes=data[0]["num_classes"])
     model, result = runner.train_arm(config, "dense", data, tmp_path, 0, 0, "m.csv",

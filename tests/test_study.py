@@ -10,7 +10,7 @@ import scipy.stats
 
 from keras_sparse.analysis import stats, sweep
 from recipes import __main__ as cli
-from recipes import runner, studies, study
+from recipes import aggregate, executor, runner, studies, study
 
 TINY = {"data": {"subset": 256, "eval_subset": 128}, "egf": {"num_examples": 64},
         "epochs": 1, "batch_size": 64, "baseline": None,
@@ -261,7 +261,7 @@ def test_commit_option_commits_each_finished_run(tmp_path, monkeypatch):
     subprocess.run(["git", "config", "user.email", "t@example.com"], check=True)
     subprocess.run(["git", "config", "user.name", "t"], check=True)
     lines = []
-    commit = study.git_committer(tmp_path / "out", lines.append)
+    commit = executor.git_committer(tmp_path / "out", lines.append)
     (tmp_path / "out" / "runs").mkdir(parents=True)
     (tmp_path / "out" / "runs" / "summary.json").write_text("{}")
     commit("[1/2] a seed=0")
@@ -274,8 +274,8 @@ def test_commit_option_commits_each_finished_run(tmp_path, monkeypatch):
 def test_plateau_change_reads_the_last_fifth_of_the_learning_curve():
     curve = [0.5] * 15 + [0.8950, 0.8965, 0.899, 0.8956, 0.8955]
     result = {"epochs": 20, "history": {"val_accuracy": curve}}
-    assert study.plateau_change(result) == pytest.approx(0.8955 - 0.8950)
-    assert study.plateau_change({"epochs": 20, "history": {"val_accuracy": [0.9]}}) is None
+    assert aggregate.plateau_change(result) == pytest.approx(0.8955 - 0.8950)
+    assert aggregate.plateau_change({"epochs": 20, "history": {"val_accuracy": [0.9]}}) is None
 
 
 def test_nm_dst_plans_structured_dst_against_unstructured_and_gmp(monkeypatch, tmp_path):

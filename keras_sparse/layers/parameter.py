@@ -58,6 +58,8 @@ class SparseParameter:
 
     Attributes:
         layer, name, variable, mask, structure: as given.
+        mask_version: an int64 variable counting the mask's changes (each
+            `assign_mask`, `apply_mask`, load or `layer.mask_changed()`).
         path: the variable's path (`"dense/kernel"`), unique in the model.
         storage: the `ValueStorage` while a values vector is trained, or None.
 
@@ -82,6 +84,12 @@ class SparseParameter:
                           if trains_values else None)
         self._when = None  # see raw_reads
         self._depth = 0
+        # Not a layer weight (files stay as they are); like `optimizer.iterations`,
+        # one value for every replica, so it can be bumped in any context.
+        with tf.init_scope():
+            self.mask_version = tf.Variable(
+                0, dtype=tf.int64, trainable=False, name=f"{layer.name}_{name}_mask_version",
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
     @property
     def size(self):
@@ -270,7 +278,10 @@ class SparseParameter:
             self.storage.relayout(optimizer, variables)
 
     def mask_changed(self):
-        """The mask was written: cached positions are rebuilt at the next use."""
+        """The mask was written: cached positions are rebuilt at the next use,
+        and `mask_version` counts one more change (readers of the mask, e.g. a
+        density trace, recompute only when it moved)."""
+        self.mask_version.assign_add(1, read_value=False)
         if self.positions is not None:
             self.positions.invalidate()
 
