@@ -27,8 +27,8 @@ import math
 import statistics
 import time
 
-__all__ = ["MARGIN_NEEDING_CONTROL", "log_ratio_ci", "noise", "margin", "status", "resolve",
-           "t_quantile"]
+__all__ = ["MARGIN_NEEDING_CONTROL", "log_ratio_ci", "margin", "needs_control", "noise",
+           "resolve", "status", "t_quantile"]
 
 # A row whose ratio is within 5% of its target needs an A/A control.
 MARGIN_NEEDING_CONTROL = math.log(1.05)
