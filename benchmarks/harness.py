@@ -31,7 +31,7 @@ from benchmarks.report import load_results, render, write_report  # noqa: F401
 from benchmarks.timing import interleaved, missing, ratio, summary, value  # noqa: F401
 from benchmarks.workers import Worker, next_request, reply, serve  # noqa: F401
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: paired CI, A/A control, "unresolved"
 MODES = ("full", "quick", "tiny")
 STATUSES = ("met", "not met", "unresolved", "not available", "info")
 
