@@ -93,3 +93,35 @@ def test_products_from_a_layout_equal_the_dense_ones(case):
     np.testing.assert_allclose(dx.numpy(), dy @ kernel.T, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dvalues.numpy(), _want(mask, x.numpy(), dy)[0],
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("density", [0.02, 0.5])
+@pytest.mark.parametrize("weight_gradient", ["auto", "active", "dense"])
+def test_every_weight_gradient_gives_the_masked_gradient(density, weight_gradient):
+    """Both products; "auto" takes the SDDMM at 2% and the dense product at 50%."""
+    mask, x, dy = _case(100, 60, density, empty_row=5, empty_col=9)
+    kernel = tf.constant(RNG.standard_normal(mask.shape).astype("float32") * mask)
+    positions = sparse_matmul.active_positions(tf.constant(mask, tf.float32))
+    x, dy = tf.constant(x), tf.constant(dy)
+    want = (tf.transpose(x) @ dy).numpy() * mask
+    with tf.GradientTape() as tape:
+        tape.watch(kernel)
+        y = sparse_matmul.sparse_matmul(x, kernel, positions, weight_gradient=weight_gradient,
+                                        mask=tf.constant(mask, tf.float32))
+    got = tape.gradient(y, kernel, output_gradients=dy).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got[~mask], 0.0)
+    values = tf.constant(kernel.numpy()[mask])
+    with tf.GradientTape() as tape:
+        tape.watch(values)
+        y = sparse_matmul.values_matmul(x, values, positions, list(mask.shape),
+                                        weight_gradient=weight_gradient)
+    np.testing.assert_allclose(tape.gradient(y, values, output_gradients=dy).numpy(),
+                               want[mask], rtol=1e-5, atol=1e-5)
+
+
+def test_auto_takes_the_sddmm_up_to_its_density_only():
+    limit = int(sparse_matmul.SDDMM_MAX_DENSITY * 4096 * 4096)
+    assert sparse_matmul._sddmm_wins(limit, (4096, 4096))
+    assert not sparse_matmul._sddmm_wins(limit + 1, (4096, 4096))
+    assert bool(sparse_matmul._sddmm_wins(tf.constant(limit), (4096, 4096)))

@@ -124,6 +124,7 @@ def test_bad_compute_is_refused_naming_argument_value_and_choices():
     for bad in (0, -3, 1.5):
         with pytest.raises((ValueError, TypeError), match="value_capacity"):
             ks.layers.SparseDense(4, compute="sparse", value_capacity=bad)
+    assert ks.layers.SparseDense(4, compute="sparse").get_config()["weight_gradient"] == "auto"
     layer = ks.layers.SparseDense(4, compute="sparse", weight_gradient="active", value_capacity=7)
     again = ks.layers.SparseDense.from_config(layer.get_config())
     assert (again._weight_gradient, again.value_capacity) == ("active", 7)

@@ -12,7 +12,8 @@ entries alone:
   on CPU it zeroes and sums one copy of the output per thread;
 - input gradient `dx^T = W @ dy^T`: a CSR matrix of `W` (row-major order);
 - weight gradient, `"active"`: only at the active positions (`sddmm`),
-  exactly 0 elsewhere; `"dense"`: `x^T @ dy` at every position.
+  exactly 0 elsewhere; `"dense"`: `x^T @ dy` at every position; `"auto"`:
+  "active" up to `SDDMM_MAX_DENSITY`, "dense" above it.
 
 `python -m benchmarks.sparse_training_kernels` times each product alone.
 The CSR ops have no XLA kernels, so this path is not `jit_compile`d.
@@ -34,7 +35,12 @@ from keras_sparse.layers.sddmm import pieces_for, sddmm
 __all__ = ["WEIGHT_GRADIENTS", "Layout", "active_positions", "layout", "sparse_matmul",
            "values_matmul"]
 
-WEIGHT_GRADIENTS = ("active", "dense")
+WEIGHT_GRADIENTS = ("auto", "active", "dense")
+# "auto" computes the weight gradient by SDDMM at densities up to this; above
+# it the dense x^T @ dy is faster (its cost does not depend on the density;
+# the SDDMM's grows with it). Break-even measured on 2 CPU cores for a 4096
+# x 4096 kernel at batch 128 (`benchmarks.sparse_training_kernels`).
+SDDMM_MAX_DENSITY = 0.03
 
 Layout = collections.namedtuple("Layout", ["positions", "t_positions", "order"])
 Layout.__doc__ = """A mask's active positions, in the orders the products read.
@@ -100,6 +106,12 @@ def _forward(x, values, lay, shape):
     return y, input_gradient
 
 
+def _sddmm_wins(count, shape):
+    """Whether "auto" takes the SDDMM for `count` active weights (int or tensor)."""
+    limit = int(SDDMM_MAX_DENSITY * shape[0] * shape[1])
+    return count <= limit if isinstance(count, int) else tf.less_equal(count, limit)
+
+
 def _active_gradient(x, dy, lay, shape):
     return sddmm(x, dy, lay.positions[:, 0], lay.positions[:, 1], pieces_for(shape[0] * shape[1]))
 
@@ -115,8 +127,8 @@ def sparse_matmul(x, kernel, positions, weight_gradient="active", dense_weight_g
         positions: `active_positions(mask)` of the kernel's mask, or its
             `layout` (cached by the caller across steps).
         weight_gradient: "active" (the kernel's gradient is computed at
-            `positions` only and is exactly 0 elsewhere) or "dense" (`x^T @
-            dy` everywhere).
+            `positions` only and is exactly 0 elsewhere), "dense" (`x^T @
+            dy` everywhere) or "auto" (either, by the active count).
         dense_weight_gradient: `None`, or a boolean tensor: where true, the
             kernel's gradient is the dense `x^T @ dy` whatever
             `weight_gradient` says.
@@ -154,14 +166,20 @@ def sparse_matmul(x, kernel, positions, weight_gradient="active", dense_weight_g
                     return full
                 return tf.math.multiply_no_nan(full, tf.cast(mask, full.dtype))
 
+            def sampled():
+                if weight_gradient == "active":
+                    return active()
+                wins = _sddmm_wins(tf.shape(lay.positions)[0], shape)
+                return tf.cond(wins, active, dense)
+
             dx = input_gradient(dy)
             if weight_gradient == "dense":
                 return dx, dense()
             static = None if dense_weight_gradient is None else tf.get_static_value(
                 dense_weight_gradient)
             if dense_weight_gradient is None or static is not None:
-                return dx, dense() if static else active()
-            return dx, tf.cond(dense_weight_gradient, dense, active)
+                return dx, dense() if static else sampled()
+            return dx, tf.cond(dense_weight_gradient, dense, sampled)
 
         return y, grad
 
@@ -185,7 +203,8 @@ def values_matmul(x, values, positions, shape, weight_gradient="dense", kernel=N
         shape: `[n_in, units]`.
         weight_gradient: "dense": the values' gradient is read out of the
             dense `x^T @ dy`; "active": computed at the active positions
-            only (`sddmm`).
+            only (`sddmm`); "auto": "active" when `values` holds at most
+            `SDDMM_MAX_DENSITY` of the kernel, else "dense".
         kernel: `None`, or the kernel variable's value: it then also gets a
             gradient, the dense `x^T @ dy` (`dL/d(W*M)`, for growth rules).
             With "active", only on the steps where `dense_weight_gradient`
@@ -204,6 +223,8 @@ def values_matmul(x, values, positions, shape, weight_gradient="dense", kernel=N
     lay = _as_layout(positions, shape[0])
     count = tf.shape(lay.positions)[0]
     capacity = tf.shape(values)[0]
+    if weight_gradient == "auto":  # the capacity bounds the count and is static
+        weight_gradient = "active" if _sddmm_wins(int(values.shape[0]), shape) else "dense"
 
     def product(x, values, *kernel_arg):
         y, input_gradient = _forward(x, values[:count], lay, shape)
