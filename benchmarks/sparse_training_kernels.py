@@ -13,7 +13,7 @@ mean with its 95% CI, `benchmarks.paired`):
 - weight gradient at the active positions: the dense `x^T @ dy` then a
   gather (before) vs `sddmm` in pieces vs `sddmm` compiled by XLA in a
   nested `tf.function(jit_compile=True)`;
-- the once-per-mask-change cost, `sparse_matmul.layout` (one sort), and a
+- the once-per-mask-change cost, `sparse_matmul.layout` (a sort), and a
   CSR construction alone (each CSR product above pays one per step:
   TensorFlow has no op making a CSR matrix from its components, and the
   values change every step).
@@ -82,7 +82,7 @@ def _kernels(kernel, mask):
             "sddmm, XLA": lambda x, dy: xla_sddmm(x, dy),
         },
         "per mask change": {
-            "layout (sort)": lambda x, dy: sparse_matmul.layout(positions, n_in).order,
+            "layout (a sort)": lambda x, dy: sparse_matmul.layout(positions, n_in).order,
             "CSR construction (also per step)": lambda x, dy: tf.raw_ops.SparseMatrixNNZ(
                 sparse_matrix=_csr(values, positions, SHAPE)),
         },
