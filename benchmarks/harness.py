@@ -4,6 +4,8 @@ Every benchmark module measures through the helpers re-exported here, so
 every comparison in `BENCHMARKS.md` is measured the same way:
 
 - `timing`: `interleaved` side-by-side rounds, `summary`, `ratio`;
+- `paired`: the paired CI, A/A control and status behind `ratio`, and
+  `resolve` (more rounds until resolved, within a time box);
 - `machine`: what the machine and the process are (`machine`, `rss_mb`);
 - `workers`: subprocess workers (`Worker`, `serve`);
 - `pacing`: `fit` callbacks pausing for the parent (`paced`, `blocks`);
@@ -23,14 +25,15 @@ from pathlib import Path
 
 from benchmarks.machine import machine, reset_peak_rss, rss_mb  # noqa: F401
 from benchmarks.pacing import blocks, paced  # noqa: F401
+from benchmarks.paired import needs_control, resolve  # noqa: F401
 from benchmarks.paths import REPORT_PATH, RESULTS_DIR, ROOT  # noqa: F401
 from benchmarks.report import load_results, render, write_report  # noqa: F401
 from benchmarks.timing import interleaved, missing, ratio, summary, value  # noqa: F401
 from benchmarks.workers import Worker, next_request, reply, serve  # noqa: F401
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: paired CI, A/A control, "unresolved"
 MODES = ("full", "quick", "tiny")
-STATUSES = ("met", "not met", "not available", "info")
+STATUSES = ("met", "not met", "unresolved", "not available", "info")
 
 
 class NotAvailable(Exception):

@@ -1,126 +1,105 @@
-"""Prototype: can TensorFlow's own ops train a sparse MLP faster than dense?
+"""Each product of a sparse training step alone: which TensorFlow kernel wins?
 
-`python -m benchmarks.sparse_training_kernels [--quick]` times, for the MLP
-784-4096-4096-10 at batch 128 with uniform 95/98/99% sparsity, one step's
-three products per layer without an optimizer:
+`python -m benchmarks.sparse_training_kernels [--quick]` times, for the
+4096 x 4096 layer of the MLP 784-4096-4096-10 at batch 128 and uniform
+90% and 98% sparsity, every way this package can compute one product,
+against the dense product, in alternating rounds (paired ratios, geometric
+mean with its 95% CI, `benchmarks.paired`):
 
-- forward `y = x @ W`,
-- input gradient `dx = dy @ W^T`,
-- weight gradient at the active positions only, `dW[k] = sum_b x[b, i_k] * dy[b, j_k]`,
+- forward `y = x @ W`: CSR of `W` multiplied with `transpose_a=True` (before
+  issue 21) vs a CSR of `W^T` from a `sparse_matmul.Layout` (after),
+  each including its per-step `SparseTensorToCSRSparseMatrix`;
+- input gradient `dx = dy @ W^T`: CSR of `W`;
+- weight gradient at the active positions: the dense `x^T @ dy` then a
+  gather (before) vs `sddmm` in pieces vs `sddmm` compiled by XLA in a
+  nested `tf.function(jit_compile=True)`;
+- the once-per-mask-change cost, `sparse_matmul.layout` (a sort), and a
+  CSR construction alone (each CSR product above pays one per step:
+  TensorFlow has no op making a CSR matrix from its components, and the
+  values change every step).
 
-with `W` held as values + (row, column) indices, against the dense
-`x @ W`, `dy @ W^T` and `x^T @ dy`. Sparse variants:
-
-- `csr`: `SparseMatrixMatMul` for both products (CSR of `W^T` and of `W`
-  built from the indices each step, as a training step would after a mask
-  change), weight gradient as gather x gather, row sum;
-- `coo`: `tf.sparse.sparse_dense_matmul` for both products, same weight
-  gradient;
-- `xla`: ELLPACK gathers + row sums compiled by XLA for the forward and
-  input gradient, and the weight gradient as one fused gather-multiply-sum.
-
-A standalone study for the "true-sparse training path" (not wired into the
-layers); it prints a table and writes nothing.
+Each kernel is checked against the dense product first. A standalone study
+(it prints a table and writes nothing); the layer uses the winners.
 """
 
 import argparse
-import time
 
 import numpy as np
 import tensorflow as tf
 
-LAYERS = ((784, 4096), (4096, 4096), (4096, 10))
+from benchmarks import paired, timing
+from keras_sparse.layers import sparse_matmul
+from keras_sparse.layers.sddmm import pieces_for, sddmm
+
 BATCH = 128
-SPARSITIES = (0.95, 0.98, 0.99)
+SHAPE = (4096, 4096)
+SPARSITIES = (0.9, 0.98)
 
 
-def _layer(shape, sparsity, rng):
-    kernel = rng.standard_normal(shape).astype("float32")
-    kernel[rng.random(shape) < sparsity] = 0.0
-    rows, cols = np.nonzero(kernel)  # W: input rows, unit columns
-    t_rows, t_cols = np.nonzero(kernel.T)  # W^T, row-major
-    width = max(1, int(np.bincount(t_rows, minlength=shape[1]).max()))
-    counts = np.bincount(t_rows, minlength=shape[1])
-    slot = np.arange(t_rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    ell_cols = np.zeros((shape[1], width), np.int32)
-    ell_pos = np.full((shape[1], width), t_rows.size, np.int64)  # padding -> extra zero value
-    ell_cols[t_rows, slot] = t_cols
-    ell_pos[t_rows, slot] = np.arange(t_rows.size)
-    # Values in W^T row-major order; `w_order` maps them to W's row-major order.
-    order_t = {(r, c): k for k, (c, r) in enumerate(zip(t_rows, t_cols))}
-    w_order = np.array([order_t[(r, c)] for r, c in zip(rows, cols)], np.int64)
-    return dict(
-        dense=tf.constant(kernel),
-        values=tf.constant(kernel.T[t_rows, t_cols]),
-        t_indices=tf.constant(np.stack([t_rows, t_cols], 1).astype(np.int64)),
-        w_indices=tf.constant(np.stack([rows, cols], 1).astype(np.int64)),
-        w_order=tf.constant(w_order),
-        rows32=tf.constant(t_rows.astype(np.int32)),
-        cols32=tf.constant(t_cols.astype(np.int32)),
-        ell_cols=tf.constant(ell_cols), ell_pos=tf.constant(ell_pos),
-        shape=shape,
-    )
+def _csr(values, positions, shape):
+    return tf.raw_ops.SparseTensorToCSRSparseMatrix(
+        indices=positions, values=values, dense_shape=tf.constant(shape, tf.int64))
 
 
-def _dense_step(layer, x, dy):
-    w = layer["dense"]
-    return tf.matmul(x, w), tf.matmul(dy, w, transpose_b=True), tf.matmul(x, dy, transpose_a=True)
+def _kernels(kernel, mask):
+    """`{product: {name: fn}}`; every fn returns the product as a dense tensor."""
+    n_in, units = SHAPE
+    positions = sparse_matmul.active_positions(mask)
+    lay = sparse_matmul.layout(positions, n_in)
+    values = tf.gather_nd(kernel, positions)
+    rows, cols = positions[:, 0], positions[:, 1]
+    pieces = pieces_for(n_in * units)
+    xla_sddmm = tf.function(lambda x, dy: sddmm(x, dy, rows, cols, 1), jit_compile=True)
+
+    def forward_transpose_a(x, dy):
+        return tf.raw_ops.SparseMatrixMatMul(a=_csr(values, positions, SHAPE), b=x,
+                                             transpose_a=True, transpose_b=True,
+                                             transpose_output=True)
+
+    def forward_layout(x, dy):
+        csr = _csr(tf.gather(values, lay.order), lay.t_positions, [units, n_in])
+        return tf.raw_ops.SparseMatrixMatMul(a=csr, b=x, transpose_b=True, transpose_output=True)
+
+    def input_gradient(x, dy):
+        return tf.raw_ops.SparseMatrixMatMul(a=_csr(values, positions, SHAPE), b=dy,
+                                             transpose_b=True, transpose_output=True)
+
+    return {
+        "forward": {
+            "dense": lambda x, dy: tf.matmul(x, kernel),
+            "csr transpose_a (before)": forward_transpose_a,
+            "csr of W^T (after)": forward_layout,
+        },
+        "input gradient": {
+            "dense": lambda x, dy: tf.matmul(dy, kernel, transpose_b=True),
+            "csr of W": input_gradient,
+        },
+        "weight gradient": {
+            "dense x^T dy + gather (before)": lambda x, dy: tf.gather_nd(
+                tf.matmul(x, dy, transpose_a=True), positions),
+            f"sddmm, {pieces} pieces": lambda x, dy: sddmm(x, dy, rows, cols, pieces),
+            "sddmm, 1 piece": lambda x, dy: sddmm(x, dy, rows, cols, 1),
+            "sddmm, XLA": lambda x, dy: xla_sddmm(x, dy),
+        },
+        "per mask change": {
+            "layout (a sort)": lambda x, dy: sparse_matmul.layout(positions, n_in).order,
+            "CSR construction (also per step)": lambda x, dy: tf.raw_ops.SparseMatrixNNZ(
+                sparse_matrix=_csr(values, positions, SHAPE)),
+        },
+    }
 
 
-def _weight_grad(layer, x, dy):
-    # dW^T[k] for the nonzeros (row j = unit, col i = input): sum_b dy[b, j] x[b, i].
-    return tf.reduce_sum(tf.gather(tf.transpose(dy), layer["rows32"])
-                         * tf.gather(tf.transpose(x), layer["cols32"]), 1)
-
-
-def _csr_step(layer, x, dy):
-    n_in, units = layer["shape"]
-    values = layer["values"]
-    wt = tf.raw_ops.SparseTensorToCSRSparseMatrix(
-        indices=layer["t_indices"], values=values, dense_shape=tf.constant([units, n_in], tf.int64))
-    w = tf.raw_ops.SparseTensorToCSRSparseMatrix(
-        indices=layer["w_indices"], values=tf.gather(values, layer["w_order"]),
-        dense_shape=tf.constant([n_in, units], tf.int64))
-    y = tf.raw_ops.SparseMatrixMatMul(a=wt, b=x, transpose_b=True, transpose_output=True)
-    dx = tf.raw_ops.SparseMatrixMatMul(a=w, b=dy, transpose_b=True, transpose_output=True)
-    return y, dx, _weight_grad(layer, x, dy)
-
-
-def _coo_step(layer, x, dy):
-    n_in, units = layer["shape"]
-    values = layer["values"]
-    wt = tf.SparseTensor(layer["t_indices"], values, [units, n_in])
-    w = tf.SparseTensor(layer["w_indices"], tf.gather(values, layer["w_order"]), [n_in, units])
-    y = tf.transpose(tf.sparse.sparse_dense_matmul(wt, x, adjoint_b=True))
-    dx = tf.transpose(tf.sparse.sparse_dense_matmul(w, dy, adjoint_b=True))
-    return y, dx, _weight_grad(layer, x, dy)
-
-
-def _xla_step(layer, x, dy):
-    n_in, units = layer["shape"]
-    padded = tf.concat([layer["values"], [0.0]], 0)
-    ell_values = tf.gather(padded, layer["ell_pos"])  # [units, width]
-    # forward: y^T[j] = sum_s v[j, s] x^T[c[j, s]]
-    y = tf.transpose(tf.reduce_sum(tf.gather(tf.transpose(x), layer["ell_cols"])
-                                   * ell_values[..., None], 1))
-    # input gradient: dx^T[i] = sum over nonzeros in column i of W^T: scatter-add
-    contrib = tf.gather(tf.transpose(dy), layer["rows32"]) * layer["values"][:, None]
-    dx = tf.transpose(tf.math.unsorted_segment_sum(contrib, layer["cols32"], n_in))
-    return y, dx, _weight_grad(layer, x, dy)
-
-
-KINDS = {"dense": _dense_step, "csr": _csr_step, "coo": _coo_step, "xla": _xla_step}
-
-
-def _check(layers, x_list, dy_list):
-    for layer, x, dy in zip(layers, x_list, dy_list):
-        ref_y, ref_dx, ref_dw = _dense_step(layer, x, dy)
-        ref_dw = tf.gather_nd(tf.transpose(ref_dw), layer["t_indices"])
-        for kind in ("csr", "coo", "xla"):
-            y, dx, dw = KINDS[kind](layer, x, dy)
-            for got, ref in ((y, ref_y), (dx, ref_dx), (dw, ref_dw)):
-                scale = float(tf.reduce_max(tf.abs(ref))) or 1.0
-                assert float(tf.reduce_max(tf.abs(got - ref))) <= 1e-4 * scale, kind
+def _check(kernels, kernel, mask, x, dy):
+    want = {
+        "forward": x @ kernel,
+        "input gradient": dy @ tf.transpose(kernel),
+        "weight gradient": tf.gather_nd(tf.transpose(x) @ dy, sparse_matmul.active_positions(mask)),
+    }
+    for product, ref in want.items():
+        scale = float(tf.reduce_max(tf.abs(ref))) or 1.0
+        for name, fn in kernels[product].items():
+            error = float(tf.reduce_max(tf.abs(fn(x, dy) - ref)))
+            assert error <= 1e-4 * scale, (product, name, error)
 
 
 def main(argv=None):
@@ -128,33 +107,33 @@ def main(argv=None):
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
     args = parser.parse_args(argv)
-    rounds, calls = (3, 2) if args.quick else (7, 3)
+    rounds, calls = (5, 2) if args.quick else (11, 3)
     rng = np.random.default_rng(0)
-    x_list = [tf.constant(rng.standard_normal((BATCH, n_in)).astype("float32")) for n_in, _ in LAYERS]
-    dy_list = [tf.constant(rng.standard_normal((BATCH, units)).astype("float32")) for _, units in LAYERS]
-    print(f"MLP 784-4096-4096-10, batch {BATCH}: forward + input grad + weight grad, "
-          f"all layers, median ms over {rounds} rounds of {calls} (rounds alternate order)")
+    x = tf.constant(rng.standard_normal((BATCH, SHAPE[0])).astype("float32"))
+    dy = tf.constant(rng.standard_normal((BATCH, SHAPE[1])).astype("float32"))
+    print(f"{SHAPE[0]}x{SHAPE[1]} layer, batch {BATCH}: ms per call (median of {rounds} "
+          f"rounds of {calls}); ratio = first row / this row, geometric mean [95% CI]")
     for sparsity in SPARSITIES:
-        layers = [_layer(shape, sparsity, rng) for shape in LAYERS]
-        _check(layers, x_list, dy_list)
-        fns = {}
-        for kind, step in KINDS.items():
-            def run(step=step):
-                return [t for layer, x, dy in zip(layers, x_list, dy_list) for t in step(layer, x, dy)]
-            fns[kind] = tf.function(run, jit_compile=(kind == "xla"))
-        samples = {k: [] for k in fns}
-        names = list(fns)
-        for r in range(rounds + 1):
-            for name in names if r % 2 == 0 else names[::-1]:
-                start = time.perf_counter()
-                for _ in range(calls):
-                    [t.numpy() for t in fns[name]()]
-                if r:
-                    samples[name].append((time.perf_counter() - start) / calls * 1e3)
-        dense = np.array(samples["dense"])
-        line = ", ".join(f"{k} {np.median(v):.1f} ms (dense/{k} {np.median(dense / np.array(v)):.2f}x)"
-                         for k, v in samples.items())
-        print(f"{sparsity:.0%}: {line}", flush=True)
+        mask = tf.constant((rng.random(SHAPE) >= sparsity).astype("float32"))
+        kernel = tf.constant(rng.standard_normal(SHAPE).astype("float32")) * mask
+        kernels = _kernels(kernel, mask)
+        _check(kernels, kernel, mask, x, dy)
+        for product, fns in kernels.items():
+            compiled = {name: tf.function(fn) for name, fn in fns.items()}
+
+            def block(fn):
+                def run():
+                    for _ in range(calls):
+                        out = fn(x, dy)
+                    out.numpy()
+                return run
+
+            times = timing.interleaved({n: block(f) for n, f in compiled.items()}, rounds)
+            first = next(iter(times))
+            for name, samples in times.items():
+                ci = paired.log_ratio_ci(times[first], samples)
+                print(f"{sparsity:.0%} {product:16} {name:32} {np.median(samples) / calls * 1e3:8.2f} ms"
+                      f"  {ci['ratio']:.2f}x [{ci['low']:.2f}-{ci['high']:.2f}]", flush=True)
     return 0
 
 

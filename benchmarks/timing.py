@@ -4,13 +4,16 @@
   (A B, B A, A B, ...), after warm-up rounds that are not recorded, so slow
   drift of a shared machine hits both sides alike;
 - `summary` reports the median and the spread (quartiles, min, max);
-- `ratio` builds a comparison with its target and says met / not met.
+- `ratio` builds a comparison with its target, scored on paired rounds
+  (`paired`: 95% CI, A/A control, met / not met / unresolved).
 
 Standard library only (worker processes use it too).
 """
 
 import statistics
 import time
+
+from benchmarks.paired import log_ratio_ci, status
 
 
 def interleaved(candidates, repeats, warmup=1):
@@ -97,24 +100,30 @@ def value(name, number, unit):
 _OPS = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b}
 
 
-def ratio(name, numerator, denominator, target=None, op="<=", description="", paired=None):
+def ratio(name, numerator, denominator, target=None, op="<=", description="", paired=None,
+          control=None):
     """A comparison `numerator / denominator` against a target.
 
     Args:
         name: short label of the comparison.
         numerator, denominator: measurement dicts (from `summary`/`value`) or
-            `None` when not available; their medians are divided.
+            `None` when not available.
         target: the bound on the ratio, or `None` for an informational row.
         op: `"<="` or `">="`: how the ratio must relate to `target`.
         description: what the ratio means, for the report.
         paired: optional `(numerator_samples, denominator_samples)` from the
-            same rounds of `interleaved`; their per-round ratios give the
-            spread of the ratio.
+            same rounds of `interleaved`. The ratio is then the geometric
+            mean of the per-round ratios, with its 95% CI, and the status
+            comes from `paired.status`. Without it (single numbers, e.g. a
+            size) the ratio of the medians is compared with the target.
+        control: optional `(samples, samples)`: an A/A control (the
+            baseline against itself) from the same rounds.
 
     Example:
 
     ```python
-    ratio("sparse / dense step", sparse, dense, target=1.05, op="<=")
+    ratio("sparse / dense step", sparse, dense, target=1.05, op="<=",
+          paired=(t["sparse"], t["dense"]), control=(t["dense, again"], t["dense"]))
     ```
     """
     if op not in _OPS:
@@ -125,23 +134,28 @@ def ratio(name, numerator, denominator, target=None, op="<=", description="", pa
         numerator=numerator["name"] if numerator else None,
         denominator=denominator["name"] if denominator else None,
         ratio=None,
-        ratio_q1=None,
-        ratio_q3=None,
+        ci_low=None,
+        ci_high=None,
+        rounds=None,
+        control=None,
         target=None if target is None else dict(op=op, value=float(target)),
         status="not available",
     )
     if numerator is None or denominator is None or not denominator["median"]:
         return comparison
-    comparison["ratio"] = numerator["median"] / denominator["median"]
-    if paired is not None:
-        per_round = sorted(a / b for a, b in zip(*paired) if b)
-        if per_round:
-            comparison["ratio_q1"] = _quantile(per_round, 0.25)
-            comparison["ratio_q3"] = _quantile(per_round, 0.75)
+    if paired is None:
+        comparison["ratio"] = numerator["median"] / denominator["median"]
+        ok = target is not None and _OPS[op](comparison["ratio"], target)
+        comparison["status"] = "info" if target is None else "met" if ok else "not met"
+        return comparison
+    ci = log_ratio_ci(*paired)
+    comparison.update(ratio=ci["ratio"], ci_low=ci["low"], ci_high=ci["high"], rounds=ci["n"])
+    if control is not None:
+        comparison["control"] = log_ratio_ci(*control)
     if target is None:
         comparison["status"] = "info"
     else:
-        comparison["status"] = "met" if _OPS[op](comparison["ratio"], target) else "not met"
+        comparison["status"] = status(ci, target, op, comparison["control"])
     return comparison
 
 

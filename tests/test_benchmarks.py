@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 MEASUREMENT_KEYS = {"name", "unit", "median", "q1", "q3", "min", "max", "n", "samples"}
 COMPARISON_KEYS = {"name", "description", "numerator", "denominator", "ratio",
-                   "ratio_q1", "ratio_q3", "target", "status"}
+                   "ci_low", "ci_high", "rounds", "control", "target", "status"}
 
 
 def check_schema(result):
@@ -55,8 +55,11 @@ def test_tiny_train_step_benchmark_end_to_end(tmp_path):
     names = {m["name"] for m in result["measurements"]}
     assert {"lenet_300_100/dense step", "lenet_300_100/sparse step"} <= names
     (comparison,) = [c for c in result["comparisons"] if c["target"]]
-    assert comparison["ratio"] > 0 and comparison["status"] in ("met", "not met")
+    assert comparison["ratio"] > 0 and comparison["status"] in ("met", "not met", "unresolved")
     assert comparison["target"] == {"op": "<=", "value": 1.03}
+    assert comparison["control"]["n"] == comparison["rounds"] >= 2  # A/A in the same rounds
+    assert comparison["ci_low"] <= comparison["ratio"] <= comparison["ci_high"]
+    assert result["config"]["resolution"]["lenet_300_100"]
     assert "fashion_mnist" in result["data"]
     text = report.read_text()
     assert "## Machine" in text and "**Mode: tiny.**" in text
@@ -70,14 +73,17 @@ def test_tiny_sparse_train_step_benchmark(tmp_path):
     check_schema(result)
     assert result["status"] == "ok", result["notes"]
     names = {m["name"] for m in result["measurements"]}
-    for kind in ("dense", "masked", "sparse", "sparse, active-only dW"):
+    for kind in ("dense", "dense, again", "sparse", "sparse, before"):
         assert f"mlp_256 98%/{kind} step" in names
     main = result["comparisons"][0]
     assert main["name"] == "mlp_256 98%: dense / sparse-compute step"
-    assert main["target"] == {"op": ">=", "value": 2.0} and main["ratio"] > 0
-    if main["status"] == "not met":  # the split of the step's time is recorded
-        assert "mlp_256 98%/optimizer, dense-shaped weights" in names
-        assert any("forward+backward" in note for note in result["notes"])
+    assert main["target"] == {"op": ">=", "value": 3.0} and main["ratio"] > 0
+    assert main["control"] is not None
+    rows = {c["name"]: c for c in result["comparisons"]}
+    assert rows["mlp_256 98%: before / after (sparse step)"]["ratio"] > 0
+    # The split of the step's time is recorded.
+    assert "mlp_256 98%/optimizer, dense-shaped weights" in names
+    assert any("forward+backward" in note for note in result["notes"])
 
 
 def test_interleaved_alternates_order_and_drops_warmup():
@@ -101,7 +107,8 @@ def test_summary_and_ratio_statuses():
     assert harness.ratio("r", slow, fast, target=2.5, op=">=")["status"] == "not met"
     assert harness.ratio("r", slow, fast)["status"] == "info"
     paired = harness.ratio("r", slow, fast, target=3, paired=([6.0] * 5, [1.0, 2.0, 3.0, 4.0, 100.0]))
-    assert paired["ratio_q1"] == pytest.approx(1.5) and paired["ratio_q3"] == pytest.approx(3.0)
+    assert paired["rounds"] == 5 and paired["ci_low"] < paired["ratio"] < paired["ci_high"]
+    assert paired["status"] == "unresolved"  # one wild round: the CI spans 3
     gone = harness.missing("r", target=1.05)
     assert gone["status"] == "not available" and gone["ratio"] is None
     with pytest.raises(ValueError, match="op"):
@@ -109,7 +116,8 @@ def test_summary_and_ratio_statuses():
 
 
 def test_report_lists_every_target_with_its_status(tmp_path):
-    base = dict(schema_version=1, mode="full", started="now", duration_s=1.0, status="ok",
+    base = dict(schema_version=1, mode="full", started="2026-12-01T10:00:00+00:00",
+                duration_s=1.0, status="ok",
                 machine=harness.machine(), config={}, data={}, notes=[], measurements=[])
     results = [
         dict(base, benchmark="train_step", title="t",
@@ -121,8 +129,8 @@ def test_report_lists_every_target_with_its_status(tmp_path):
     for result in results:
         (tmp_path / f"{result['benchmark']}.json").write_text(json.dumps(result))
     text = harness.write_report(tmp_path, tmp_path / "B.md", order=NAMES)
-    assert "| train_step | x | 2 | <= 1.05 | **not met** |" in text
-    assert "| export | y | – | >= 3 | **not available** |" in text
+    assert "| train_step | x | 2 | – | <= 1.05 | **not met** | 2026-12-01 |" in text
+    assert "| export | y | – | – | >= 3 | **not available** | 2026-12-01 |" in text
     assert "Mode" not in text.split("## Machine")[0]  # a full run carries no warning
 
 
@@ -161,3 +169,23 @@ def test_paced_workers_alternate_block_by_block(tmp_path):
         assert a.request("train")["step"] == 3
         with pytest.raises(RuntimeError, match="broken on purpose"):
             b.request("fail")
+
+
+def test_report_shows_ci_and_control_and_marks_older_runs(tmp_path):
+    machine = harness.machine()
+    new = harness.ratio("dense / sparse", harness.value("d", 2.0, "s"), harness.value("s", 1.0, "s"),
+                        target=1.5, op=">=", paired=([2.0, 2.2, 1.8], [1.0, 1.1, 0.9]),
+                        control=([1.0, 1.1, 0.9], [1.0, 1.1, 0.9]))
+    old = dict(name="old row", description="", numerator="a", denominator="b", ratio=1.94,
+               ratio_q1=1.79, ratio_q3=2.02, target=dict(op=">=", value=2.0), status="not met")
+    base = dict(schema_version=1, mode="full", duration_s=1.0, status="ok", machine=machine,
+                config={}, data={}, notes=[], measurements=[])
+    for name, started, comparison in (("sparse_train_step", "2026-12-01T10:00:00+00:00", new),
+                                      ("export", "2026-11-26T04:00:00+00:00", old)):
+        result = dict(base, benchmark=name, title=name, started=started, comparisons=[comparison])
+        (tmp_path / f"{name}.json").write_text(json.dumps(result))
+    text = harness.write_report(tmp_path, tmp_path / "B.md", order=NAMES)
+    assert ("| sparse_train_step | dense / sparse | 2 [2–2] | 1 [1–1] | >= 1.5 | **met** | "
+            "2026-12-01 |") in text
+    assert ("| export | old row | 1.94 (median/median, IQR [1.79–2.02]) | – | >= 2 | **not met** "
+            "| 2026-11-26 (older run) |") in text

@@ -124,6 +124,7 @@ def test_bad_compute_is_refused_naming_argument_value_and_choices():
     for bad in (0, -3, 1.5):
         with pytest.raises((ValueError, TypeError), match="value_capacity"):
             ks.layers.SparseDense(4, compute="sparse", value_capacity=bad)
+    assert ks.layers.SparseDense(4, compute="sparse").get_config()["weight_gradient"] == "auto"
     layer = ks.layers.SparseDense(4, compute="sparse", weight_gradient="active", value_capacity=7)
     again = ks.layers.SparseDense.from_config(layer.get_config())
     assert (again._weight_gradient, again.value_capacity) == ("active", 7)
@@ -146,18 +147,15 @@ def test_kernel_products_equal_dense_ones():
     assert_close(dw, full * mask, what="weight gradient at active positions")
     np.testing.assert_array_equal(to_np(dw)[mask == 0], 0.0)  # exactly, not rounded
     assert_close(tape.gradient(y_dense, kernel, output_gradients=dy), full, what="dense")
-
-
-def test_weight_gradient_in_pieces_equals_the_whole():
-    mask = RNG.random((50, 9)) > 0.7
-    x = tf.constant(RNG.standard_normal((6, 50)).astype("float32"))
-    dy = tf.constant(RNG.standard_normal((6, 9)).astype("float32"))
-    positions = sparse_matmul.active_positions(mask)
-    want = to_np(tf.transpose(x) @ dy)[mask]  # row-major, as positions
-    assert sparse_matmul._chunks(50 * 9) == 1 and sparse_matmul._chunks(4096 * 4096) == 64
-    for pieces in (1, 4, 7):  # 7 does not divide the active count: padded
-        got = sparse_matmul._active_weight_gradient(x, dy, positions, pieces)
-        assert_close(got, want, what=f"{pieces} pieces")
+    # The same products from a layout sorted once (what the layers cache).
+    lay = sparse_matmul.layout(positions, 40)
+    with tf.GradientTape() as tape:
+        tape.watch([x, kernel])
+        y = sparse_matmul.sparse_matmul(x, kernel, lay)
+    assert_close(y, x @ kernel, what="forward from a layout")
+    dx, dw = tape.gradient(y, [x, kernel], output_gradients=dy)
+    assert_close(dx, dy @ tf.transpose(kernel), what="input gradient from a layout")
+    assert_close(dw, full * mask, what="weight gradient from a layout")
 
 
 @WEIGHT_GRADIENTS

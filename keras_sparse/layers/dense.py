@@ -41,13 +41,13 @@ class SparseDense(SparseLayer, keras.layers.Dense):
       than `value_capacity` is refused (`set_masks`: ValueError, nothing
       changes): the count is fixed when training starts, as for every
       drop-and-grow rule; fewer is fine (the rest is zero padding);
-    - the forward pass and the input gradient use a sparse (CSR) matrix of
-      the active values; the values' gradient is read out of the dense
-      `x^T @ dy`, which is also what growth rules receive on their update
-      steps. `weight_gradient="active"` computes it at the active positions
-      only (then the dense product runs only on the steps a growth rule
-      keeps it); that measured slower on 2 CPU cores at 95% and 98%
-      sparsity and about equal at 99%;
+    - the forward pass uses a CSR matrix of the transposed kernel (its
+      index order sorted once per mask change), the input gradient one of
+      the kernel; the values' gradient is computed at the active positions
+      only (a sampled product, SDDMM) when at most 3% of the kernel is
+      active, and read out of the dense `x^T @ dy` above that, where the
+      dense product is faster (`weight_gradient`). Growth rules receive
+      the dense `x^T @ dy` on their update steps;
     - elsewhere (a plain `keras.Model`, several replicas, an optimizer
       built before `fit`) the kernel is trained, with the same sparse
       products and a dense-shaped optimizer update; positions are cached
@@ -67,16 +67,17 @@ class SparseDense(SparseLayer, keras.layers.Dense):
         compute: "masked" (default: `x @ (kernel * mask)` with dense
             matrices) or "sparse" (see above).
         weight_gradient: with `compute="sparse"`, how the weights' gradient
-            is computed: "dense" (default: read out of `x^T @ dy`) or
-            "active" (at the active positions only, from gathered rows).
-            Read when the train step is traced.
+            is computed: "auto" (default: "active" up to 3% density, else
+            "dense"), "dense" (read out of `x^T @ dy`) or "active" (at the
+            active positions only, SDDMM). Read when the train step is
+            traced.
         value_capacity: `None`, or int >= 1: the size of the trained vector
             of active weights (written by `get_config` once training chose
             it, so a saved model restores its optimizer state).
 
     Raises:
         ValueError: `compute` is not one of "masked", "sparse";
-            `weight_gradient` not one of "dense", "active"; `value_capacity`
+            `weight_gradient` not one of "auto", "active", "dense"; `value_capacity`
             is not an int >= 1.
 
     Example:
@@ -95,7 +96,7 @@ class SparseDense(SparseLayer, keras.layers.Dense):
     SPARSE_ARGUMENTS = SparseLayer.SPARSE_ARGUMENTS + (
         "compute", "weight_gradient", "value_capacity")
 
-    def __init__(self, *args, compute="masked", weight_gradient="dense", value_capacity=None,
+    def __init__(self, *args, compute="masked", weight_gradient="auto", value_capacity=None,
                  **kwargs):
         check_choice(compute, "compute", COMPUTE_MODES)
         check_choice(weight_gradient, "weight_gradient", sparse_matmul.WEIGHT_GRADIENTS)

@@ -423,13 +423,13 @@ class SparseParameter:
         if self.storage is not None and self.in_train_step:
             storage = self.storage
             with tf.control_dependencies([storage.ensure_laid_out()]):
-                positions, _ = storage.active()
+                lay = storage.layout()
             # The variable (not read) receives the dense gradient when the step keeps it.
             kernel = None
             if self._when is not None:
                 kernel = tf.convert_to_tensor(keras_compat.backend_variable(self.variable))
             return sparse_matmul.values_matmul(
-                x, tf.cast(storage.values.value, work), positions, storage.shape,
+                x, tf.cast(storage.values.value, work), lay, storage.shape,
                 weight_gradient=weight_gradient, kernel=kernel,
                 dense_weight_gradient=self._when)
         kernel = self.value()  # autocast under mixed precision

@@ -4,24 +4,19 @@
 `positions` are active (the others are exactly 0), computed from those
 entries alone:
 
-- forward `y = x @ W` and input gradient `dx = dy @ W^T`: one CSR matrix of
-  `W` per step (`SparseMatrixMatMul`, the forward uses it transposed), built
-  from the active values gathered out of the kernel;
-- weight gradient, `"active"`: only at the active positions, `dW[i, j] =
-  sum_b x[b, i] dy[b, j]`, as gathered rows multiplied and summed in pieces
-  (so the intermediates stay a few MB), then written into the kernel's
-  shape (exactly 0 elsewhere); `"dense"`: `x^T @ dy` at every position.
+- forward `y^T = W^T @ x^T`: a CSR matrix of `W^T`, whose indices (the
+  `Layout`) are sorted once per mask change; per step only the values are
+  gathered into that order and wrapped (`SparseTensorToCSRSparseMatrix` is
+  TensorFlow's only way to make a CSR matrix; from sorted indices it is one
+  pass). The CSR product with `transpose_a=True` measured about 5x slower:
+  on CPU it zeroes and sums one copy of the output per thread;
+- input gradient `dx^T = W @ dy^T`: a CSR matrix of `W` (row-major order);
+- weight gradient, `"active"`: only at the active positions (`sddmm`),
+  exactly 0 elsewhere; `"dense"`: `x^T @ dy` at every position; `"auto"`:
+  "active" up to `SDDMM_MAX_DENSITY`, "dense" above it.
 
-Why these kernels: `python -m benchmarks.sparse_training_kernels` times the
-three products alone on the MLP 784-4096-4096-10; CSR was the fastest of
-TensorFlow's options there (COO `sparse_dense_matmul` and an XLA-compiled
-gather + `unsorted_segment_sum` were slower than the dense products at 98%).
-The CSR ops have no XLA kernels, so this path is not `jit_compile`d. In a
-whole train step (`python -m benchmarks run --only sparse_train_step`) the
-"active" weight gradient measured slower than the dense one at 95% and 98%
-and not clearly faster at 99% (faster in one run, slower in another, both
-within the spread of the rounds), so `SparseDense` uses "dense" (and reads
-a values vector's gradient out of it).
+`python -m benchmarks.sparse_training_kernels` times each product alone.
+The CSR ops have no XLA kernels, so this path is not `jit_compile`d.
 
 `values_matmul` is the same product for a layer that trains a vector of
 its active weights (`value_storage`): the gradient goes to that vector.
@@ -31,11 +26,31 @@ is the dense `x^T @ dy`: the gradient `dL/d(W*M)` a dense weight would
 receive, which growth rules (RigL, DST-EE) read at inactive positions.
 """
 
+import collections
+
 import tensorflow as tf
 
-__all__ = ["WEIGHT_GRADIENTS", "active_positions", "sparse_matmul", "values_matmul"]
+from keras_sparse.layers.sddmm import pieces_for, sddmm
 
-WEIGHT_GRADIENTS = ("active", "dense")
+__all__ = ["WEIGHT_GRADIENTS", "Layout", "active_positions", "layout", "sparse_matmul",
+           "values_matmul"]
+
+WEIGHT_GRADIENTS = ("auto", "active", "dense")
+# "auto" computes the weight gradient by SDDMM at densities up to this; above
+# it the dense x^T @ dy is faster (its cost does not depend on the density;
+# the SDDMM's grows with it). Break-even measured on 2 CPU cores for a 4096
+# x 4096 kernel at batch 128 (`benchmarks.sparse_training_kernels`).
+SDDMM_MAX_DENSITY = 0.03
+
+Layout = collections.namedtuple("Layout", ["positions", "t_positions", "order"])
+Layout.__doc__ = """A mask's active positions, in the orders the products read.
+
+- `positions`: int64 `[nnz, 2]` (row, column), row-major: the order of
+  the values;
+- `t_positions`: int64 `[nnz, 2]` (column, row) in row-major order of
+  `W^T`: the CSR of `W^T`;
+- `order`: int32 `[nnz]`, `t_positions[k] == reverse(positions[order[k]])`.
+"""
 
 
 def active_positions(mask):
@@ -51,40 +66,55 @@ def active_positions(mask):
     return tf.where(mask > 0)
 
 
+def layout(positions, n_in):
+    """The `Layout` of row-major `positions` in a kernel of `n_in` rows.
+
+    One sort (run once per mask change, not per step); two scans of the
+    mask and a binary search per position measured slower.
+
+    Example:
+
+    >>> lay = layout(tf.constant([[0, 1], [1, 0], [1, 1]], tf.int64), 2)
+    >>> lay.t_positions.numpy().tolist(), lay.order.numpy().tolist()
+    ([[0, 1], [1, 0], [1, 1]], [1, 0, 2])
+    """
+    positions = tf.convert_to_tensor(positions, tf.int64)
+    order = tf.argsort(positions[:, 1] * n_in + positions[:, 0], stable=True)
+    return Layout(positions, tf.gather(tf.reverse(positions, [1]), order), order)
+
+
+def _as_layout(positions, n_in):
+    return positions if isinstance(positions, Layout) else layout(positions, n_in)
+
+
 def _csr(values, positions, shape):
     return tf.raw_ops.SparseTensorToCSRSparseMatrix(
         indices=positions, values=values, dense_shape=tf.constant(shape, tf.int64))
 
 
-def _chunks(size):
-    """How many pieces the weight gradient of a `size`-entry kernel is cut into.
+def _forward(x, values, lay, shape):
+    """`(x @ W, input_gradient(dy))` for `W` given by `values` in `lay.positions` order."""
+    n_in, units = shape
+    transposed = _csr(tf.gather(values, lay.order), lay.t_positions, [units, n_in])
+    y = tf.raw_ops.SparseMatrixMatMul(a=transposed, b=x, transpose_b=True,
+                                      transpose_output=True)
 
-    A number fixed at trace time (the active count is not), so the pieces
-    are separate ops the executor runs in parallel, without a loop: one per
-    2**18 kernel entries (about 5k active weights a piece at 98%), at most
-    64. A `tf.map_fn` over fixed-size pieces measured 2-3x slower.
-    """
-    return int(min(max(size // 2**18, 1), 64))
+    def input_gradient(dy):
+        csr = _csr(values, lay.positions, shape)
+        return tf.raw_ops.SparseMatrixMatMul(a=csr, b=dy, transpose_b=True,
+                                             transpose_output=True)
+
+    return y, input_gradient
 
 
-def _active_weight_gradient(x, dy, positions, pieces):
-    """`sum_b x[b, i] dy[b, j]` for each active (i, j), in `pieces` parts.
+def _sddmm_wins(count, shape):
+    """Whether "auto" takes the SDDMM for `count` active weights (int or tensor)."""
+    limit = int(SDDMM_MAX_DENSITY * shape[0] * shape[1])
+    return count <= limit if isinstance(count, int) else tf.less_equal(count, limit)
 
-    Gathering whole rows for every active weight at once would write
-    `nnz x batch` floats twice (345 MB at 98% on a 4096 x 4096 kernel,
-    batch 128): memory-bound. In parts, each intermediate stays a few MB.
-    """
-    rows = tf.cast(positions[:, 0], tf.int32)
-    cols = tf.cast(positions[:, 1], tf.int32)
-    n = tf.shape(rows)[0]
-    size = (n + pieces - 1) // pieces
-    pad = pieces * size - n
-    rows = tf.reshape(tf.pad(rows, [[0, pad]]), [pieces, -1])
-    cols = tf.reshape(tf.pad(cols, [[0, pad]]), [pieces, -1])
-    x_t, dy_t = tf.transpose(x), tf.transpose(dy)
-    values = [tf.reduce_sum(tf.gather(x_t, rows[k]) * tf.gather(dy_t, cols[k]), 1)
-              for k in range(pieces)]
-    return tf.reshape(tf.stack(values), [-1])[:n]
+
+def _active_gradient(x, dy, lay, shape):
+    return sddmm(x, dy, lay.positions[:, 0], lay.positions[:, 1], pieces_for(shape[0] * shape[1]))
 
 
 def sparse_matmul(x, kernel, positions, weight_gradient="active", dense_weight_gradient=None,
@@ -95,10 +125,11 @@ def sparse_matmul(x, kernel, positions, weight_gradient="active", dense_weight_g
         x: float32 `[batch, n_in]`.
         kernel: float32 `[n_in, units]`; entries outside `positions` are
             not read (the caller keeps them at 0).
-        positions: `active_positions(mask)` of the kernel's mask.
+        positions: `active_positions(mask)` of the kernel's mask, or its
+            `layout` (cached by the caller across steps).
         weight_gradient: "active" (the kernel's gradient is computed at
-            `positions` only and is exactly 0 elsewhere) or "dense" (`x^T @
-            dy` everywhere).
+            `positions` only and is exactly 0 elsewhere), "dense" (`x^T @
+            dy` everywhere) or "auto" (either, by the active count).
         dense_weight_gradient: `None`, or a boolean tensor: where true, the
             kernel's gradient is the dense `x^T @ dy` whatever
             `weight_gradient` says.
@@ -117,27 +148,18 @@ def sparse_matmul(x, kernel, positions, weight_gradient="active", dense_weight_g
     y = sparse_matmul(x, kernel, positions)   # == x @ (kernel * mask)
     ```
     """
-    n_in, units = kernel.shape[0], kernel.shape[1]
-    shape = [n_in, units]
+    shape = [kernel.shape[0], kernel.shape[1]]
+    lay = _as_layout(positions, shape[0])
     # Position of each active weight in the flattened kernel (ascending).
-    flat = positions[:, 0] * units + positions[:, 1]
+    flat = lay.positions[:, 0] * shape[1] + lay.positions[:, 1]
 
     @tf.custom_gradient
     def product(x, kernel):
-        csr = _csr(tf.gather(tf.reshape(kernel, [-1]), flat), positions, shape)
-        # y^T = W^T @ x^T
-        y = tf.raw_ops.SparseMatrixMatMul(
-            a=csr, b=x, transpose_a=True, transpose_b=True, transpose_output=True)
+        y, input_gradient = _forward(x, tf.gather(tf.reshape(kernel, [-1]), flat), lay, shape)
 
         def grad(dy):
-            # dx^T = W @ dy^T
-            dx = tf.raw_ops.SparseMatrixMatMul(
-                a=csr, b=dy, transpose_b=True, transpose_output=True)
-
             def active():
-                values = _active_weight_gradient(x, dy, positions, _chunks(n_in * units))
-                return tf.raw_ops.CSRSparseMatrixToDense(
-                    sparse_input=_csr(values, positions, shape), type=values.dtype)
+                return tf.scatter_nd(lay.positions, _active_gradient(x, dy, lay, shape), shape)
 
             def dense():
                 full = tf.matmul(x, dy, transpose_a=True)
@@ -145,13 +167,20 @@ def sparse_matmul(x, kernel, positions, weight_gradient="active", dense_weight_g
                     return full
                 return tf.math.multiply_no_nan(full, tf.cast(mask, full.dtype))
 
+            def sampled():
+                if weight_gradient == "active":
+                    return active()
+                wins = _sddmm_wins(tf.shape(lay.positions)[0], shape)
+                return tf.cond(wins, active, dense)
+
+            dx = input_gradient(dy)
             if weight_gradient == "dense":
                 return dx, dense()
             static = None if dense_weight_gradient is None else tf.get_static_value(
                 dense_weight_gradient)
             if dense_weight_gradient is None or static is not None:
-                return dx, dense() if static else active()
-            return dx, tf.cond(dense_weight_gradient, dense, active)
+                return dx, dense() if static else sampled()
+            return dx, tf.cond(dense_weight_gradient, dense, sampled)
 
         return y, grad
 
@@ -170,11 +199,13 @@ def values_matmul(x, values, positions, shape, weight_gradient="dense", kernel=N
         values: float32 `[capacity]`; the first `len(positions)` entries are
             the active weights in `positions` order, the rest padding
             (its gradient is 0).
-        positions: int64 `[count, 2]`, row-major (`active_positions`).
+        positions: int64 `[count, 2]`, row-major (`active_positions`), or
+            their `layout`.
         shape: `[n_in, units]`.
         weight_gradient: "dense": the values' gradient is read out of the
             dense `x^T @ dy`; "active": computed at the active positions
-            only (see `sparse_matmul`).
+            only (`sddmm`); "auto": "active" when `values` holds at most
+            `SDDMM_MAX_DENSITY` of the kernel, else "dense".
         kernel: `None`, or the kernel variable's value: it then also gets a
             gradient, the dense `x^T @ dy` (`dL/d(W*M)`, for growth rules).
             With "active", only on the steps where `dense_weight_gradient`
@@ -190,18 +221,16 @@ def values_matmul(x, values, positions, shape, weight_gradient="dense", kernel=N
     y = values_matmul(x, values, positions, [784, 300])
     ```
     """
-    count = tf.shape(positions)[0]
+    lay = _as_layout(positions, shape[0])
+    count = tf.shape(lay.positions)[0]
     capacity = tf.shape(values)[0]
-    pieces = _chunks(shape[0] * shape[1])
+    if weight_gradient == "auto":  # the capacity bounds the count and is static
+        weight_gradient = "active" if _sddmm_wins(int(values.shape[0]), shape) else "dense"
 
     def product(x, values, *kernel_arg):
-        csr = _csr(values[:count], positions, shape)
-        y = tf.raw_ops.SparseMatrixMatMul(
-            a=csr, b=x, transpose_a=True, transpose_b=True, transpose_output=True)
+        y, input_gradient = _forward(x, values[:count], lay, shape)
 
         def grad(dy):
-            dx = tf.raw_ops.SparseMatrixMatMul(
-                a=csr, b=dy, transpose_b=True, transpose_output=True)
             pad = [[0, capacity - count]]
 
             def full():
@@ -209,14 +238,14 @@ def values_matmul(x, values, positions, shape, weight_gradient="dense", kernel=N
 
             if weight_gradient == "dense":
                 dense = full()
-                dvalues = tf.gather_nd(dense, positions)
+                dvalues = tf.gather_nd(dense, lay.positions)
             else:
-                dvalues = _active_weight_gradient(x, dy, positions, pieces)
+                dvalues = _active_gradient(x, dy, lay, shape)
                 if kernel_arg:
                     when = (tf.constant(True) if dense_weight_gradient is None
                             else dense_weight_gradient)
                     dense = tf.cond(when, full, lambda: tf.zeros(shape, dy.dtype))
-            grads = (dx, tf.pad(dvalues, pad))
+            grads = (input_gradient(dy), tf.pad(dvalues, pad))
             return grads + ((dense,) if kernel_arg else ())
 
         return y, grad
