@@ -10,7 +10,7 @@ on a 4096 x 4096 kernel, batch 128), so the product runs in `pieces` parts
 whose intermediates stay a few MB; the parts are separate ops the executor
 runs in parallel. `python -m benchmarks.sparse_training_kernels` times it
 against the dense `x^T @ dy` and against the same product compiled by XLA
-(`jit_compile=True`), which measured 4x slower on CPU (it does not
+(`jit_compile=True`), which measured 4-12x slower on 2 CPU cores (it does not
 parallelize the gather-reduce).
 """
 

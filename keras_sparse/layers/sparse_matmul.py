@@ -8,7 +8,7 @@ entries alone:
   `Layout`) are sorted once per mask change; per step only the values are
   gathered into that order and wrapped (`SparseTensorToCSRSparseMatrix` is
   TensorFlow's only way to make a CSR matrix; from sorted indices it is one
-  pass). The CSR product with `transpose_a=True` measured about 5x slower:
+  pass). The CSR product with `transpose_a=True` measured 2-5x slower:
   on CPU it zeroes and sums one copy of the output per thread;
 - input gradient `dx^T = W @ dy^T`: a CSR matrix of `W` (row-major order);
 - weight gradient, `"active"`: only at the active positions (`sddmm`),
