@@ -116,8 +116,9 @@ def execute(cells, seeds, run_cell, where, *, headline=None, log=print, commit=N
         sweep.write_json(directory / SUMMARY, result)
         durations.append(time.perf_counter() - start)
         eta = sum(durations) / len(durations) * (len(runs) - k)
-        log(f"[{k}/{len(runs)}] {cell['name']} seed={seed}{_headline(result, headline)}  "
-            f"{durations[-1]:.0f}s  ETA {_clock(eta)}")
+        shown = sweep.headline_text(result, headline)
+        log(f"[{k}/{len(runs)}] {cell['name']} seed={seed}{shown}  "
+            f"{durations[-1]:.0f}s  ETA {sweep.clock_text(eta)}")
     return [{"cell": cell, "seed": seed,
              "result": json.loads((directory / SUMMARY).read_text())}
             for cell, seed, directory, _ in runs]
@@ -151,16 +152,3 @@ def _common_root(runs):
     return Path(os.path.commonpath([str(directory) for _, _, directory, _ in runs]))
 
 
-def _clock(seconds):
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def _headline(result, headline):
-    if headline is None:
-        return ""
-    value = result
-    for key in headline.split("."):  # "final.val_accuracy" reaches into dicts
-        value = value.get(key) if isinstance(value, dict) else None
-    shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-    return f" {headline}={shown}"

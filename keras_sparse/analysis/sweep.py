@@ -70,12 +70,14 @@ def check_grid(cells, seeds):
     return seeds
 
 
-def _clock(seconds):
+def clock_text(seconds):
+    """`seconds` as `H:MM:SS` (progress lines)."""
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def _headline(result, headline):
+def headline_text(result, headline):
+    """` name=value` of a dotted key of `result` (progress lines), or ""."""
     if headline is None:
         return ""
     value = result
@@ -138,8 +140,8 @@ def run_grid(cells, seeds, run_cell, out_dir, *, headline=None, log=print):
         write_json(run_dir(out_dir, cell["name"], seed) / SUMMARY, result)
         durations.append(time.perf_counter() - start)
         eta = sum(durations) / len(durations) * (len(runs) - k)
-        log(f"[{k}/{len(runs)}] {cell['name']} seed={seed}{_headline(result, headline)}  "
-            f"{durations[-1]:.0f}s  ETA {_clock(eta)}")
+        log(f"[{k}/{len(runs)}] {cell['name']} seed={seed}{headline_text(result, headline)}  "
+            f"{durations[-1]:.0f}s  ETA {clock_text(eta)}")
     return [{"cell": c, "seed": s,
              "result": json.loads((run_dir(out_dir, c["name"], s) / SUMMARY).read_text())}
             for c, s in runs]
