@@ -20,6 +20,10 @@ TARGETS = [
     dict(name=f"{model}: RigL / static epoch", target=TARGET, op="<=",
          description="median epoch time, RigL over a static mask")
     for model in workloads.MODELS
+] + [
+    dict(name=f"{kind} update, SparseDense 4096x4096 at 98%: indexed round / 50 ms", target=1.0,
+         op="<=", description="one drop-and-grow update within 50 ms")
+    for kind in ("RigL", "SET", "DSTEE")
 ]
 
 
@@ -170,20 +174,27 @@ def _one_update(callback, step):
     callback.update_masks(step=step)  # returns after the new masks are on the host
 
 
+def _layer(width, sparsity, kind, delta_t):
+    """A square SparseDense whose callback has made one update in `fit` (so the
+    dense gradient a RigL round reads is a real one)."""
+    inputs = keras.Input((width,))
+    model = ks.SparseModel(inputs, ks.layers.SparseDense(width, use_bias=False)(inputs))
+    ks.pruning.random(model, sparsity)
+    model.compile(keras.optimizers.SGD(**workloads.OPTIMIZER), "mse")
+    callback = getattr(ks.callbacks, kind)(delta_t=delta_t, end_step=10**9)
+    x = np.random.default_rng(0).standard_normal((2 * 32, width), dtype=np.float32)
+    model.fit(x, x, batch_size=32, epochs=1, verbose=0, callbacks=[callback])  # update at step 2
+    return model, callback
+
+
 def _per_layer_size(settings, delta_t):
-    """One RigL update of a single square SparseDense layer, per size."""
+    """One RigL update (`update_masks`) of a single square SparseDense layer, per size."""
     widths = settings.pick((256, 1024, 2048, 4096), (256, 1024, 2048), (64,))
     repeats = settings.pick(5, 3, 2)
     candidates, sizes = {}, {}
     for width in widths:
-        inputs = keras.Input((width,))
-        model = ks.SparseModel(inputs, ks.layers.SparseDense(width, use_bias=False)(inputs))
-        ks.pruning.random(model, SPARSITY)
-        model.compile(keras.optimizers.SGD(**workloads.OPTIMIZER), "mse")
-        callback = _rigl()(delta_t=delta_t, end_step=10**9)
-        x = np.random.default_rng(0).standard_normal((32, width), dtype=np.float32)
-        model.fit(x, x, batch_size=32, epochs=1, verbose=0, callbacks=[callback])
-        candidates[f"{width}x{width}"] = functools.partial(_one_update, callback, delta_t)
+        _, callback = _layer(width, SPARSITY, "RigL", 2)
+        candidates[f"{width}x{width}"] = functools.partial(_one_update, callback, 2)
         sizes[f"{width}x{width}"] = width * width
     times = harness.interleaved(candidates, repeats=repeats)
     return [
@@ -191,6 +202,59 @@ def _per_layer_size(settings, delta_t):
                         samples, "ms", scale=1000.0)
         for name, samples in times.items()
     ]
+
+
+ROUND_SPARSITY = 0.98
+ROUND_FRACTION = 0.3  # the cosine schedule's drop fraction at its first update
+ROUND_BUDGET_MS = 50.0
+ROUND_METHODS = ("RigL", "SET", "DSTEE")
+
+
+def _timed_round(callback):
+    def once():
+        update = callback.update
+        reads = bool(callback._reads_gradient or callback._momentum)
+        _, ms = update(callback.model, 2, ROUND_FRACTION, 1, reads)
+        return ms / 1000.0  # the update itself, as `dst/update_ms` logs it
+    return once
+
+
+def _indexed_vs_dense(settings):
+    """One drop-and-grow update of a 4096x4096 layer at 98%: indexed vs dense round."""
+    from keras_sparse.callbacks import drop_grow_indexed
+
+    width = settings.pick(4096, 4096, 256)
+    repeats = settings.pick(15, 7, 2)
+    measurements, comparisons = [], []
+    for kind in ROUND_METHODS:
+        candidates = {}
+        for path in ("dense round", "indexed round"):
+            saved = drop_grow_indexed.MIN_SIZE
+            # Read when the update is traced (in fit): the dense model keeps its dense round.
+            drop_grow_indexed.MIN_SIZE = 10**12 if path == "dense round" else 0
+            try:
+                _, callback = _layer(width, ROUND_SPARSITY, kind, 2)
+            finally:
+                drop_grow_indexed.MIN_SIZE = saved
+            candidates[path] = _timed_round(callback)
+        times = harness.interleaved(candidates, repeats=repeats)
+        label = f"{kind} update, SparseDense {width}x{width} at {ROUND_SPARSITY:.0%}"
+        m = {path: harness.summary(f"{label}: {path}", samples, "ms", scale=1000.0)
+             for path, samples in times.items()}
+        measurements += list(m.values())
+        budget = [ROUND_BUDGET_MS / 1000.0] * len(times["indexed round"])
+        comparisons += [
+            harness.ratio(f"{label}: indexed / dense round", m["indexed round"], m["dense round"],
+                          paired=(times["indexed round"], times["dense round"]),
+                          description="profile: the same update, on indices vs over every "
+                                      "position (same masks, bit for bit)"),
+            harness.ratio(f"{label}: indexed round / {ROUND_BUDGET_MS:.0f} ms", m["indexed round"],
+                          harness.value(f"{ROUND_BUDGET_MS:.0f} ms budget", ROUND_BUDGET_MS, "ms"),
+                          target=1.0, op="<=", paired=(times["indexed round"], budget),
+                          description=f"one update (drop fraction {ROUND_FRACTION}) within "
+                                      f"{ROUND_BUDGET_MS:.0f} ms"),
+        ]
+    return measurements, comparisons
 
 
 def run(settings):
@@ -205,6 +269,9 @@ def run(settings):
         notes += n
         data.update(d)
     measurements += _per_layer_size(settings, delta_t)
+    round_measurements, round_comparisons = _indexed_vs_dense(settings)
+    measurements += round_measurements
+    comparisons += round_comparisons
     return dict(
         config=dict(delta_t=delta_t, sparsity=SPARSITY, distribution="erk",
                     optimizer=f"SGD {workloads.OPTIMIZER}", epochs=configs,

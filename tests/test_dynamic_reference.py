@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import keras_sparse as ks
+from keras_sparse.callbacks import drop_grow_indexed
 from keras_sparse.callbacks.drop_grow import Exploration, MeanScoreRedistribution
 from keras_sparse.masks import stateless_uniform
 from keras_sparse.model import DENSE_GRAD
@@ -141,9 +142,18 @@ def callback(kind, **kwargs):
 # -- the tests --------------------------------------------------------------------
 
 
+@pytest.fixture(params=["dense", "indexed"])
+def round_path(request, monkeypatch):
+    """Runs a test with the dense round, then with the indexed round forced
+    on these tiny layers (it otherwise starts at `MIN_SIZE` weights)."""
+    if request.param == "indexed":
+        monkeypatch.setattr(drop_grow_indexed, "MIN_SIZE", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("optimizer", ["sgd_momentum", "adam"])
 @pytest.mark.parametrize("kind", ["rigl", "set", "snfs", "dstee"])
-def test_update_matches_reference(kind, optimizer):
+def test_update_matches_reference(kind, optimizer, round_path):
     opt = keras.optimizers.SGD(0.1, momentum=0.9) if optimizer == "sgd_momentum" else keras.optimizers.Adam()
     model = tiny_model(opt)
     cb = callback(kind)
@@ -185,7 +195,7 @@ def test_update_matches_reference(kind, optimizer):
             np.testing.assert_array_equal(keras.ops.convert_to_numpy(mw.state(Exploration.COUNT)), n + m)
 
 
-def test_grow_init_and_regrown_weights_restart():
+def test_grow_init_and_regrown_weights_restart(round_path):
     model = tiny_model(keras.optimizers.SGD(0.1, momentum=0.9))
     cb = ks.callbacks.RigL(delta_t=DELTA_T, end_step=END, grow_init=0.25)
     state = set_state(model, cb, seed=3)
@@ -202,7 +212,7 @@ def test_grow_init_and_regrown_weights_restart():
         assert (k < m).any()  # ... but the regrown weights restarted at 0.25
 
 
-def test_fully_dense_layer_is_left_alone():
+def test_fully_dense_layer_is_left_alone(round_path):
     model = tiny_model(keras.optimizers.SGD(0.1, momentum=0.9))
     cb = ks.callbacks.RigL(delta_t=DELTA_T, end_step=END)
     state = set_state(model, cb, seed=4, densities=(1.0, 0.4))
@@ -212,7 +222,7 @@ def test_fully_dense_layer_is_left_alone():
     np.testing.assert_array_equal(new_weights[0], state["w"][0])
 
 
-def test_dstee_with_c_zero_equals_rigl():
+def test_dstee_with_c_zero_equals_rigl(round_path):
     results = []
     for cb in (ks.callbacks.RigL(delta_t=DELTA_T, end_step=END),
                ks.callbacks.DSTEE(c=0.0, delta_t=DELTA_T, end_step=END)):

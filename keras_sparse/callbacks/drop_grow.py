@@ -86,6 +86,10 @@ class Rule(Configurable):
 
     # Reads the dense gradient of the update step.
     needs_gradient = False
+    # `score` is elementwise math whose values XLA computes bit for bit as
+    # TensorFlow does (`abs`, not `sqrt` or division), so a compiled pass
+    # may fuse it; `score_at` must then read only the given positions.
+    fusable = False
     # > 0: reads the momentum `b * buffer + g` of the dense gradient instead.
     momentum = 0.0
 
@@ -94,6 +98,11 @@ class Rule(Configurable):
 
     def score(self, update):
         raise NotImplementedError
+
+    def score_at(self, update, positions):
+        """The score at flat `positions` (int64) only; by default all of
+        `score`, then gathered. Rules that can read fewer override it."""
+        return tf.gather(tf.reshape(tf.cast(self.score(update), tf.float32), [-1]), positions)
 
     def update_state(self, update, new_mask):
         pass
@@ -118,6 +127,9 @@ class Magnitude(Rule):
 
     def score(self, update):
         return tf.abs(update.weight.read())
+
+    def score_at(self, update, positions):
+        return tf.abs(tf.gather(tf.reshape(update.weight.read(), [-1]), positions))
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
@@ -154,9 +166,13 @@ class Gradient(Rule):
     """
 
     needs_gradient = True
+    fusable = True
 
     def score(self, update):
         return tf.abs(update.gradient)
+
+    def score_at(self, update, positions):
+        return tf.abs(tf.gather(tf.reshape(update.gradient, [-1]), positions))
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
@@ -330,6 +346,10 @@ class Sum(Rule):
 
     def score(self, update):
         return tf.add_n([tf.cast(rule.score(update), tf.float32) for rule in self.rules])
+
+    def score_at(self, update, positions):
+        return tf.add_n([tf.cast(rule.score_at(update, positions), tf.float32)
+                         for rule in self.rules])
 
     def update_state(self, update, new_mask):
         for rule in self.rules:

@@ -1,13 +1,15 @@
 """`DropGrowUpdate`: one compiled drop-and-grow update of every prunable weight."""
 
+import functools
 import math
 import time
 import warnings
 
 import tensorflow as tf
 
-from keras_sparse.callbacks import drop_grow
-from keras_sparse.masks import largest_mask
+from keras_sparse.callbacks import drop_grow, drop_grow_indexed
+from keras_sparse.callbacks.drop_schedules import drop_count
+from keras_sparse.masks import largest_mask, lowest_mask
 from keras_sparse.structures import NM, Block
 
 __all__ = ["ITOP", "DropGrowUpdate", "drop_count"]
@@ -26,7 +28,9 @@ class DropGrowUpdate:
     and regrown restarts from `grow_init`. A layer whose scores hold NaN or
     Inf keeps its mask. The running union of active weights (ITOP) is per-weight
     state. All layers are computed in one compiled `tf.function`, in
-    cross-replica context, so replicas agree by construction.
+    cross-replica context, so replicas agree by construction. Large
+    unstructured layers (without redistribution) take the same round on
+    indices (`drop_grow_indexed`), with the same result bit for bit.
 
     Structured weights (`parameter.structure`) keep their structure:
 
@@ -68,7 +72,7 @@ class DropGrowUpdate:
     def __init__(self, drop, grow, redistribution, grow_init, seed):
         self.drop, self.grow, self.redistribution = drop, grow, redistribution
         self.grow_init, self.seed = grow_init, seed
-        self._fn, self._key = None, None
+        self._fn, self._key, self._capacities = None, None, {}
         self._redistribute = redistribution
 
     def build(self, model):
@@ -125,11 +129,15 @@ class DropGrowUpdate:
         return out, 1000.0 * (time.perf_counter() - start)
 
     def _function(self, model, gradients):
-        # Retrace when optimizer slots appear: the update must reset them.
+        # Retrace when optimizer slots appear (the update must reset them)
+        # or a layer starts or stops training a values vector.
         optimizer = getattr(model, "optimizer", None)
-        key = (id(model), id(optimizer), len(getattr(optimizer, "variables", [])), gradients)
+        weights = model.masked_weights
+        key = (id(model), id(optimizer), len(getattr(optimizer, "variables", [])), gradients,
+               tuple(p.storage is None for p in weights))
         if self._key != key:
             specs = [tf.TensorSpec([], tf.int64)] + [tf.TensorSpec([], tf.float64)] * 2
+            self._capacities = {p.path: self._capacity(p) for p in weights}
 
             def compute(step, fraction, rounds):
                 return self._compute(model, gradients, step, fraction, rounds)
@@ -139,26 +147,58 @@ class DropGrowUpdate:
             self._key = key
         return self._fn
 
+    def _capacity(self, weight):
+        """The index capacity of the indexed round for `weight`, or None (dense round)."""
+        if (self._redistribute is not None or not weight.structure.is_unstructured
+                or weight.storage is not None or weight.size < drop_grow_indexed.MIN_SIZE):
+            return None
+        return drop_grow_indexed.capacity(weight)
+
     def _compute(self, model, gradients, step, fraction, rounds):
         # What the update takes from the model: its parameters and optimizer.
         # Everything else is asked of each parameter.
         weights, optimizer = model.masked_weights, model.optimizer
-        grads = [p.dense_gradient() if gradients else None for p in weights]
-        layers = [self._drop(i, mw, g, step, fraction, rounds)
-                  for i, (mw, g) in enumerate(zip(weights, grads))]
-        stats = [self._grow(optimizer, layer, count)
-                 for layer, count in zip(layers, self._grow_counts(layers))]
+
+        def updates(index, mw):
+            gradient = mw.dense_gradient() if gradients else None
+            return functools.partial(self._updates, index, mw, gradient, step, rounds)
+
+        if self._redistribute is None:  # layers are independent
+            stats = [self._round(optimizer, p, updates(i, p), fraction)
+                     for i, p in enumerate(weights)]
+        else:
+            layers = [self._drop(p, *updates(i, p)(), fraction) for i, p in enumerate(weights)]
+            stats = [self._grow(optimizer, layer, count)
+                     for layer, count in zip(layers, self._grow_counts(layers))]
         return {k: tf.stack([s[k] for s in stats]) for k in stats[0]}
 
-    def _drop(self, index, mw, gradient, step, fraction, rounds):
-        """Scores one weight and keeps its top active weights (graph code)."""
-        mask = tf.cast(tf.convert_to_tensor(mw.mask), tf.float32)
+    def _updates(self, index, mw, gradient, step, rounds, mask=None):
+        """What the drop and the grow rule see of one weight (graph code)."""
+        if mask is None:
+            mask = tf.cast(tf.convert_to_tensor(mw.mask), tf.float32)
         if gradient is not None:
             gradient = tf.cast(gradient, tf.float32)
         common = dict(weight=mw, index=index, mask=mask, gradient=gradient, step=step,
                       round=rounds)
-        drop_up = drop_grow.LayerUpdate(**common, seed=-(self.seed + 1))
-        grow_up = drop_grow.LayerUpdate(**common, seed=self.seed)
+        return (drop_grow.LayerUpdate(**common, seed=-(self.seed + 1)),
+                drop_grow.LayerUpdate(**common, seed=self.seed))
+
+    def _round(self, optimizer, mw, updates, fraction):
+        """One weight's round, on indices where that is faster (same result)."""
+        def dense():  # reads the mask itself: a mask read held here would be copied
+            layer = self._drop(mw, *updates(), fraction)
+            return self._grow(optimizer, layer, layer["n_drop"])
+
+        capacity = self._capacities.get(mw.path)
+        if capacity is None:
+            return dense()
+        return drop_grow_indexed.indexed_round(
+            mw, self.drop, self.grow, lambda mask: updates(mask=mask), fraction,
+            self.grow_init, optimizer, mw.state(ITOP), capacity, dense)
+
+    def _drop(self, mw, drop_up, grow_up, fraction):
+        """Scores one weight and keeps its top active weights (graph code)."""
+        mask = drop_up.mask
         drop_score = tf.cast(self.drop.score(drop_up), tf.float32)
         grow_score = tf.cast(self.grow.score(grow_up), tf.float32)
         finite = tf.reduce_all(tf.math.is_finite(drop_score)) & tf.reduce_all(
@@ -175,7 +215,7 @@ class DropGrowUpdate:
         # it dropped, resetting it: leave it alone.
         movable = finite if self._redistribute else finite & (n_active < size)
         n_drop = tf.where(movable, n_drop, tf.zeros_like(n_drop))
-        dropped = _lowest(tf.where(active, -drop_score, -math.inf), tf.cast(n_drop, tf.int32))
+        dropped = lowest_mask(tf.where(active, drop_score, math.inf), tf.cast(n_drop, tf.int32))
         if isinstance(structure, Block):
             dropped = structure.expand(dropped, mask.shape)
         kept = mask - dropped
@@ -229,46 +269,3 @@ class DropGrowUpdate:
             ever=tf.cast(tf.reduce_sum(tf.convert_to_tensor(union)), tf.int64),
             finite=finite,
         )
-
-
-def _lowest(negated_scores, count):
-    """Mask of the `count` lowest scores, given negated scores.
-
-    Equals the complement of keeping the top `n - count` (ties kept at the
-    lower flat index), but selects only the small `count`. Reversing makes
-    ties go to the higher index. `largest_mask` (the same mask as `top_k`,
-    by a linear-time radix select on large layers): alone, `top_k` took 313
-    ms for 100,000 of 16.7M scores, the radix select 110 ms (2 CPU cores).
-    """
-    flat = tf.reverse(tf.reshape(negated_scores, [-1]), [0])
-    return tf.reshape(tf.reverse(largest_mask(flat, count), [0]), tf.shape(negated_scores))
-
-
-# Products within this relative distance below an integer count as that
-# integer: float64 `0.7 * 90` is 62.99999999999999, yet 63 weights are meant.
-# Rounding errors of a float64 product are ~1e-16 relative; 1e-12 leaves a
-# wide margin and changes nothing for fractions given with up to ~11
-# significant digits.
-_COUNT_EPSILON = 1e-12
-
-
-def drop_count(fraction, n_active):
-    """`floor(fraction * n_active)`, robust to float64 rounding (graph code).
-
-    Args:
-        fraction: the drop fraction, a float64 scalar tensor or a float.
-        n_active: the number of active weights, an int64 tensor or an int.
-
-    Returns:
-        An int64 tensor.
-
-    Example:
-
-    >>> int(drop_count(0.7, 90))    # float64 0.7 * 90 is 62.99999999999999
-    63
-    """
-    # convert_to_tensor, not cast: casting a Python float goes through float32.
-    fraction = (tf.cast(fraction, tf.float64) if tf.is_tensor(fraction)
-                else tf.convert_to_tensor(fraction, tf.float64))
-    product = fraction * tf.cast(n_active, tf.float64)
-    return tf.cast(tf.floor(product * (1.0 + _COUNT_EPSILON)), tf.int64)

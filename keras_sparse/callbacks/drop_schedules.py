@@ -15,10 +15,11 @@ confused with the pruning schedules of `ks.schedules`
 import math
 
 import keras
+import tensorflow as tf
 
 from keras_sparse.utils.serialization import Configurable, lookup
 
-__all__ = ["SCHEDULES", "Constant", "CosineDecay", "DropSchedule", "LinearDecay", "get"]
+__all__ = ["SCHEDULES", "Constant", "CosineDecay", "DropSchedule", "LinearDecay", "drop_count", "get"]
 
 
 class DropSchedule(Configurable):
@@ -116,3 +117,33 @@ def get(drop_schedule, argument="drop_schedule"):
     0.3
     """
     return lookup(drop_schedule, argument, SCHEDULES, DropSchedule)
+
+
+# Products within this relative distance below an integer count as that
+# integer: float64 `0.7 * 90` is 62.99999999999999, yet 63 weights are meant.
+# Rounding errors of a float64 product are ~1e-16 relative; 1e-12 leaves a
+# wide margin and changes nothing for fractions given with up to ~11
+# significant digits.
+_COUNT_EPSILON = 1e-12
+
+
+def drop_count(fraction, n_active):
+    """`floor(fraction * n_active)`, robust to float64 rounding (graph code).
+
+    Args:
+        fraction: the drop fraction, a float64 scalar tensor or a float.
+        n_active: the number of active weights, an int64 tensor or an int.
+
+    Returns:
+        An int64 tensor.
+
+    Example:
+
+    >>> int(drop_count(0.7, 90))    # float64 0.7 * 90 is 62.99999999999999
+    63
+    """
+    # convert_to_tensor, not cast: casting a Python float goes through float32.
+    fraction = (tf.cast(fraction, tf.float64) if tf.is_tensor(fraction)
+                else tf.convert_to_tensor(fraction, tf.float64))
+    product = fraction * tf.cast(n_active, tf.float64)
+    return tf.cast(tf.floor(product * (1.0 + _COUNT_EPSILON)), tf.int64)

@@ -26,9 +26,9 @@ import keras
 import tensorflow as tf
 
 from keras_sparse import structures
-from keras_sparse.layers import sparse_matmul, value_storage
+from keras_sparse.layers import inplace, sparse_matmul, value_storage
 from keras_sparse.masks import check_mask
-from keras_sparse.optimizer_slots import reset_slots
+from keras_sparse.optimizer_slots import initial_value, reset_slots, slots_for
 from keras_sparse.utils import keras_compat
 from keras_sparse.utils.argument_validation import check_int
 
@@ -254,6 +254,43 @@ class SparseParameter:
         self.mask_changed()
         if storage is not None:
             storage.relayout(optimizer, variables, keep=kept, checked=True)
+
+    def swap(self, dropped, grown, grow_init=0.0, optimizer=None, capacity=None):
+        """Drops and grows a few weights in place, by flat index (graph code).
+
+        The same result as `assign_mask(mask - dropped + grown, keep=mask -
+        dropped, ...)` while the weight is in the state every mask
+        operation and train step leaves it in (inactive weights 0.0, their
+        slots fresh): only the named entries of the variable, the mask and
+        each slot are written, so the cost follows the number changed, not
+        the layer's size. Dropped weights and their slots become 0 (slots:
+        their fresh value); grown ones `grow_init` with fresh slots (also
+        where a weight is both dropped and grown).
+
+        Args:
+            dropped, grown: int64 vectors of flat positions; `dropped`
+                active, `grown` inactive once `dropped` is removed.
+            grow_init: value of grown weights.
+            optimizer: the model's optimizer (its slots are reset), or None.
+            capacity: the most positions either vector holds (static; see
+                `inplace.capacity_for`).
+
+        Example:
+
+        ```python
+        parameter.swap(dropped, grown, optimizer=model.optimizer,
+                       capacity=inplace.capacity_for(n_active))
+        ```
+        """
+        if self.storage is not None:
+            raise ValueError(f"swap: {self.path!r} trains a values vector "
+                             "(compute='sparse'); use assign_mask.")
+        inplace.set_entries(self.variable, [(dropped, 0.0), (grown, grow_init)], capacity)
+        for slot in slots_for(optimizer, self.variable):
+            fresh = initial_value(optimizer, self.variable, slot)
+            inplace.set_entries(slot, [(dropped, fresh), (grown, fresh)], capacity)
+        inplace.set_entries(self.mask, [(dropped, 0.0), (grown, 1.0)], capacity)
+        self.mask_changed()
 
     def apply_mask(self, optimizer=None, variables=None, new_optimizer=False):
         """Zeroes inactive weights and resets their slots, in place.
