@@ -180,7 +180,7 @@ def test_set_entries_keeps_each_variables_shape():
     # One compiled function serves every variable: each keeps its own shape.
     for shape in [(3, 4), (4, 3), (2, 2), (12,)]:
         variable = tf.Variable(tf.zeros(shape))
-        inplace.set_entries(variable, [(tf.constant([0, 3], tf.int64), 1.0)], 1024)
+        inplace.set_entries([(variable, [(tf.constant([0, 3], tf.int64), 1.0)])], 1024)
         assert tuple(variable.shape) == shape
         np.testing.assert_array_equal(variable.numpy().ravel()[:4], [1.0, 0.0, 0.0, 1.0])
 
@@ -189,9 +189,12 @@ def test_set_entries_pads_and_applies_edits_in_order():
     variable = tf.Variable(tf.zeros([3, 4]))
     first = tf.constant([1, 5, 7], tf.int64)
     second = tf.constant([5], tf.int64)
-    inplace.set_entries(variable, [(first, 2.0), (second, 3.0)], inplace.capacity_for(3))
+    other = tf.Variable(tf.ones([2, 2]))
+    inplace.set_entries([(variable, [(first, 2.0), (second, 3.0)]), (other, [(second, 0.0)])],
+                        inplace.capacity_for(3))
     expected = np.zeros(12, np.float32)
     expected[[1, 7]] = 2.0
     expected[5] = 3.0
     np.testing.assert_array_equal(variable.numpy().ravel(), expected)
+    np.testing.assert_array_equal(other.numpy(), np.ones([2, 2]))  # index 5 is past its end
     assert inplace.capacity_for(0) == 1024 and inplace.capacity_for(1024) == 2048

@@ -55,10 +55,10 @@ def capacity(weight):
 def _threshold(score_at, flat_mask, fraction):
     """A grow threshold with, very likely, more than the round's growth above it."""
     size = flat_mask.shape.num_elements()
-    # A fixed random sample (constant seed: folded when traced); rows and
-    # columns of a gradient differ in scale, so a stride would be biased.
-    at = tf.random.stateless_uniform([SAMPLE], seed=[17, 29], minval=0, maxval=size,
-                                     dtype=tf.int64)
+    # A fixed random sample, sorted so that reading it streams through
+    # memory; rows and columns of a gradient differ in scale, so a stride
+    # would be biased.
+    at = tf.constant(np.sort(np.random.default_rng(17).integers(0, size, SAMPLE)), tf.int64)
     free = tf.gather(flat_mask, at) <= 0
     sample = tf.where(free, score_at(at), -math.inf)
     n_free = tf.reduce_sum(tf.cast(free, tf.int64))
@@ -73,27 +73,35 @@ def _threshold(score_at, flat_mask, fraction):
 
 # What one pass over a weight finds at each position (int8 codes).
 _BELOW, _ACTIVE, _ABOVE, _NONFINITE, _NONFINITE_ACTIVE = range(5)
-# tf.where writes its indices on one thread: chunks of the weight run side by side.
-_CHUNKS = 4
+# tf.where and tf.gather run on one thread: pieces of the work run side by side.
+_PIECES = 4
 
 
 def _classify(mask, score, threshold):
-    """The code of every position (graph code; one fused pass inside XLA)."""
+    """The code of every position, in `_PIECES` flat chunks when they divide
+    the weight (graph code; one fused pass inside XLA)."""
     active = mask > 0
     kind = tf.where(active, _ACTIVE, tf.where(score > threshold, _ABOVE, _BELOW))
     kind = tf.where(tf.math.is_finite(score), kind,
                     tf.where(active, _NONFINITE_ACTIVE, _NONFINITE))
-    return tf.cast(kind, tf.int8)
+    kind = tf.cast(kind, tf.int8)
+    size = mask.shape.num_elements()
+    return tuple(tf.split(kind, _PIECES)) if size % _PIECES == 0 else (kind,)
 
 
-def _nonzero(codes):
-    """Flat positions of the nonzero `codes`, ascending."""
-    size = codes.shape.num_elements()
-    if size % _CHUNKS:
-        return tf.where(codes)[:, 0]
-    step = size // _CHUNKS
-    return tf.concat([tf.where(chunk)[:, 0] + i * step
-                      for i, chunk in enumerate(tf.split(codes, _CHUNKS))], 0)
+def _nonzero(chunks):
+    """`(positions, codes)` of the nonzero codes of consecutive `chunks`,
+    positions flat and ascending."""
+    step = chunks[0].shape.num_elements()
+    found = [tf.where(chunk)[:, 0] for chunk in chunks]
+    return (tf.concat([f + i * step for i, f in enumerate(found)], 0),
+            tf.concat([tf.gather(chunk, f) for chunk, f in zip(chunks, found)], 0))
+
+
+def _pieces(read, positions):
+    """`read(positions)` in two halves read side by side (long vectors)."""
+    half = tf.size(positions) // 2
+    return tf.concat([read(positions[:half]), read(positions[half:])], 0)
 
 
 def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, union,
@@ -125,7 +133,7 @@ def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, u
 
     if grow.fusable:  # the score is never written out whole
         def grow_at(positions):
-            return tf.cast(grow.score_at(grow_up, positions), tf.float32)
+            return _pieces(lambda p: tf.cast(grow.score_at(grow_up, p), tf.float32), positions)
 
         classify = tf.function(lambda t: _classify(flat_mask, flat_grow_score(), t),
                                jit_compile=True)
@@ -137,9 +145,8 @@ def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, u
 
         classify = tf.function(lambda t: _classify(flat_mask, flat_grow, t), jit_compile=True)
     threshold = _threshold(grow_at, flat_mask, fraction)
-    kind = classify(threshold)
-    positions = _nonzero(kind)
-    kinds = tf.gather(kind, positions)
+    chunks = classify(threshold)
+    positions, kinds = _nonzero(chunks)
     was_active = tf.equal(kinds, _ACTIVE) | tf.equal(kinds, _NONFINITE_ACTIVE)
     active = tf.boolean_mask(positions, was_active)
     free = tf.boolean_mask(positions, tf.equal(kinds, _ABOVE))
@@ -147,7 +154,7 @@ def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, u
     n_active = tf.size(active, tf.int64)
 
     def indexed():
-        drop_score = tf.cast(drop.score_at(drop_up, active), tf.float32)
+        drop_score = _pieces(lambda p: tf.cast(drop.score_at(drop_up, p), tf.float32), active)
         finite = grow_finite & tf.reduce_all(tf.math.is_finite(drop_score))
         # A fully dense weight could only regrow what it dropped: leave it alone.
         n_drop = tf.where(finite & (n_active < size), drop_count(fraction, n_active),
@@ -160,13 +167,11 @@ def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, u
 
         union_before = tf.reshape(tf.convert_to_tensor(union), [-1])
         regrown = tf.reduce_sum(tf.cast(tf.gather(union_before, grown) > 0, tf.int64))
-        grown_kind = tf.gather(kind, grown)
-        back = tf.equal(grown_kind, _ACTIVE) | tf.equal(grown_kind, _NONFINITE_ACTIVE)
+        back = tf.gather(flat_mask, grown) > 0  # grown where just dropped
         # Every read above is done before the entries change in place.
         with tf.control_dependencies([regrown, back, kept, dropped]):
             weight.swap(dropped, grown, grow_init=grow_init, optimizer=optimizer,
-                        capacity=capacity)
-            inplace.set_entries(union, [(kept, 1.0), (grown, 1.0)], capacity)
+                        capacity=capacity, also=[(union, [(kept, 1.0), (grown, 1.0)])])
         new = tf.cast(tf.convert_to_tensor(weight.mask), tf.float32)
         drop.update_state(drop_up, new)
         grow.update_state(grow_up, new)

@@ -28,44 +28,58 @@ def capacity_for(count):
 
 
 @tf.function(jit_compile=True)
-def _set(handle, dtype, shape, indices, values):
-    # `handle`: the variable's resource (an input, so no variable is
-    # captured; `dtype` and `shape` key the trace); `indices`: [edits,
-    # capacity] flat positions, padded with `size` (skipped); `values`:
-    # [edits], one value per edit, applied in order.
-    flat = tf.reshape(tf.raw_ops.ReadVariableOp(resource=handle, dtype=dtype), [-1])
-    for edit in range(indices.shape[0]):
-        fill = tf.fill(tf.shape(indices[edit]), values[edit])
-        flat = tf.tensor_scatter_nd_update(flat, indices[edit][:, None], fill)
-    tf.raw_ops.AssignVariableOp(resource=handle, value=tf.reshape(flat, shape))
+def _set(handles, plan, indices):
+    # `handles`: the variables' resources (inputs, so no variable is
+    # captured); `plan`: per variable `(dtype, shape, ((source, value),
+    # ...))`, plain Python that keys the trace; `indices`: [sources,
+    # capacity] flat positions, padded with an index past every variable
+    # (XLA skips those updates). One launch edits every variable in place.
+    for handle, (dtype, shape, edits) in zip(handles, plan):
+        flat = tf.reshape(tf.raw_ops.ReadVariableOp(resource=handle, dtype=dtype), [-1])
+        for source, value in edits:
+            fill = tf.fill(tf.shape(indices[source]), tf.constant(value, dtype))
+            flat = tf.tensor_scatter_nd_update(flat, indices[source][:, None], fill)
+        tf.raw_ops.AssignVariableOp(resource=handle, value=tf.reshape(flat, shape))
 
 
-def set_entries(variable, edits, capacity):
-    """Sets entries of `variable`, given by flat index, in place (graph code).
+def set_entries(assignments, capacity):
+    """Sets entries of variables, given by flat index, in place (graph code).
 
     Args:
-        variable: a Keras or `tf.Variable` (a distributed one: every
-            component is edited the same way, in cross-replica context).
-        edits: a list of `(indices, value)`: int64 vectors of flat
-            positions (at most `capacity` each) and the Python number they
-            take. Applied in order, so a later edit wins at a position both
-            name.
+        assignments: a list of `(variable, edits)`: a Keras or `tf.Variable`
+            (distributed ones: every component is edited the same way, in
+            cross-replica context), and a list of `(indices, value)`: int64
+            vectors of flat positions (at most `capacity` each) and the
+            Python number they take, applied in order (a later edit wins at
+            a position both name). Index vectors shared between edits are
+            padded once.
         capacity: the static length the indices are padded to (see
             `capacity_for`).
 
     Example:
 
     ```python
-    set_entries(mask, [(dropped, 0.0), (grown, 1.0)], capacity_for(n_active))
+    set_entries([(mask, [(dropped, 0.0), (grown, 1.0)])], capacity_for(n_active))
     ```
     """
-    target = keras_compat.backend_variable(variable)
-    size = target.shape.num_elements()
-    padded = tf.stack([
-        tf.pad(tf.cast(i, tf.int64), [[0, capacity - tf.size(i, tf.int32)]],
-               constant_values=size)
-        for i, _ in edits])
-    values = tf.constant([v for _, v in edits], target.dtype)
-    for component in getattr(target, "values", (target,)):
-        with tf.device(component.device):
-            _set(component.handle, target.dtype, tuple(target.shape), padded, values)
+    targets = [keras_compat.backend_variable(v) for v, _ in assignments]
+    beyond = max(t.shape.num_elements() for t in targets)
+    sources, plan = [], []
+    for target, (_, edits) in zip(targets, assignments):
+        steps = []
+        for indices, value in edits:
+            found = next((i for i, s in enumerate(sources) if s is indices), None)
+            if found is None:
+                found = len(sources)
+                sources.append(indices)
+            steps.append((found, float(value)))
+        plan.append((target.dtype, tuple(target.shape), tuple(steps)))
+    padded = tf.stack([tf.pad(tf.cast(i, tf.int64), [[0, capacity - tf.size(i, tf.int32)]],
+                              constant_values=beyond) for i in sources])
+    # Per device: the components a distributed variable keeps there.
+    parts = [getattr(t, "values", (t,)) for t in targets]
+    if len({len(p) for p in parts}) != 1:
+        raise ValueError("set_entries: the variables are not distributed alike.")
+    for components in zip(*parts):
+        with tf.device(components[0].device):
+            _set([c.handle for c in components], tuple(plan), padded)

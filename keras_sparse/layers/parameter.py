@@ -255,25 +255,27 @@ class SparseParameter:
         if storage is not None:
             storage.relayout(optimizer, variables, keep=kept, checked=True)
 
-    def swap(self, dropped, grown, grow_init=0.0, optimizer=None, capacity=None):
+    def swap(self, dropped, grown, grow_init=0.0, optimizer=None, capacity=None, also=()):
         """Drops and grows a few weights in place, by flat index (graph code).
 
         The same result as `assign_mask(mask - dropped + grown, keep=mask -
         dropped, ...)` while the weight is in the state every mask
         operation and train step leaves it in (inactive weights 0.0, their
         slots fresh): only the named entries of the variable, the mask and
-        each slot are written, so the cost follows the number changed, not
-        the layer's size. Dropped weights and their slots become 0 (slots:
-        their fresh value); grown ones `grow_init` with fresh slots (also
-        where a weight is both dropped and grown).
+        each slot are written, in one compiled call, so the cost follows
+        the number changed, not the layer's size. Dropped weights and their
+        slots become 0 (slots: their fresh value); grown ones `grow_init`
+        with fresh slots (also where a weight is both dropped and grown).
 
         Args:
             dropped, grown: int64 vectors of flat positions; `dropped`
                 active, `grown` inactive once `dropped` is removed.
             grow_init: value of grown weights.
             optimizer: the model's optimizer (its slots are reset), or None.
-            capacity: the most positions either vector holds (static; see
-                `inplace.capacity_for`).
+            capacity: the most positions any index vector holds (static;
+                see `inplace.capacity_for`).
+            also: more `(state variable, [(indices, value), ...])` edits of
+                this weight's state, made in the same call.
 
         Example:
 
@@ -285,11 +287,12 @@ class SparseParameter:
         if self.storage is not None:
             raise ValueError(f"swap: {self.path!r} trains a values vector "
                              "(compute='sparse'); use assign_mask.")
-        inplace.set_entries(self.variable, [(dropped, 0.0), (grown, grow_init)], capacity)
+        edits = [(self.variable, [(dropped, 0.0), (grown, grow_init)]),
+                 (self.mask, [(dropped, 0.0), (grown, 1.0)])]
         for slot in slots_for(optimizer, self.variable):
             fresh = initial_value(optimizer, self.variable, slot)
-            inplace.set_entries(slot, [(dropped, fresh), (grown, fresh)], capacity)
-        inplace.set_entries(self.mask, [(dropped, 0.0), (grown, 1.0)], capacity)
+            edits.append((slot, [(dropped, fresh), (grown, fresh)]))
+        inplace.set_entries(edits + list(also), capacity)
         self.mask_changed()
 
     def apply_mask(self, optimizer=None, variables=None, new_optimizer=False):
