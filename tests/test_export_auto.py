@@ -115,6 +115,11 @@ def test_layer_adds_reshape_cast_and_dispatch_only_when_needed():
     two = sparse_dense.SparseKernelDense.from_layer(dense, [(8, "coo"), (None, "dense")])
     ops = _graph_ops(two, [None, 64])
     assert {"StatelessIf", "If"} & set(ops)  # the batch-size dispatch
+    # A batch size fixed in the signature: its kernel only, no dispatch.
+    one, many = _graph_ops(two, [4, 64]), _graph_ops(two, [64, 64])
+    assert not {"StatelessIf", "If"} & (set(one) | set(many))
+    assert "SparseTensorDenseMatMul" in one and "SparseTensorDenseMatMul" not in many
+    assert "MatMul" in many
     assert "Reshape" not in ops
     assert "Reshape" in _graph_ops(two, [None, 3, 64])  # leading axes flattened
     # A float16 input is cast once for the float32 kernels.
@@ -123,6 +128,10 @@ def test_layer_adds_reshape_cast_and_dispatch_only_when_needed():
     for batch in (x[:1, 0], x.reshape(6, 64), x):
         np.testing.assert_allclose(np.asarray(two(batch)), np.asarray(dense(batch)),
                                    atol=TOL, rtol=0)
+    for batch in (1, 64):  # traced with the batch size fixed
+        x = np.random.default_rng(batch).standard_normal((batch, 64)).astype("float32")
+        fixed = tf.function(lambda t: two(t), input_signature=[tf.TensorSpec([batch, 64])])
+        np.testing.assert_allclose(fixed(x).numpy(), np.asarray(dense(x)), atol=TOL, rtol=0)
 
 
 def test_choose_prefers_dense_unless_a_sparse_kernel_is_clearly_faster():

@@ -44,7 +44,14 @@ def matmul_kernel(layer):
 
 
 def _dispatch(regime_list, x, run):
-    """`run(kernel)` for the regime holding `x`'s batch size."""
+    """`run(kernel)` for the regime holding `x`'s batch size.
+
+    A batch size fixed in the signature picks its kernel when traced: the
+    serving graph then holds that kernel only, with no `tf.cond`.
+    """
+    static = x.shape[0]
+    if static is not None:
+        return run(next(k for bound, k in regime_list if bound is None or static <= bound))
     if len(regime_list) == 1:
         return run(regime_list[0][1])
     batch = tf.shape(x)[0]
