@@ -12,6 +12,7 @@ budget (SNFS). All of them are exported in `ks.callbacks`.
 import keras
 import tensorflow as tf
 
+from keras_sparse.layers import inplace
 from keras_sparse.masks import stateless_uniform
 from keras_sparse.utils.argument_validation import check_choice, check_int, check_number
 from keras_sparse.utils.serialization import Configurable, lookup
@@ -64,6 +65,9 @@ class LayerUpdate:
     def __init__(self, weight, index, mask, gradient, step, round, seed):
         self.weight, self.index, self.mask = weight, index, mask
         self.gradient, self.step, self.round, self.seed = gradient, step, round, seed
+        # Set by a round on indices: the flat positions active before it, and
+        # the static bound on their count (for `inplace.set_entries`).
+        self.active, self.capacity = None, None
 
 
 class Rule(Configurable):
@@ -86,10 +90,13 @@ class Rule(Configurable):
 
     # Reads the dense gradient of the update step.
     needs_gradient = False
-    # `score` is elementwise math whose values XLA computes bit for bit as
-    # TensorFlow does (`abs`, not `sqrt` or division), so a compiled pass
-    # may fuse it; `score_at` must then read only the given positions.
-    fusable = False
+    # Whether a pass compiled by XLA may compute `score` (elementwise math on
+    # the update's tensors; `score_at` then reads only the given positions):
+    # "exact" when XLA gives the same bits as TensorFlow (`abs`), "close"
+    # when only within rounding (`sqrt`, division: XLA's differ in the last
+    # bits, so the caller re-scores what it selects), None when not at all
+    # (XLA's random numbers are slow on CPU).
+    fusion = None
     # > 0: reads the momentum `b * buffer + g` of the dense gradient instead.
     momentum = 0.0
 
@@ -124,6 +131,8 @@ class Magnitude(Rule):
     ks.callbacks.DynamicSparsity(drop=Magnitude(), grow="gradient")
     ```
     """
+
+    fusion = "exact"
 
     def score(self, update):
         return tf.abs(update.weight.read())
@@ -166,7 +175,7 @@ class Gradient(Rule):
     """
 
     needs_gradient = True
-    fusable = True
+    fusion = "exact"
 
     def score(self, update):
         return tf.abs(update.gradient)
@@ -290,8 +299,19 @@ class Exploration(Rule):
         decays = tf.math.floordiv(t - 1.0, float(self.c_decay_every))
         return self.c * tf.pow(tf.constant(self.c_decay, tf.float64), decays)
 
+    fusion = "close"
+
     def score(self, update):
         counts = tf.convert_to_tensor(update.weight.state(self.COUNT)) + update.mask
+        return self._bonus(update, counts)
+
+    def score_at(self, update, positions):
+        def at(tensor):
+            return tf.gather(tf.reshape(tensor, [-1]), positions)
+
+        return self._bonus(update, at(update.weight.state(self.COUNT)) + at(update.mask))
+
+    def _bonus(self, update, counts):
         c_t = tf.cast(self.coefficient(update.round), tf.float32)
         t = update.round if self.t == "rounds" else tf.cast(update.step, tf.float64)
         log_t = tf.cast(tf.math.log(tf.maximum(t, 1.0)), tf.float32)
@@ -301,7 +321,10 @@ class Exploration(Rule):
 
     def update_state(self, update, new_mask):
         counter = update.weight.state(self.COUNT)
-        counter.assign(tf.convert_to_tensor(counter) + update.mask)
+        if update.active is None:
+            counter.assign(tf.convert_to_tensor(counter) + update.mask)
+        else:  # the same sum (the mask is 0 or 1), in place at the active positions
+            inplace.set_entries([(counter, [(update.active, 1.0, "add")])], update.capacity)
 
     def get_config(self):
         return {"c": self.c, "eps": self.eps, "c_decay": self.c_decay,
@@ -336,6 +359,11 @@ class Sum(Rule):
     @property
     def momentum(self):
         return max(rule.momentum for rule in self.rules)
+
+    @property
+    def fusion(self):
+        kinds = {rule.fusion for rule in self.rules}
+        return None if None in kinds else ("close" if "close" in kinds else "exact")
 
     def parts(self):
         return list(self.rules)

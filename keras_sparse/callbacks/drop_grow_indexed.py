@@ -131,12 +131,17 @@ def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, u
     def flat_grow_score():
         return tf.reshape(tf.cast(grow.score(grow_up), tf.float32), [-1])
 
-    if grow.fusable:  # the score is never written out whole
+    if grow.fusion:  # the score is never written out whole
         def grow_at(positions):
             return _pieces(lambda p: tf.cast(grow.score_at(grow_up, p), tf.float32), positions)
 
-        classify = tf.function(lambda t: _classify(flat_mask, flat_grow_score(), t),
-                               jit_compile=True)
+        # "close": XLA's score may differ from TensorFlow's in the last bits,
+        # so the pass keeps a margin below the threshold and the positions it
+        # finds are re-scored (exactly) below.
+        margin = 1e-3 if grow.fusion == "close" else 0.0
+        classify = tf.function(
+            lambda t: _classify(flat_mask, flat_grow_score(), t - margin * tf.abs(t)),
+            jit_compile=True)
     else:
         flat_grow = flat_grow_score()
 
@@ -150,6 +155,10 @@ def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, u
     was_active = tf.equal(kinds, _ACTIVE) | tf.equal(kinds, _NONFINITE_ACTIVE)
     active = tf.boolean_mask(positions, was_active)
     free = tf.boolean_mask(positions, tf.equal(kinds, _ABOVE))
+    free_scores = grow_at(free)
+    if grow.fusion == "close":
+        above = free_scores > threshold
+        free, free_scores = tf.boolean_mask(free, above), tf.boolean_mask(free_scores, above)
     grow_finite = tf.reduce_all(kinds < _NONFINITE)
     n_active = tf.size(active, tf.int64)
 
@@ -162,8 +171,8 @@ def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, u
         lowest = lowest_mask(drop_score, tf.cast(n_drop, tf.int32)) > 0
         dropped = tf.boolean_mask(active, lowest)
         kept = tf.boolean_mask(active, ~lowest)
-        grown = _grow(flat_mask, flat_grow_score, grow_at, threshold, free, dropped,
-                      tf.cast(n_drop, tf.int32))
+        grown = _grow(flat_mask, flat_grow_score, grow_at, threshold, free, free_scores,
+                      dropped, tf.cast(n_drop, tf.int32))
 
         union_before = tf.reshape(tf.convert_to_tensor(union), [-1])
         regrown = tf.reduce_sum(tf.cast(tf.gather(union_before, grown) > 0, tf.int64))
@@ -173,6 +182,8 @@ def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, u
             weight.swap(dropped, grown, grow_init=grow_init, optimizer=optimizer,
                         capacity=capacity, also=[(union, [(kept, 1.0), (grown, 1.0)])])
         new = tf.cast(tf.convert_to_tensor(weight.mask), tf.float32)
+        for up in (drop_up, grow_up):
+            up.active, up.capacity = active, capacity
         drop.update_state(drop_up, new)
         grow.update_state(grow_up, new)
         return dict(
@@ -189,14 +200,15 @@ def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, u
     return tf.cond(n_active < capacity, indexed, dense_round)
 
 
-def _grow(flat_mask, flat_grow_score, grow_at, threshold, free, dropped, count):
+def _grow(flat_mask, flat_grow_score, grow_at, threshold, free, free_scores, dropped, count):
     """The `count` positions the dense round grows, as indices (graph code)."""
     # Candidates: every position (free or just dropped) scoring above the threshold.
-    back = tf.boolean_mask(dropped, grow_at(dropped) > threshold)
-    candidates = tf.concat([free, back], 0)
+    dropped_scores = grow_at(dropped)
+    above = dropped_scores > threshold
+    candidates = tf.concat([free, tf.boolean_mask(dropped, above)], 0)
+    scores = tf.concat([free_scores, tf.boolean_mask(dropped_scores, above)], 0)
 
     def from_candidates():
-        scores = grow_at(candidates)
         chosen = largest_mask(scores, count) > 0
         last = tf.reduce_min(tf.boolean_mask(scores, chosen))  # the count-th largest score
         above = scores > last

@@ -36,9 +36,10 @@ def _set(handles, plan, indices):
     # (XLA skips those updates). One launch edits every variable in place.
     for handle, (dtype, shape, edits) in zip(handles, plan):
         flat = tf.reshape(tf.raw_ops.ReadVariableOp(resource=handle, dtype=dtype), [-1])
-        for source, value in edits:
+        for source, value, how in edits:
             fill = tf.fill(tf.shape(indices[source]), tf.constant(value, dtype))
-            flat = tf.tensor_scatter_nd_update(flat, indices[source][:, None], fill)
+            scatter = tf.tensor_scatter_nd_add if how == "add" else tf.tensor_scatter_nd_update
+            flat = scatter(flat, indices[source][:, None], fill)
         tf.raw_ops.AssignVariableOp(resource=handle, value=tf.reshape(flat, shape))
 
 
@@ -49,9 +50,10 @@ def set_entries(assignments, capacity):
         assignments: a list of `(variable, edits)`: a Keras or `tf.Variable`
             (distributed ones: every component is edited the same way, in
             cross-replica context), and a list of `(indices, value)`: int64
-            vectors of flat positions (at most `capacity` each) and the
-            Python number they take, applied in order (a later edit wins at
-            a position both name). Index vectors shared between edits are
+            vectors of flat positions (at most `capacity` each, no repeats)
+            and the Python number they take, applied in order (a later edit
+            wins at a position both name); `(indices, value, "add")` adds
+            the number instead. Index vectors shared between edits are
             padded once.
         capacity: the static length the indices are padded to (see
             `capacity_for`).
@@ -67,12 +69,12 @@ def set_entries(assignments, capacity):
     sources, plan = [], []
     for target, (_, edits) in zip(targets, assignments):
         steps = []
-        for indices, value in edits:
+        for indices, value, *how in edits:
             found = next((i for i, s in enumerate(sources) if s is indices), None)
             if found is None:
                 found = len(sources)
                 sources.append(indices)
-            steps.append((found, float(value)))
+            steps.append((found, float(value), how[0] if how else "set"))
         plan.append((target.dtype, tuple(target.shape), tuple(steps)))
     padded = tf.stack([tf.pad(tf.cast(i, tf.int64), [[0, capacity - tf.size(i, tf.int32)]],
                               constant_values=beyond) for i in sources])
