@@ -21,7 +21,9 @@ per layer at export time when `sparse_format="auto"`). On a quiet machine
   (no explicit transposes), CSR built from the COO indices at each call
   (TensorFlow has no op taking CSR components, and a CSR matrix cannot be
   stored in a SavedModel variable: read back from a resource it loses the
-  shape information `SparseMatrixMatMul` needs); fastest from batch ~16 up.
+  shape information `SparseMatrixMatMul` needs: a `tf.Variable` made from
+  the CSR matrix fails at trace time in TF 2.21 with "Unable to access shape
+  and type info from variant input 0"); fastest from batch ~16 up.
   The per-call conversion is a large share: about 2.3 ms of 7 ms at batch
   64 (measured once, load ~1).
 - `segment`: gather the input columns, scale, `tf.math.segment_sum` per
