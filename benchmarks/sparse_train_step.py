@@ -23,7 +23,7 @@ import tensorflow as tf
 
 import keras_sparse as ks
 from benchmarks import harness, sparse_before, workloads
-from keras_sparse.layers.parameter import raw_reads
+from keras_sparse.layers.raw_reads import raw_reads
 
 NAME = "sparse_train_step"
 TITLE = "True-sparse train step (SparseDense compute='sparse') vs dense Keras, MLP 784-4096-4096-10"

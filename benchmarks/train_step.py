@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import keras_sparse as ks
 from benchmarks import harness, workloads
-from keras_sparse.layers.parameter import raw_reads
+from keras_sparse.layers.raw_reads import raw_reads
 
 NAME = "train_step"
 TITLE = "Train-step time, dense Keras vs SparseModel (static 90% ERK mask)"

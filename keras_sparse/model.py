@@ -13,7 +13,8 @@ import keras
 import tensorflow as tf
 
 from keras_sparse.layers.gradient_requests import DenseGradientRequests
-from keras_sparse.layers.parameter import DENSE_GRAD, raw_reads
+from keras_sparse.layers.parameter import DENSE_GRAD
+from keras_sparse.layers.raw_reads import raw_reads
 from keras_sparse.layers.registry import masked_weights
 from keras_sparse.optimizer_slots import check_elementwise
 from keras_sparse.utils import keras_compat

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import keras_sparse as ks
-from keras_sparse.layers.parameter import raw_reads
+from keras_sparse.layers.raw_reads import raw_reads
 from keras_sparse.optimizer_slots import slots_for
 
 to_np = keras.ops.convert_to_numpy

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import keras_sparse as ks
 from keras_sparse.layers import sparse_matmul
-from keras_sparse.layers.parameter import raw_reads
+from keras_sparse.layers.raw_reads import raw_reads
 from keras_sparse.optimizer_slots import slots_for
 
 RNG = np.random.default_rng(0)

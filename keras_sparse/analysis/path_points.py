@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sparse.diagnostics.gradient_flow import as_dataset, data_loss
-from keras_sparse.layers.parameter import raw_reads
+from keras_sparse.layers.raw_reads import raw_reads
 from keras_sparse.layers.registry import flatten_layers, masked_weights
 
 __all__ = ["PathEvaluator", "correct", "datasets", "evaluator"]

@@ -13,7 +13,7 @@ import tensorflow as tf
 from keras_sparse.conversion import strip
 from keras_sparse.export import csr, sparse_dense
 from keras_sparse.layers.base import SparseLayer
-from keras_sparse.layers.parameter import raw_reads
+from keras_sparse.layers.raw_reads import raw_reads
 from keras_sparse.layers.registry import flatten_layers, masked_weights
 from keras_sparse.utils import keras_compat
 from keras_sparse.utils.argument_validation import check_built_model, check_int, check_number

@@ -7,7 +7,7 @@ non-trainable mask variable of the same shape and dtype, both owned by a
 pass is always masked and the gradient reaching the variable is already zero
 at inactive positions.
 
-Inside `SparseModel.train_step` (`parameter.raw_reads`) the attribute
+Inside `SparseModel.train_step` (`raw_reads.raw_reads`) the attribute
 returns the variable itself: the train step keeps inactive weights at exactly
 0.0, so `W == W * M` there, the forward pass saves a multiply per kernel, and
 the gradient the variable receives is the dense gradient `dL/d(W*M)` that
