@@ -46,8 +46,13 @@ SAMPLE = 1 << 16
 
 def capacity(weight):
     """Static index capacity of a weight's round from its active count now
-    (on the host), or None when over half of it is active (the dense round
-    is as fast there)."""
+    (on the host), or None where the round on indices does not apply: a
+    structured weight, a values vector (`compute="sparse"`), fewer than
+    `MIN_SIZE` weights or over half of them active (the dense round is as
+    fast there)."""
+    if (not weight.structure.is_unstructured or weight.storage is not None
+            or weight.size < MIN_SIZE):
+        return None
     count = int(np.count_nonzero(np.asarray(weight.mask.numpy())))
     return inplace.capacity_for(count) if 2 * count <= weight.size else None
 

@@ -149,8 +149,7 @@ class DropGrowUpdate:
 
     def _capacity(self, weight):
         """The index capacity of the indexed round for `weight`, or None (dense round)."""
-        if (self._redistribute is not None or not weight.structure.is_unstructured
-                or weight.storage is not None or weight.size < drop_grow_indexed.MIN_SIZE):
+        if self._redistribute is not None:  # layers trade counts: the dense round
             return None
         return drop_grow_indexed.capacity(weight)
 
