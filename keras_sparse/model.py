@@ -214,8 +214,12 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
         request replaces its last. Loss scale removed; all-reduced when read.
 
         Args:
-            when: `callable(step) -> bool tensor`, traced into the train step
-                (`step`: 0-based index of the step run); `None`: every step.
+            when: `callable(step) -> bool`, whether the step of 0-based
+                index `step` keeps the gradient; `None`: every step. Called
+                on the host with a Python int before each step when the model
+                runs one step per call (it then runs a train step traced with
+                or without the capture), traced into the step with a tensor
+                otherwise: use operators that work on both.
             momentum: `0.0` keeps the last gradient; `b > 0` keeps
                 `b * buffer + grad`.
             owner: who asks (e.g. the callback); `None` is one shared owner.
