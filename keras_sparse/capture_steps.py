@@ -2,8 +2,8 @@
 
 A mask rule reads the dense gradient `dL/d(W*M)` on a few steps (RigL:
 one in 100). Traced into one train function, the choice is a `tf.cond` on
-the step counter that every step pays for (on LeNet-300-100, ~4% of a
-step). When each call of the train function runs one step
+the step counter that every step runs. When each call of the train
+function runs one step
 (`steps_per_execution=1`), the model instead traces two functions, one
 that keeps the gradients and one without the branch, and picks one per
 call in Python from a step count kept on the host, so that no step reads
