@@ -176,8 +176,9 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
         if position is not None:
             arguments["callbacks"] = position.with_sync(arguments["x"],
                                                         arguments.get("callbacks"))
+        # CountSteps resyncs the host's count at train and epoch begin; a
+        # CallbackList cannot take it, so the count is then read every step.
         count = self.step_count
-        count.resync()
         count.follow = not isinstance(arguments.get("callbacks"), keras.callbacks.CallbackList)
         if count.follow:
             arguments["callbacks"] = list(arguments.get("callbacks") or []) + [CountSteps(count)]
@@ -294,12 +295,13 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
         parameters = self.masked_weights
         requests = self._dense_grad_requests
         when = None  # whether this step keeps dense gradients
-        if requests is not None and self._capture is None:
-            when = requests.when(tf.convert_to_tensor(self.optimizer.iterations))
-        elif requests is not None and self._capture:
-            when = tf.constant(True)
-        else:
-            requests = None
+        if requests is not None:
+            if self._capture is None:  # one traced step: decided in the graph
+                when = requests.when(tf.convert_to_tensor(self.optimizer.iterations))
+            elif self._capture:  # the variant that keeps them
+                when = tf.constant(True)
+            else:  # the variant without: the static step
+                requests = None
         with tf.GradientTape() as tape:
             with raw_reads(parameters, when):
                 if "training" in self.call_signature_parameters:
