@@ -198,3 +198,21 @@ def test_set_entries_pads_and_applies_edits_in_order():
     np.testing.assert_array_equal(variable.numpy().ravel(), expected)
     np.testing.assert_array_equal(other.numpy(), np.ones([2, 2]))  # index 5 is past its end
     assert inplace.capacity_for(0) == 1024 and inplace.capacity_for(1024) == 2048
+
+
+@pytest.mark.parametrize("count", [0, 5, 1024, 1500])
+def test_get_entries_equals_tf_gather_within_and_beyond_its_capacity(count):
+    # Up to the capacity the compiled gather reads; beyond it TensorFlow's.
+    values = tf.Variable(np.random.default_rng(0).standard_normal((40, 50)).astype(np.float32))
+    positions = tf.constant(np.random.default_rng(1).integers(0, 2000, count), tf.int64)
+    expected = tf.gather(tf.reshape(values, [-1]), positions).numpy()
+
+    @tf.function
+    def read(positions):
+        return inplace.get_entries(values, positions, inplace.capacity_for(5))
+
+    got = read(positions).numpy()
+    assert got.shape == (count,)
+    np.testing.assert_array_equal(got, expected)
+    graph = read.get_concrete_function(tf.TensorSpec([None], tf.int64)).graph.as_graph_def()
+    assert any(f.signature.name.startswith("__inference__get") for f in graph.library.function)

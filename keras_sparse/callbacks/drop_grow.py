@@ -66,7 +66,8 @@ class LayerUpdate:
         self.weight, self.index, self.mask = weight, index, mask
         self.gradient, self.step, self.round, self.seed = gradient, step, round, seed
         # Set by a round on indices: the flat positions active before it, and
-        # the static bound on their count (for `inplace.set_entries`).
+        # the static bound on their count (for `inplace.set_entries`; reads
+        # at positions, `score_at`, are compiled up to that many).
         self.active, self.capacity = None, None
 
 
@@ -109,7 +110,8 @@ class Rule(Configurable):
     def score_at(self, update, positions):
         """The score at flat `positions` (int64) only; by default all of
         `score`, then gathered. Rules that can read fewer override it."""
-        return tf.gather(tf.reshape(tf.cast(self.score(update), tf.float32), [-1]), positions)
+        return inplace.get_entries(tf.cast(self.score(update), tf.float32), positions,
+                                   update.capacity)
 
     def update_state(self, update, new_mask):
         pass
@@ -138,7 +140,7 @@ class Magnitude(Rule):
         return tf.abs(update.weight.read())
 
     def score_at(self, update, positions):
-        return tf.abs(tf.gather(tf.reshape(update.weight.read(), [-1]), positions))
+        return tf.abs(inplace.get_entries(update.weight.read(), positions, update.capacity))
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
@@ -181,7 +183,7 @@ class Gradient(Rule):
         return tf.abs(update.gradient)
 
     def score_at(self, update, positions):
-        return tf.abs(tf.gather(tf.reshape(update.gradient, [-1]), positions))
+        return tf.abs(inplace.get_entries(update.gradient, positions, update.capacity))
 
 
 @keras.saving.register_keras_serializable(package="keras_sparse")
@@ -307,7 +309,7 @@ class Exploration(Rule):
 
     def score_at(self, update, positions):
         def at(tensor):
-            return tf.gather(tf.reshape(tensor, [-1]), positions)
+            return inplace.get_entries(tensor, positions, update.capacity)
 
         return self._bonus(update, at(update.weight.state(self.COUNT)) + at(update.mask))
 

@@ -64,7 +64,7 @@ def _threshold(score_at, flat_mask, fraction):
     # memory; rows and columns of a gradient differ in scale, so a stride
     # would be biased.
     at = tf.constant(np.sort(np.random.default_rng(17).integers(0, size, SAMPLE)), tf.int64)
-    free = tf.gather(flat_mask, at) <= 0
+    free = inplace.get_entries(flat_mask, at, SAMPLE) <= 0
     sample = tf.where(free, score_at(at), -math.inf)
     n_free = tf.reduce_sum(tf.cast(free, tf.int64))
     # The expected growth among the sampled free positions.
@@ -78,7 +78,7 @@ def _threshold(score_at, flat_mask, fraction):
 
 # What one pass over a weight finds at each position (int8 codes).
 _BELOW, _ACTIVE, _ABOVE, _NONFINITE, _NONFINITE_ACTIVE = range(5)
-# tf.where and tf.gather run on one thread: pieces of the work run side by side.
+# tf.where runs on one thread: pieces of the work run side by side.
 _PIECES = 4
 
 
@@ -94,19 +94,16 @@ def _classify(mask, score, threshold):
     return tuple(tf.split(kind, _PIECES)) if size % _PIECES == 0 else (kind,)
 
 
-def _nonzero(chunks):
+def _nonzero(chunks, capacity):
     """`(positions, codes)` of the nonzero codes of consecutive `chunks`,
-    positions flat and ascending."""
+    positions flat and ascending; `capacity` bounds the whole count."""
     step = chunks[0].shape.num_elements()
     found = [tf.where(chunk)[:, 0] for chunk in chunks]
+    # A chunk holds about 1/len(chunks) of them; a fuller one reads uncompiled.
+    bound = inplace.capacity_for(max(capacity // len(chunks), 1) * 2 - 1)
     return (tf.concat([f + i * step for i, f in enumerate(found)], 0),
-            tf.concat([tf.gather(chunk, f) for chunk, f in zip(chunks, found)], 0))
-
-
-def _pieces(read, positions):
-    """`read(positions)` in two halves read side by side (long vectors)."""
-    half = tf.size(positions) // 2
-    return tf.concat([read(positions[:half]), read(positions[half:])], 0)
+            tf.concat([inplace.get_entries(chunk, f, bound)
+                       for chunk, f in zip(chunks, found)], 0))
 
 
 def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, union,
@@ -131,6 +128,8 @@ def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, u
     size = weight.size
     mask = tf.cast(tf.convert_to_tensor(weight.mask), tf.float32)
     drop_up, grow_up = updates(mask)
+    for up in (drop_up, grow_up):  # the rules' reads at positions compile up to this many
+        up.capacity = max(capacity, SAMPLE)
     flat_mask = tf.reshape(mask, [-1])
 
     def flat_grow_score():
@@ -138,7 +137,7 @@ def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, u
 
     if grow.fusion:  # the score is never written out whole
         def grow_at(positions):
-            return _pieces(lambda p: tf.cast(grow.score_at(grow_up, p), tf.float32), positions)
+            return tf.cast(grow.score_at(grow_up, positions), tf.float32)
 
         # "close": XLA's score may differ from TensorFlow's in the last bits,
         # so the pass keeps a margin below the threshold and the positions it
@@ -151,12 +150,12 @@ def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, u
         flat_grow = flat_grow_score()
 
         def grow_at(positions):
-            return tf.gather(flat_grow, positions)
+            return inplace.get_entries(flat_grow, positions, grow_up.capacity)
 
         classify = tf.function(lambda t: _classify(flat_mask, flat_grow, t), jit_compile=True)
     threshold = _threshold(grow_at, flat_mask, fraction)
     chunks = classify(threshold)
-    positions, kinds = _nonzero(chunks)
+    positions, kinds = _nonzero(chunks, capacity)
     was_active = tf.equal(kinds, _ACTIVE) | tf.equal(kinds, _NONFINITE_ACTIVE)
     active = tf.boolean_mask(positions, was_active)
     free = tf.boolean_mask(positions, tf.equal(kinds, _ABOVE))
@@ -168,7 +167,7 @@ def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, u
     n_active = tf.size(active, tf.int64)
 
     def indexed():
-        drop_score = _pieces(lambda p: tf.cast(drop.score_at(drop_up, p), tf.float32), active)
+        drop_score = tf.cast(drop.score_at(drop_up, active), tf.float32)
         finite = grow_finite & tf.reduce_all(tf.math.is_finite(drop_score))
         # A fully dense weight could only regrow what it dropped: leave it alone.
         n_drop = tf.where(finite & (n_active < size), drop_count(fraction, n_active),
@@ -180,8 +179,9 @@ def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, u
                       dropped, tf.cast(n_drop, tf.int32))
 
         union_before = tf.reshape(tf.convert_to_tensor(union), [-1])
-        regrown = tf.reduce_sum(tf.cast(tf.gather(union_before, grown) > 0, tf.int64))
-        back = tf.gather(flat_mask, grown) > 0  # grown where just dropped
+        regrown = tf.reduce_sum(
+            tf.cast(inplace.get_entries(union_before, grown, capacity) > 0, tf.int64))
+        back = inplace.get_entries(flat_mask, grown, capacity) > 0  # grown where just dropped
         # Every read above is done before the entries change in place.
         with tf.control_dependencies([regrown, back, kept, dropped]):
             weight.swap(dropped, grown, grow_init=grow_init, optimizer=optimizer,

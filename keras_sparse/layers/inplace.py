@@ -7,13 +7,17 @@ moves 67 MB per variable and per optimizer slot; TensorFlow's own
 CPU cores). Compiled by XLA, the same scatter updates the variable's buffer
 in place: 0.4 ms. XLA needs static shapes, so the indices are padded to a
 fixed `capacity` with an out-of-range index, whose updates XLA skips.
+
+Reading entries is the same story: TensorFlow's `GatherV2` copies entry by
+entry (11 ms for 168,000 of 16.7 million on 2 CPU cores), the compiled
+gather of the same entries, padded to a capacity of 524,288, 3.4 ms.
 """
 
 import tensorflow as tf
 
 from keras_sparse.utils import keras_compat
 
-__all__ = ["capacity_for", "set_entries"]
+__all__ = ["capacity_for", "get_entries", "set_entries"]
 
 
 def capacity_for(count):
@@ -25,6 +29,44 @@ def capacity_for(count):
     524288
     """
     return 1 << max(10, int(count).bit_length())
+
+
+@tf.function(jit_compile=True)
+def _get(flat, indices):
+    return tf.gather(flat, indices)
+
+
+def get_entries(tensor, positions, capacity=None):
+    """The entries of `tensor` at flat `positions` (graph code).
+
+    The same values as `tf.gather(tf.reshape(tensor, [-1]), positions)`:
+    compiled by XLA when `positions` holds at most `capacity` entries (the
+    indices padded to it), TensorFlow's gather otherwise.
+
+    Args:
+        tensor: a tensor or variable, read flat.
+        positions: int32/int64 vector of flat positions, all in range.
+        capacity: `None` (TensorFlow's gather), or the static length the
+            positions are padded to (see `capacity_for`).
+
+    Example:
+
+    ```python
+    active_weights = get_entries(kernel, active, capacity_for(n_active))
+    ```
+    """
+    flat = tf.reshape(tf.convert_to_tensor(tensor), [-1])
+    if capacity is None:
+        return tf.gather(flat, positions)
+    count = tf.size(positions)
+    # 32-bit indices make XLA's gather about 4x faster than 64-bit ones.
+    index_dtype = tf.int32 if flat.shape.num_elements() < 2**31 else tf.int64
+
+    def compiled():
+        padded = tf.pad(tf.cast(positions, index_dtype), [[0, capacity - count]])
+        return _get(flat, padded)[:count]
+
+    return tf.cond(count <= capacity, compiled, lambda: tf.gather(flat, positions))
 
 
 @tf.function(jit_compile=True)
