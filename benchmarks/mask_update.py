@@ -2,9 +2,11 @@
 
 import contextlib
 import functools
+import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 import keras_sparse as ks
 from benchmarks import harness, workloads
@@ -237,6 +239,8 @@ def _indexed_vs_dense(settings):
             finally:
                 drop_grow_indexed.MIN_SIZE = saved
             candidates[path] = _timed_round(callback)
+        if kind == "SET":  # the floor of SET's update while it keeps its masks
+            candidates["random scores alone"] = _timed_draw(width)
         times = harness.interleaved(candidates, repeats=repeats)
         label = f"{kind} update, SparseDense {width}x{width} at {ROUND_SPARSITY:.0%}"
         m = {path: harness.summary(f"{label}: {path}", samples, "ms", scale=1000.0)
@@ -254,7 +258,27 @@ def _indexed_vs_dense(settings):
                           description=f"one update (drop fraction {ROUND_FRACTION}) within "
                                       f"{ROUND_BUDGET_MS:.0f} ms"),
         ]
+        if "random scores alone" in m:
+            comparisons.append(harness.ratio(
+                f"{label}: random scores alone / indexed round", m["random scores alone"],
+                m["indexed round"], paired=(times["random scores alone"], times["indexed round"]),
+                description="profile: drawing the layer's uniform grow scores (stateless "
+                            "Philox, one per position), which SET's masks depend on"))
     return measurements, comparisons
+
+
+def _timed_draw(width):
+    """Seconds to draw SET's grow scores for a `width` x `width` layer."""
+    from keras_sparse.masks import stateless_uniform
+
+    draw = tf.function(lambda: stateless_uniform([width, width], 0, 2, 0))
+    draw()
+
+    def once():
+        start = time.perf_counter()
+        draw()
+        return time.perf_counter() - start
+    return once
 
 
 def run(settings):
