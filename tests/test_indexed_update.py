@@ -39,7 +39,7 @@ def optimizer(name):
             "adagrad": keras.optimizers.Adagrad}[name]()
 
 
-def set_state(model, callback, seed, density=0.1, gradient="ties"):
+def set_state(model, callback, seed, density=0.1, gradient="ties", union="covers"):
     """Masks, weights with ties, gradients, slots, union and counters, from `seed`."""
     rng = np.random.RandomState(seed)
     callback.set_model(model)
@@ -66,8 +66,10 @@ def set_state(model, callback, seed, density=0.1, gradient="ties"):
         for slot in slots_for(model.optimizer, mw.weight):
             fresh = np.asarray(slot.numpy()).flat[0]  # Adagrad starts above 0
             slot.assign(np.where(mask > 0, rng.rand(*shape) + 0.1, fresh).astype(np.float32))
-        union = np.maximum(mask, (rng.rand(*shape) < 0.05)).astype(np.float32)
-        mw.state(ITOP).assign(union)
+        ever = (rng.rand(*shape) < 0.05).astype(np.float32)
+        if union == "covers":  # as the callback keeps it: every active weight is in it
+            ever = np.maximum(mask, ever)
+        mw.state(ITOP).assign(ever)
         if mw.layer.has_mask_state(Exploration.COUNT):
             mw.state(Exploration.COUNT).assign(rng.randint(0, 3, shape).astype(np.float32))
 
@@ -144,6 +146,18 @@ def test_indexed_round_with_ties_at_zero_and_densities(gradient, density, monkey
     indexed = run(METHODS["rigl"], "indexed", monkeypatch, seed=3, density=density,
                   gradient=gradient)
     assert_same(dense, indexed)
+
+
+@pytest.mark.parametrize("density", [0.02, 0.3])
+def test_indexed_round_adds_kept_weights_missing_from_the_union(density, monkeypatch):
+    # A union set by hand, without the active weights: the round writes them.
+    dense = run(METHODS["rigl"], "dense", monkeypatch, seed=4, density=density, union="partial")
+    indexed = run(METHODS["rigl"], "indexed", monkeypatch, seed=4, density=density,
+                  union="partial")
+    assert_same(dense, indexed)
+    final = indexed[0]
+    for path in ("a/kernel", "b/kernel"):
+        assert np.all(final[f"{path}:{ITOP}"][final[f"{path}:mask"] > 0] == 1.0)
 
 
 def test_indexed_round_skips_a_layer_with_nan_scores(monkeypatch):

@@ -179,14 +179,29 @@ def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, u
                       dropped, tf.cast(n_drop, tf.int32))
 
         union_before = tf.reshape(tf.convert_to_tensor(union), [-1])
+        # A round changes a fraction of the active weights: its edits are
+        # padded to a smaller capacity when they fit (XLA's scatter and
+        # gather visit every padded index).
+        changes = _changes_capacity(capacity)
         regrown = tf.reduce_sum(
-            tf.cast(inplace.get_entries(union_before, grown, capacity) > 0, tf.int64))
-        back = inplace.get_entries(flat_mask, grown, capacity) > 0  # grown where just dropped
+            tf.cast(inplace.get_entries(union_before, grown, changes) > 0, tf.int64))
+        back = inplace.get_entries(flat_mask, grown, changes) > 0  # grown where just dropped
+        # Kept weights join the union (a maximum): only those not in it yet are written.
+        kept_new = tf.boolean_mask(kept, inplace.get_entries(union_before, kept, capacity) <= 0)
+
+        def swap(bound):
+            def edit():
+                weight.swap(dropped, grown, grow_init=grow_init, optimizer=optimizer,
+                            capacity=bound, also=[(union, [(kept_new, 1.0), (grown, 1.0)])])
+                return tf.constant(0)
+            return edit
+
+        fits = (tf.size(dropped) <= changes) & (tf.size(kept_new) <= changes)
         # Every read above is done before the entries change in place.
-        with tf.control_dependencies([regrown, back, kept, dropped]):
-            weight.swap(dropped, grown, grow_init=grow_init, optimizer=optimizer,
-                        capacity=capacity, also=[(union, [(kept, 1.0), (grown, 1.0)])])
-        new = tf.cast(tf.convert_to_tensor(weight.mask), tf.float32)
+        with tf.control_dependencies([regrown, back, kept_new, dropped]):
+            edited = tf.cond(fits, swap(changes), swap(capacity))
+        with tf.control_dependencies([edited]):
+            new = tf.cast(tf.convert_to_tensor(weight.mask), tf.float32)
         for up in (drop_up, grow_up):
             up.active, up.capacity = active, capacity
         drop.update_state(drop_up, new)
@@ -203,6 +218,14 @@ def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, u
 
     # The indices are padded to a static capacity: a mask grown denser since takes the dense round.
     return tf.cond(n_active < capacity, indexed, dense_round)
+
+
+def _changes_capacity(capacity):
+    """The static capacity of a round's changed positions: a quarter of the
+    active capacity, which holds a drop of at least a quarter of the active
+    weights (RigL's default fraction is 0.3 at most); a larger round takes
+    the full capacity."""
+    return max(capacity // 4, inplace.capacity_for(0))
 
 
 def _grow(flat_mask, flat_grow_score, grow_at, threshold, free, free_scores, dropped, count):
