@@ -11,8 +11,10 @@ mean with its 95% CI, `benchmarks.paired`):
   each including its per-step `SparseTensorToCSRSparseMatrix`;
 - input gradient `dx = dy @ W^T`: CSR of `W`;
 - weight gradient at the active positions: the dense `x^T @ dy` then a
-  gather (before) vs `sddmm` in pieces vs `sddmm` compiled by XLA in a
-  nested `tf.function(jit_compile=True)`;
+  gather (before) vs `sddmm` in pieces (the layer's count, half and twice
+  as many, one; each piece's products by multiply-and-sum of gathered
+  rows, by `einsum`, or of columns gathered along the batch) vs `sddmm`
+  compiled by XLA in a nested `tf.function(jit_compile=True)`;
 - the once-per-mask-change cost, `sparse_matmul.layout` (a sort), and a
   CSR construction alone (each CSR product above pays one per step:
   TensorFlow has no op making a CSR matrix from its components, and the
@@ -78,7 +80,15 @@ def _kernels(kernel, mask):
             "dense x^T dy + gather (before)": lambda x, dy: tf.gather_nd(
                 tf.matmul(x, dy, transpose_a=True), positions),
             f"sddmm, {pieces} pieces": lambda x, dy: sddmm(x, dy, rows, cols, pieces),
+            f"sddmm, {pieces // 2} pieces": lambda x, dy: sddmm(x, dy, rows, cols, pieces // 2),
+            f"sddmm, {pieces * 2} pieces": lambda x, dy: sddmm(x, dy, rows, cols, pieces * 2),
             "sddmm, 1 piece": lambda x, dy: sddmm(x, dy, rows, cols, 1),
+            # The same pieces, the row products by einsum (a batched matmul) or
+            # by gathering along the batch axis instead of gathering rows.
+            f"sddmm, {pieces} pieces, einsum": lambda x, dy: _sddmm_variant(
+                x, dy, rows, cols, pieces, "einsum"),
+            f"sddmm, {pieces} pieces, columns": lambda x, dy: _sddmm_variant(
+                x, dy, rows, cols, pieces, "columns"),
             "sddmm, XLA": lambda x, dy: xla_sddmm(x, dy),
         },
         "per mask change": {
@@ -87,6 +97,23 @@ def _kernels(kernel, mask):
                 sparse_matrix=_csr(values, positions, SHAPE)),
         },
     }
+
+
+def _sddmm_variant(x, dy, rows, cols, pieces, how):
+    """`sddmm` in `pieces`, each piece's products computed another way."""
+    rows, cols = tf.cast(rows, tf.int32), tf.cast(cols, tf.int32)
+    n = tf.shape(rows)[0]
+    size = (n + pieces - 1) // pieces
+    rows = tf.reshape(tf.pad(rows, [[0, pieces * size - n]]), [pieces, -1])
+    cols = tf.reshape(tf.pad(cols, [[0, pieces * size - n]]), [pieces, -1])
+    x_t, dy_t = tf.transpose(x), tf.transpose(dy)
+    if how == "einsum":
+        parts = [tf.einsum("kb,kb->k", tf.gather(x_t, rows[k]), tf.gather(dy_t, cols[k]))
+                 for k in range(pieces)]
+    else:  # "columns": gather along the batch rows' columns, reduce over the batch
+        parts = [tf.reduce_sum(tf.gather(x, rows[k], axis=1) * tf.gather(dy, cols[k], axis=1), 0)
+                 for k in range(pieces)]
+    return tf.reshape(tf.stack(parts), [-1])[:n]
 
 
 def _check(kernels, kernel, mask, x, dy):

@@ -125,3 +125,19 @@ def test_auto_takes_the_sddmm_up_to_its_density_only():
     assert sparse_matmul._sddmm_wins(limit, (4096, 4096))
     assert not sparse_matmul._sddmm_wins(limit + 1, (4096, 4096))
     assert bool(sparse_matmul._sddmm_wins(tf.constant(limit), (4096, 4096)))
+
+
+def test_pieces_are_compiled_and_their_lengths_rounded_to_few_shapes():
+    from keras_sparse.layers import sddmm as module
+
+    sizes = [int(module._rounded_up(tf.constant(n))) for n in (1, 1024, 1025, 5000, 5243, 70000)]
+    assert sizes == [1024, 1024, 1152, 5120, 5632, 73728]
+    for n, size in zip((1025, 5000, 5243, 70000), sizes[2:]):
+        assert n <= size <= n * 1.125 + 1
+    fn = tf.function(lambda x, dy, p: sddmm(x, dy, p[:, 0], p[:, 1], pieces=3))
+    mask, x, dy = _case(30, 20, 0.5)
+    positions = sparse_matmul.active_positions(tf.constant(mask, tf.float32))
+    graph = fn.get_concrete_function(x, dy, positions).graph.as_graph_def()
+    assert any("_product" in f.signature.name and any(
+        a == "_XlaMustCompile" and v.b for a, v in f.attr.items())
+        for f in graph.library.function)
