@@ -60,7 +60,8 @@ def get_entries(tensor, positions, capacity=None):
         return tf.gather(flat, positions)
     count = tf.size(positions)
     # 32-bit indices make XLA's gather about 4x faster than 64-bit ones.
-    index_dtype = tf.int32 if flat.shape.num_elements() < 2**31 else tf.int64
+    size = flat.shape.num_elements()
+    index_dtype = tf.int32 if size is not None and size < 2**31 else tf.int64
 
     def compiled():
         padded = tf.pad(tf.cast(positions, index_dtype), [[0, capacity - count]])

@@ -30,6 +30,7 @@ import collections
 
 import tensorflow as tf
 
+from keras_sparse.layers import inplace
 from keras_sparse.layers.sddmm import pieces_for, sddmm
 
 __all__ = ["WEIGHT_GRADIENTS", "Layout", "active_positions", "layout", "sparse_matmul",
@@ -92,10 +93,13 @@ def _csr(values, positions, shape):
         indices=positions, values=values, dense_shape=tf.constant(shape, tf.int64))
 
 
-def _forward(x, values, lay, shape):
-    """`(x @ W, input_gradient(dy))` for `W` given by `values` in `lay.positions` order."""
+def _forward(x, values, lay, shape, t_values=None):
+    """`(x @ W, input_gradient(dy))` for `W` given by `values` in `lay.positions` order
+    (`t_values`: the same in `lay.t_positions` order, if already read)."""
     n_in, units = shape
-    transposed = _csr(tf.gather(values, lay.order), lay.t_positions, [units, n_in])
+    if t_values is None:
+        t_values = tf.gather(values, lay.order)
+    transposed = _csr(t_values, lay.t_positions, [units, n_in])
     y = tf.raw_ops.SparseMatrixMatMul(a=transposed, b=x, transpose_b=True,
                                       transpose_output=True)
 
@@ -228,7 +232,9 @@ def values_matmul(x, values, positions, shape, weight_gradient="dense", kernel=N
         weight_gradient = "active" if _sddmm_wins(int(values.shape[0]), shape) else "dense"
 
     def product(x, values, *kernel_arg):
-        y, input_gradient = _forward(x, values[:count], lay, shape)
+        # A compiled gather from the whole vector, whose length is static.
+        t_values = inplace.get_entries(values, lay.order, values.shape[0])
+        y, input_gradient = _forward(x, values[:count], lay, shape, t_values)
 
         def grad(dy):
             pad = [[0, capacity - count]]
