@@ -12,6 +12,7 @@ import inspect
 import keras
 import tensorflow as tf
 
+from keras_sparse.capture_steps import CountSteps, StepCount, split_train_function
 from keras_sparse.layers.gradient_requests import DenseGradientRequests
 from keras_sparse.layers.parameter import DENSE_GRAD
 from keras_sparse.layers.raw_reads import raw_reads
@@ -67,6 +68,8 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
     """
 
     _dense_grad_requests = None
+    _capture = None  # while a split train function traces: with capture or not
+    _step_count = None  # the step counter followed on the host (see capture_steps)
 
     # Keras turns a Model subclass called with (inputs, outputs) into a
     # Functional one by rewriting its bases; FunctionalSparseModel takes
@@ -173,9 +176,15 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
         if position is not None:
             arguments["callbacks"] = position.with_sync(arguments["x"],
                                                         arguments.get("callbacks"))
+        count = self.step_count
+        count.resync()
+        count.follow = not isinstance(arguments.get("callbacks"), keras.callbacks.CallbackList)
+        if count.follow:
+            arguments["callbacks"] = list(arguments.get("callbacks") or []) + [CountSteps(count)]
         try:
             return super().fit(**arguments)
         finally:
+            count.follow = True
             for p in self.masked_weights:
                 p.end_fit()
 
@@ -205,8 +214,12 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
         request replaces its last. Loss scale removed; all-reduced when read.
 
         Args:
-            when: `callable(step) -> bool tensor`, traced into the train step
-                (`step`: 0-based index of the step run); `None`: every step.
+            when: `callable(step) -> bool`, whether the step of 0-based
+                index `step` keeps the gradient; `None`: every step. Called
+                on the host with a Python int before each step when the model
+                runs one step per call (it then runs a train step traced with
+                or without the capture), traced into the step with a tensor
+                otherwise: use operators that work on both.
             momentum: `0.0` keeps the last gradient; `b > 0` keeps
                 `b * buffer + grad`.
             owner: who asks (e.g. the callback); `None` is one shared owner.
@@ -245,6 +258,35 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
 
     # -- training -------------------------------------------------------------
 
+    @property
+    def step_count(self):
+        """The step counter as the host follows it (`capture_steps.StepCount`)."""
+        if self._step_count is None:
+            self._step_count = StepCount()
+        return self._step_count
+
+    def make_train_function(self, force=False):
+        # With dense gradients requested and one step per call: two traced
+        # variants, chosen per step on the host (see capture_steps).
+        if self.train_function is not None and not force:
+            return self.train_function
+        requests = self._dense_grad_requests
+        if requests is None or self.steps_per_execution != 1:
+            self._capture = None
+            super().make_train_function(force=force)
+            return self.train_function
+
+        def make():
+            super(SparseModel, self).make_train_function(force=True)
+            return self.train_function
+
+        self.train_function = split_train_function(self, make, requests, self.step_count)
+        return self.train_function
+
+    def train_on_batch(self, *args, **kwargs):
+        self.step_count.resync()  # the counter may have been set by hand between calls
+        return super().train_on_batch(*args, **kwargs)
+
     def train_step(self, data):
         # Keras' TensorFlow train step; each parameter says what to
         # differentiate and how its gradient is masked.
@@ -252,8 +294,12 @@ class SparseModel(keras_compat.MultiWorkerFixes, keras.Model):
         parameters = self.masked_weights
         requests = self._dense_grad_requests
         when = None  # whether this step keeps dense gradients
-        if requests is not None:
+        if requests is not None and self._capture is None:
             when = requests.when(tf.convert_to_tensor(self.optimizer.iterations))
+        elif requests is not None and self._capture:
+            when = tf.constant(True)
+        else:
+            requests = None
         with tf.GradientTape() as tape:
             with raw_reads(parameters, when):
                 if "training" in self.call_signature_parameters:

@@ -25,7 +25,7 @@ FLOORS = [
      "keras_sparse.data",
      "keras_sparse.applications"),
     ("keras_sparse.layers",),
-    ("keras_sparse.distributions", "keras_sparse.model"),
+    ("keras_sparse.distributions", "keras_sparse.model", "keras_sparse.capture_steps"),
     ("keras_sparse.pruning",),
     ("keras_sparse.conversion",),
     ("keras_sparse.schedules", "keras_sparse.diagnostics", "keras_sparse.export"),

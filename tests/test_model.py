@@ -225,9 +225,14 @@ def test_set_weights_then_train_on_batch_keeps_inactive_weights_at_zero():
         assert np.all(mw.weight.numpy()[mask == 0] == 0.0)
 
 
-def _op_counts(model, x, y):
-    """Op types of the model's train step graph, nested functions included."""
+def _op_counts(model, x, y, capture=None):
+    """Op types of the model's train step graph, nested functions included.
+
+    `capture`: for a model asked for dense gradients, the variant of its
+    train step (with them, without, or None: the one choosing in the graph).
+    """
     model.train_on_batch(x, y)  # builds the optimizer and the metrics
+    model._capture = capture
     spec = (tf.TensorSpec(x.shape, tf.float32), tf.TensorSpec(y.shape, tf.int32))
     graph = tf.function(model.train_step).get_concrete_function(spec).graph
     counts = {}
@@ -255,3 +260,73 @@ def test_train_step_is_the_dense_step_plus_one_masking_op_per_kernel():
     extra = {op: ours.get(op, 0) - theirs.get(op, 0) for op in set(ours) | set(theirs)
              if op != "Placeholder" and ours.get(op, 0) != theirs.get(op, 0)}
     assert extra == {"MulNoNan": 2, "ReadVariableOp": 2}
+
+
+def test_steps_that_keep_no_dense_gradient_run_the_static_step():
+    # With one step per call the model traces two train steps and picks one
+    # on the host: steps that keep no dense gradient pay nothing for them.
+    x, y = np.zeros((4, 4), "float32"), np.zeros((4, 3), "float32")
+    static, asking = _sparse_model(), _sparse_model()
+    for model in (static, asking):
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "mse")
+    asking.request_dense_gradients(when=lambda step: step % 100 == 99)
+    plain = _op_counts(asking, x, y, capture=False)
+    assert plain == _op_counts(static, x, y)
+    keeping = _op_counts(asking, x, y, capture=True)
+    assert not {"If", "StatelessIf"} & set(keeping)
+    # One buffer write per prunable weight.
+    assert keeping["AssignVariableOp"] == plain["AssignVariableOp"] + 2
+    traced = _op_counts(asking, x, y)  # several steps per call: one graph, a branch
+    assert {"If", "StatelessIf"} & set(traced)
+
+
+class _Rewind(keras.callbacks.Callback):
+    """Sets the step counter back to 0 at each epoch start (as a restore would)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.iterations.assign(0)
+
+
+def _asked_steps(model):
+    asked = []
+
+    def when(step):
+        asked.append((step, int(model.optimizer.iterations.numpy())))
+        return step % 2 == 1
+
+    model.request_dense_gradients(when=when)
+    return asked
+
+
+@pytest.mark.parametrize("as_list", [True, False], ids=["list", "CallbackList"])
+def test_the_host_follows_the_step_counter_when_callbacks_move_it(as_list):
+    model = _sparse_model()
+    model.compile(keras.optimizers.SGD(0.0), "mse")
+    asked = _asked_steps(model)
+    callbacks = [_Rewind()]
+    if not as_list:
+        callbacks = keras.callbacks.CallbackList(callbacks, add_history=True, model=model)
+    model.fit(*_data(), batch_size=4, epochs=2, shuffle=False, verbose=0, callbacks=callbacks)
+    assert [host for host, _ in asked] == [0, 1, 2, 0, 1, 2]
+    assert all(host == device for host, device in asked), asked
+    model.optimizer.iterations.assign(7)  # by hand, between train_on_batch calls
+    model.train_on_batch(*_data(4))
+    assert asked[-1] == (7, 7)
+
+
+def test_split_train_function_gives_the_traced_runs_result():
+    # Two steps per call keep the traced branch; one step per call chooses on
+    # the host. The same RigL run either way, bit for bit.
+    x, y = _data(n=48)
+    results = []
+    for steps_per_execution in (1, 2):
+        model = _sparse_model(sparsity=0.6)
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "mse",
+                      steps_per_execution=steps_per_execution)
+        before = _masks(model)
+        rigl = ks.callbacks.RigL(delta_t=4, end_step=10**6, alpha=0.5)
+        model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0, callbacks=[rigl])
+        assert any(np.any(a != b) for a, b in zip(before, _masks(model)))  # masks moved
+        results.append([to_np(v) for v in model.weights])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)

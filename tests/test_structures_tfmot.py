@@ -1,9 +1,11 @@
-"""Gradual magnitude pruning with a structure gives tfmot's masks.
+"""Gradual magnitude pruning gives tfmot's masks, at tfmot's steps.
 
 tfmot runs in its own process under tf_keras (importing it sets
 TF_USE_LEGACY_KERAS=1); this process never imports it. Both sides start
-from the same weights, train on the same batches with the same schedule,
-and their masks must be equal.
+from the same weights, train on the same batches with the same schedule;
+the active count of every layer after every batch must be equal (both
+prune at the same steps), and so must the final masks (with a structure;
+unstructured, up to near-ties flipped by the two trainings' rounding).
 """
 
 import json
@@ -46,10 +48,18 @@ for case in json.load(open(os.path.join(work, "cases.json"))):
     model = sched.prune_low_magnitude(model, pruning_schedule=schedule, **options)
     model.compile(tf_keras.optimizers.SGD(case["lr"]),
                   tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    counts = []
+
+    class Counts(tf_keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            counts.append([int(layer.pruning_vars[0][1].numpy().sum())
+                           for layer in model.layers if getattr(layer, "pruning_vars", None)])
+
     model.fit(data["x"], data["y"], batch_size=8, epochs=case["epochs"], shuffle=False,
-              verbose=0, callbacks=[sched.UpdatePruningStep()])
-    out[case["name"]] = [layer.pruning_vars[0][1].numpy().tolist()
-                         for layer in model.layers if getattr(layer, "pruning_vars", None)]
+              verbose=0, callbacks=[sched.UpdatePruningStep(), Counts()])
+    out[case["name"]] = {"masks": [layer.pruning_vars[0][1].numpy().tolist()
+                                   for layer in model.layers if getattr(layer, "pruning_vars", None)],
+                         "counts": counts}
 print(json.dumps(out))
 """
 
@@ -67,6 +77,14 @@ CASES = [
     dict(name="block", structure=ks.structures.Block((1, 4)), tfmot={"block_size": (1, 4)},
          input=(16,), layers=[["dense", 32], ["dense", 8]],
          schedule=dict(kind="poly", sparsity=0.75, begin=0, end=12, frequency=4)),
+    # Unstructured, pruned every 2 steps while the weights move: the active
+    # counts after every batch must agree (both prune at the same steps).
+    # The two trainings (tf_keras, Keras 3) differ in the last bits, which
+    # flips near-ties at the magnitude threshold: 2 of 512 positions here.
+    dict(name="unstructured", structure=ks.structures.Unstructured(), tfmot={},
+         input=(16,), layers=[["dense", 32], ["dense", 8]],
+         schedule=dict(kind="poly", sparsity=0.8, begin=0, end=10, frequency=2),
+         mismatches=0.01),
 ]
 
 
@@ -88,9 +106,15 @@ def _ours(case, data):
                                                 end_step=s["end"], frequency=s["frequency"])
     model.compile(keras.optimizers.SGD(case["lr"]),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    counts = []
+
+    class Counts(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            counts.append([int(np.asarray(mw.mask).sum()) for mw in model.masked_weights])
+
     model.fit(data["x"], data["y"], batch_size=8, epochs=case["epochs"], shuffle=False,
-              verbose=0, callbacks=[ks.callbacks.GradualMagnitudePruning(schedule)])
-    return model
+              verbose=0, callbacks=[ks.callbacks.GradualMagnitudePruning(schedule), Counts()])
+    return model, counts
 
 
 def test_gradual_structured_masks_equal_tfmot(run_python, tmp_path):
@@ -108,14 +132,19 @@ def test_gradual_structured_masks_equal_tfmot(run_python, tmp_path):
                                                       "WORK": os.fspath(tmp_path)})
                         .strip().splitlines()[-1])
     for case in CASES:
-        model = _ours(dict(case, lr=0.05, epochs=2), arrays[case["name"]])
+        model, counts = _ours(dict(case, lr=0.05, epochs=2), arrays[case["name"]])
+        # Both prune at the same steps: the active count after every batch.
+        assert counts == theirs[case["name"]]["counts"], case["name"]
         ours = [np.asarray(mw.mask) for mw in model.masked_weights]
-        expected = [np.asarray(m, "float32") for m in theirs[case["name"]]]
+        expected = [np.asarray(m, "float32") for m in theirs[case["name"]]["masks"]]
         sparsity = case["schedule"]["sparsity"]
         for mine, their, mw in zip(ours, expected, model.masked_weights):
             assert bool(case["structure"].validate(mine)), case["name"]
-            assert mine.mean() == pytest.approx(1 - sparsity), case["name"]
-            np.testing.assert_array_equal(mine, their, err_msg=f"{case['name']} {mw.path}")
+            # Within one weight of the target (counts are whole weights).
+            assert abs(mine.mean() - (1 - sparsity)) <= 1.0 / mine.size, case["name"]
+            allowed = case.get("mismatches", 0.0) * mine.size
+            assert np.sum(mine != their) <= allowed, f"{case['name']} {mw.path}"
+            assert mine.sum() == their.sum(), f"{case['name']} {mw.path}"
 
 
 def _initial(case):

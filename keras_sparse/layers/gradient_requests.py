@@ -58,6 +58,10 @@ class DenseGradientRequests:
         asks = [tf.convert_to_tensor(when(step)) for _, when, _ in self.by_owner.values()]
         return tf.reduce_any(tf.stack(asks)) if len(asks) > 1 else asks[0]
 
+    def due(self, step):
+        """Like `when`, on the host: `step` a Python int, the answer a bool."""
+        return any(bool(when(step)) for _, when, _ in self.by_owner.values())
+
     @property
     def momentum(self):
         return next(iter(self.by_owner.values()))[2]
@@ -73,7 +77,11 @@ class DenseGradientRequests:
                 p.store_dense_gradient(gradient, unscale, momentum)
             return tf.constant(True)
 
-        tf.cond(when, store, lambda: tf.constant(False))
+        static = tf.get_static_value(when)
+        if static is None:
+            tf.cond(when, store, lambda: tf.constant(False))
+        elif static:
+            store()
 
     @staticmethod
     def read(parameters):
