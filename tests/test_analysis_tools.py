@@ -403,3 +403,18 @@ def test_sc_sdc_bad_grid_and_tasks(tmp_path):
     assert len(scsdc.expand_grid()) == 4 * 5 * 4
     assert len(scsdc.expand_grid([{"optimizer": ["adam"]}, {"optimizer": ["adam"],
                                                             "activation": ["relu"]}])) == 20
+
+
+def test_kendall_and_its_bootstrap_leave_out_diverged_networks():
+    # A network whose loss went to NaN has no gradient flow: its pair is left out.
+    from keras_sparse.analysis import stats
+
+    x = [0.1, 0.4, 0.2, float("nan"), 0.9, 0.7]
+    y = [0.5, 0.8, 0.6, 0.1, 0.95, 0.9]
+    out = stats.kendall(x, y)
+    want = stats.kendall([0.1, 0.4, 0.2, 0.9, 0.7], [0.5, 0.8, 0.6, 0.95, 0.9])
+    assert out["n"] == 5 and out["omitted"] == 1 and out["tau"] == want["tau"] == pytest.approx(1.0)
+    z = [0.3, 0.1, 0.2, 0.5, float("inf"), 0.4]
+    boot = stats.kendall_bootstrap(x, z, y, ["a", "a", "b", "b", "c", "c"], num_resamples=50)
+    assert boot["n"] == 4 and boot["omitted"] == 2
+    assert boot["tau_x"] == pytest.approx(1.0) and not math.isnan(boot["p_value"])

@@ -154,14 +154,17 @@ def kendall(x, y):
         y: a sequence of numbers, same length.
 
     Returns:
-        `{"tau", "p_value", "n"}` (NaN tau and p when a sequence is constant).
+        `{"tau", "p_value", "n", "omitted"}`: pairs holding a non-finite
+        value (e.g. the NaN gradient norm of a network that diverged) are
+        left out, `n` counts the pairs used and `omitted` the others (NaN
+        tau and p when a sequence is constant or fewer than 2 pairs remain).
 
     Raises:
         ValueError: if the lengths differ or fewer than 2 pairs are given.
 
     Example:
 
-    >>> round(kendall([1, 2, 3], [1, 3, 2])["tau"], 3)
+    >>> round(kendall([1, 2, 3, float("nan")], [1, 3, 2, 4])["tau"], 3)
     0.333
     """
     u, v = _floats(x, "x"), _floats(y, "y")
@@ -169,8 +172,13 @@ def kendall(x, y):
         raise ValueError(f"`x` and `y` must pair up (same length); got {len(u)} and {len(v)}.")
     if len(u) < 2:
         raise ValueError(f"Kendall's tau needs at least 2 pairs; got {len(u)}.")
-    out = _scipy_stats().kendalltau(u, v)
-    return {"tau": float(out.statistic), "p_value": float(out.pvalue), "n": len(u)}
+    kept = [(a, b) for a, b in zip(u, v) if math.isfinite(a) and math.isfinite(b)]
+    omitted = len(u) - len(kept)
+    if len(kept) < 2:
+        return {"tau": math.nan, "p_value": math.nan, "n": len(kept), "omitted": omitted}
+    out = _scipy_stats().kendalltau([a for a, _ in kept], [b for _, b in kept])
+    return {"tau": float(out.statistic), "p_value": float(out.pvalue), "n": len(kept),
+            "omitted": omitted}
 
 
 def plateau(curve, fraction=0.2, tolerance=0.003):
@@ -240,7 +248,9 @@ def kendall_bootstrap(x, z, y, groups, num_resamples=2000, seed=0):
         intervals and two-sided bootstrap p-values, `2 * min(P(d* <= 0),
         P(d* >= 0))` with `(count + 1) / (num_resamples + 1)` for each
         share (capped at 1). Resamples where a tau is undefined (a
-        constant sequence) are dropped.
+        constant sequence) are dropped. Items with a non-finite `x`, `z`
+        or `y` (a network that diverged) are left out first; `n` counts
+        the items used and `omitted` the others.
 
     Raises:
         ValueError: lengths that differ, fewer than 2 groups or
@@ -265,8 +275,13 @@ def kendall_bootstrap(x, z, y, groups, num_resamples=2000, seed=0):
     names = list(dict.fromkeys(labels))
     if len(names) < 2:
         raise ValueError(f"`groups` must hold at least 2 distinct groups; got {len(names)}.")
-    members = [np.array([i for i, g in enumerate(labels) if g == name]) for name in names]
     u, v, w = np.asarray(u), np.asarray(v), np.asarray(w)
+    finite = np.isfinite(u) & np.isfinite(v) & np.isfinite(w)
+    omitted = int(np.count_nonzero(~finite))
+    u, v, w = u[finite], v[finite], w[finite]
+    labels = [g for g, keep in zip(labels, finite) if keep]
+    names = list(dict.fromkeys(labels))
+    members = [np.array([i for i, g in enumerate(labels) if g == name]) for name in names]
     st = _scipy_stats()
 
     def taus(index):
@@ -297,5 +312,6 @@ def kendall_bootstrap(x, z, y, groups, num_resamples=2000, seed=0):
     abs_ci, abs_p = interval(absolute)
     return {"tau_x": tau_x, "tau_z": tau_z, "diff": tau_x - tau_z,
             "abs_diff": abs(tau_x) - abs(tau_z), "ci95": ci, "abs_ci95": abs_ci,
-            "p_value": p, "abs_p_value": abs_p, "n": len(u), "groups": len(names),
+            "p_value": p, "abs_p_value": abs_p, "n": len(u), "omitted": omitted,
+            "groups": len(names),
             "num_resamples": len(signed)}
