@@ -240,7 +240,7 @@ def _indexed_vs_dense(settings):
                 drop_grow_indexed.MIN_SIZE = saved
             candidates[path] = _timed_round(callback)
         if kind == "SET":  # the floor of SET's update while it keeps its masks
-            candidates["random scores alone"] = _timed_draw(width)
+            candidates.update(_timed_draws(width))
         times = harness.interleaved(candidates, repeats=repeats)
         label = f"{kind} update, SparseDense {width}x{width} at {ROUND_SPARSITY:.0%}"
         m = {path: harness.summary(f"{label}: {path}", samples, "ms", scale=1000.0)
@@ -264,21 +264,49 @@ def _indexed_vs_dense(settings):
                 m["indexed round"], paired=(times["random scores alone"], times["indexed round"]),
                 description="profile: drawing the layer's uniform grow scores (stateless "
                             "Philox, one per position), which SET's masks depend on"))
+            for probe in XLA_DRAWS:
+                comparisons.append(harness.ratio(
+                    f"{label}: {probe} / random scores alone", m[probe],
+                    m["random scores alone"],
+                    paired=(times[probe], times["random scores alone"]),
+                    description="profile: the same draw in plain ops compiled by XLA "
+                                "(benchmarks/philox_xla.py), so that it could fuse into "
+                                "the pass that reads it"))
     return measurements, comparisons
 
 
-def _timed_draw(width):
-    """Seconds to draw SET's grow scores for a `width` x `width` layer."""
+XLA_DRAWS = ("random scores, bit-identical Philox in XLA",
+             "random scores, Philox in XLA, compute only")
+
+
+def _timed_draws(width):
+    """Seconds to draw SET's grow scores for a `width` x `width` layer:
+    TensorFlow's kernel (what SET uses), the same bits computed by XLA
+    position by position, and XLA's Philox compute alone (each 4-number
+    block once, outputs left in 4 lanes)."""
+    from benchmarks import philox_xla
     from keras_sparse.masks import stateless_uniform
 
-    draw = tf.function(lambda: stateless_uniform([width, width], 0, 2, 0))
-    draw()
+    size = width * width
+    seed = tf.constant([0, 2], tf.int64)  # the key `stateless_uniform(..., 0, 2, 0)` uses
+    positions = tf.range(size, dtype=tf.int64)
+    draws = {
+        "random scores alone": tf.function(lambda: stateless_uniform([width, width], 0, 2, 0)),
+        XLA_DRAWS[0]: tf.function(lambda: philox_xla.uniform_at(positions, seed),
+                                  jit_compile=True),
+        XLA_DRAWS[1]: tf.function(lambda: philox_xla.mantissa_lanes(size, seed),
+                                  jit_compile=True),
+    }
 
-    def once():
-        start = time.perf_counter()
-        draw()
-        return time.perf_counter() - start
-    return once
+    def timed(draw):
+        draw()  # trace and compile outside the timing
+
+        def once():
+            start = time.perf_counter()
+            draw()
+            return time.perf_counter() - start
+        return once
+    return {name: timed(draw) for name, draw in draws.items()}
 
 
 def run(settings):

@@ -189,3 +189,25 @@ def test_report_shows_ci_and_control_and_marks_older_runs(tmp_path):
             "2026-12-01 |") in text
     assert ("| export | old row | 1.94 (median/median, IQR [1.79–2.02]) | – | >= 2 | **not met** "
             "| 2026-11-26 (older run) |") in text
+
+
+def test_xla_philox_probe_draws_tensorflows_bits():
+    # The mask_update benchmark times this as SET's draw compiled by XLA:
+    # it is only a fair probe if it gives the same numbers.
+    import numpy as np
+    import tensorflow as tf
+
+    from benchmarks import philox_xla
+    from keras_sparse.masks import stateless_uniform
+
+    expected = stateless_uniform([37, 29], 5, 300, 2).numpy().ravel()
+    seed = tf.constant([5 * 1_000_003 + 2, 300], tf.int64)
+    at = tf.function(philox_xla.uniform_at, jit_compile=True)
+    got = at(tf.range(expected.size, dtype=tf.int64), seed).numpy()
+    np.testing.assert_array_equal(got, expected)
+    some = tf.constant([1060, 3, 0, 517], tf.int64)
+    np.testing.assert_array_equal(philox_xla.uniform_at(some, seed).numpy(),
+                                  expected[some.numpy()])
+    lanes = [lane.numpy() for lane in philox_xla.mantissa_lanes(expected.size, seed)]
+    interleaved = np.stack(lanes, axis=1).ravel()[:expected.size]
+    np.testing.assert_array_equal(interleaved, expected)
