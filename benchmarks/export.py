@@ -37,6 +37,8 @@ LABELS = {"csr": "CSR", "auto": "auto", "auto_xla": "auto+XLA", "dense_again": "
 # Calls per timed round: enough that a round of the small model lasts tens
 # of ms (one LeNet call is about 0.5 ms, so 10 calls measured mostly noise).
 CALLS = {"mlp_4096": 10, "lenet_300_100": 100}
+# Per (sparsity, batch) with target rows: more rounds until they resolve.
+TIME_BOX_S = {"full": 120.0, "quick": 30.0, "tiny": 2.0}
 # Hidden widths. Flat 784-pixel input named "pixels" and a "logits" output:
 # what the export_latency worker feeds and reads (LeNet's Flatten holds no
 # weights, so its kernels are the same).
@@ -82,6 +84,11 @@ def _available():
     return export
 
 
+def _control(times):
+    """The A/A control's paired samples: the dense export against its twin."""
+    return (times["dense_again"], times["dense"])
+
+
 def _target(name):
     target = next((t for t in TARGETS if t["name"] == name), None)
     return {} if target is None else dict(target=target["target"], op=target["op"])
@@ -102,7 +109,7 @@ def _model(model_name, sparsities, x, settings, workdir):
     np.save(workdir / "x.npy", x)
     repeats = settings.pick(9, 4, 2)
     calls = settings.pick(CALLS[model_name], 5, 2)
-    measurements, comparisons, notes = [], [], []
+    measurements, comparisons, notes, resolution = [], [], [], {}
     with harness.Worker("benchmarks.export_latency", "--worker") as worker:
         loaded = worker.request("load", paths=paths, inputs=str(workdir / "x.npy"))
         for name, outputs in loaded["outputs"].items():
@@ -111,11 +118,26 @@ def _model(model_name, sparsities, x, settings, workdir):
                 raise RuntimeError(f"{model_name} export {name} differs from the Keras model by {difference}")
         for sparsity in sparsities:
             for batch in BATCHES:
-                times = harness.interleaved({
+                candidates = {
                     kind: (lambda kind=kind: worker.request(
                         "time", kind=f"{sparsity}/{kind}", batch=batch, calls=calls)["seconds"])
                     for kind in FORMATS
-                }, repeats=repeats, warmup=2)
+                }
+                targets = [kind for kind in LABELS
+                           if _target(_latency_name(model_name, sparsity, kind, batch))]
+
+                def score(times, targets=targets, sparsity=sparsity, batch=batch):
+                    return [harness.ratio(
+                        "", *[harness.summary(k, times[k], "s") for k in ("dense", kind)],
+                        paired=(times["dense"], times[kind]), control=_control(times),
+                        **_target(_latency_name(model_name, sparsity, kind, batch)))["status"]
+                        for kind in targets]
+
+                # Rows with a target take more rounds until they resolve, within the time box.
+                times, resolution[f"{sparsity:.0%}, batch {batch}"] = harness.resolve(
+                    lambda k, warmup: harness.interleaved(candidates, repeats=k, warmup=warmup + 1),
+                    score, repeats=repeats, time_box_s=TIME_BOX_S[settings.mode] if targets else 0,
+                    max_rounds=4 * repeats)
                 latency = {kind: harness.summary(f"{model_name} {sparsity:.0%} {kind} latency, batch {batch}",
                                                  samples, "ms/call", scale=1000.0)
                            for kind, samples in times.items()}
@@ -126,11 +148,18 @@ def _model(model_name, sparsities, x, settings, workdir):
                         "control: the dense export over a second, identical dense export; "
                         "differences this large are noise" if kind == "dense_again" else
                         f"median latency of the dense export over the {LABELS[kind]} export")
+                    target = _target(label)
                     comparisons.append(harness.ratio(
                         label, latency["dense"], latency[kind], paired=(times["dense"], times[kind]),
-                        description=description, **_target(label)))
+                        description=description,
+                        control=_control(times) if target else None, **target))
             comparisons += _sizes(model_name, sparsity, reports, measurements)
             notes += _choices(model_name, sparsity, reports)
+    notes.append(f"{model_name}, rounds timed (rows with a target run more rounds until they "
+                 f"resolve, {TIME_BOX_S[settings.mode]:.0f} s per sparsity and batch, at most "
+                 f"{4 * repeats}): " + "; ".join(
+                     f"{key}: {info['rounds']} ({info['stopped']})"
+                     for key, info in resolution.items()))
     return measurements, comparisons, notes, loaded["keras_importable"]
 
 
