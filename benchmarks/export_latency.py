@@ -195,6 +195,27 @@ def _time(kind, batch, calls):
     return dict(seconds=(time.perf_counter() - start) / calls)
 
 
+def _stream(nbytes, calls):
+    """Seconds to read `nbytes` of float32 once (a sum), less the same call
+    on 4 bytes: what streaming them from memory costs."""
+    import tensorflow as tf
+
+    if nbytes not in _served:
+        big = tf.Variable(tf.ones([max(1, nbytes // 4)], tf.float32))
+        small = tf.Variable(tf.ones([1], tf.float32))
+        _served[nbytes, "big"] = tf.function(lambda: tf.reduce_sum(big))
+        _served[nbytes, "small"] = tf.function(lambda: tf.reduce_sum(small))
+        _served[nbytes, "big"]()
+        _served[nbytes, "small"]()
+    seconds = {"big": 0.0, "small": 0.0}
+    for _ in range(calls):  # alternating, so that both see the same state of the machine
+        for which in ("big", "small"):
+            start = time.perf_counter()
+            _served[nbytes, which]().numpy()
+            seconds[which] += time.perf_counter() - start
+    return dict(seconds=max(0.0, seconds["big"] - seconds["small"]) / calls)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.export_latency",
                                      description=__doc__.split("\n")[0])
@@ -206,7 +227,7 @@ def main(argv=None):
     if args.worker:
         for name in ("keras", "keras_sparse", "tf_keras"):
             sys.modules[name] = None  # as in TF Serving: the export must not need them
-        harness.serve({"load": _load, "time": _time})
+        harness.serve({"load": _load, "time": _time, "stream": _stream})
         return 0
     settings = harness.Settings("quick" if args.quick else "tiny" if args.tiny else "full")
     result = harness.run(sys.modules[__name__], settings)

@@ -118,9 +118,12 @@ def _write_workdir(workdir, settings):
 # side -> (worker module, setup arguments); the dense sides are the floor each
 # framework starts from; "keras_sparse, no callback" (profile) is the sparse
 # train step alone, so the report can say where pruning time goes.
+AGAIN = "Keras dense, again"
 _SIDES = {  # neighbours in a round are the compared pairs (the order alternates)
     "keras_sparse": ("benchmarks.gradual_vs_tfmot", dict(prune=True)),
     "Keras dense": ("benchmarks.gradual_vs_tfmot", dict(prune=False)),
+    # A/A control: a second plain Keras worker; its ratio to "Keras dense" is the run's noise.
+    AGAIN: ("benchmarks.gradual_vs_tfmot", dict(prune=False)),
     "keras_sparse, no callback": ("benchmarks.gradual_vs_tfmot", dict(prune=True, callback=False)),
     "tfmot": ("benchmarks.tfmot_worker", dict(prune=True)),
     "tf_keras dense": ("benchmarks.tfmot_worker", dict(prune=False)),
@@ -180,7 +183,10 @@ def run(settings):
     quiet = [i for i in range(blocks - 1) if i not in updating]
     comparisons = [
         step_ratio("keras_sparse", "Keras dense", "median step time during gradual pruning over the "
-                   "plain Keras step", target=TARGET, op="<="),
+                   "plain Keras step", target=TARGET, op="<=",
+                   control=(times[AGAIN], times["Keras dense"])),
+        step_ratio(AGAIN, "Keras dense", "control: two identical plain Keras workers; "
+                   "differences this large are noise"),
         step_ratio("tfmot", "tf_keras dense", "beside it, same run: tfmot's pruning step over the "
                    "plain tf_keras step"),
         step_ratio("keras_sparse, no callback", "Keras dense", "profile: the sparse train step alone "
