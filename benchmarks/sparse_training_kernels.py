@@ -133,6 +133,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sparse_training_kernels",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument("--sparsity", type=float, action="append",
+                        help=f"a sparsity to time (repeatable; default {SPARSITIES})")
+    parser.add_argument("--product", action="append",
+                        help="time only this product (repeatable), e.g. \"weight gradient\"")
     args = parser.parse_args(argv)
     rounds, calls = (5, 2) if args.quick else (11, 3)
     rng = np.random.default_rng(0)
@@ -140,12 +144,14 @@ def main(argv=None):
     dy = tf.constant(rng.standard_normal((BATCH, SHAPE[1])).astype("float32"))
     print(f"{SHAPE[0]}x{SHAPE[1]} layer, batch {BATCH}: ms per call (median of {rounds} "
           f"rounds of {calls}); ratio = first row / this row, geometric mean [95% CI]")
-    for sparsity in SPARSITIES:
+    for sparsity in args.sparsity or SPARSITIES:
         mask = tf.constant((rng.random(SHAPE) >= sparsity).astype("float32"))
         kernel = tf.constant(rng.standard_normal(SHAPE).astype("float32")) * mask
         kernels = _kernels(kernel, mask)
         _check(kernels, kernel, mask, x, dy)
         for product, fns in kernels.items():
+            if args.product and product not in args.product:
+                continue
             compiled = {name: tf.function(fn) for name, fn in fns.items()}
 
             def block(fn):
