@@ -105,7 +105,7 @@ def _nonzeros(reports, sparsity):
     return sum(r["nonzero"] for r in _kernel_rows(reports[f"{sparsity}/dense"]))
 
 
-def _floor(model_name, sparsity, times, reports):
+def _floor(model_name, sparsity, times, latency, reports):
     """The batch-1 floor of a served sparse model: the per-call cost of a
     served model that does almost nothing, plus streaming its nonzeros
     (`BYTES_PER_NONZERO` each) from memory once; and how far the dense and
@@ -123,20 +123,16 @@ def _floor(model_name, sparsity, times, reports):
     floor = harness.summary(f"{prefix} floor: fixed cost + stream, batch 1", floor_samples,
                             "ms/call", scale=1000.0)
     comparisons = [harness.ratio(
-        f"{prefix}: dense / floor latency, batch 1", _latency(times, "dense"), floor,
+        f"{prefix}: dense / floor latency, batch 1", latency["dense"], floor,
         paired=(times["dense"], floor_samples),
         description="the largest speed-up any sparse kernel could give here (memory "
                     "bandwidth and the per-call cost)")]
     for kind in ("auto", "auto_xla"):
         comparisons.append(harness.ratio(
-            f"{prefix}: {LABELS[kind]} / floor latency, batch 1", _latency(times, kind), floor,
+            f"{prefix}: {LABELS[kind]} / floor latency, batch 1", latency[kind], floor,
             paired=(times[kind], floor_samples),
             description=f"how far the {LABELS[kind]} export is from that floor"))
     return [fixed, streamed, floor], comparisons
-
-
-def _latency(times, kind):
-    return harness.summary(kind, times[kind], "ms/call", scale=1000.0)
 
 
 def _timed_rounds(worker, model_name, sparsity, batch, calls, repeats, reports, settings):
@@ -226,7 +222,7 @@ def _model(model_name, sparsities, x, settings, workdir):
                         description=description,
                         control=_control(times) if target else None, **target))
                 if FIXED in times:
-                    m, c = _floor(model_name, sparsity, times, reports)
+                    m, c = _floor(model_name, sparsity, times, latency, reports)
                     measurements += m
                     comparisons += c
             comparisons += _sizes(model_name, sparsity, reports, measurements)
