@@ -214,9 +214,8 @@ ROUND_METHODS = ("RigL", "SET", "DSTEE")
 
 def _timed_round(callback):
     def once():
-        update = callback.update
-        reads = bool(callback._reads_gradient or callback._momentum)
-        _, ms = update(callback.model, 2, ROUND_FRACTION, 1, reads)
+        _, ms = callback.update(callback.model, 2, ROUND_FRACTION, 1,
+                                callback.reads_dense_gradients)
         return ms / 1000.0  # the update itself, as `dst/update_ms` logs it
     return once
 
@@ -239,6 +238,7 @@ def _indexed_vs_dense(settings):
             finally:
                 drop_grow_indexed.MIN_SIZE = saved
             candidates[path] = _timed_round(callback)
+        candidates[FLOOR] = _timed_floor(callback)
         if kind == "SET":  # the floor of SET's update while it keeps its masks
             candidates.update(_timed_draws(width))
         times = harness.interleaved(candidates, repeats=repeats)
@@ -258,6 +258,12 @@ def _indexed_vs_dense(settings):
                           description=f"one update (drop fraction {ROUND_FRACTION}) within "
                                       f"{ROUND_BUDGET_MS:.0f} ms"),
         ]
+        comparisons.append(harness.ratio(
+            f"{label}: indexed round / {FLOOR}", m["indexed round"], m[FLOOR],
+            paired=(times["indexed round"], times[FLOOR]),
+            description="profile: the update over one multi-threaded read of every tensor it "
+                        "must read whole (the mask; the dense gradient and DST-EE's counter "
+                        "where the rule reads them; not SET's draw, timed below)"))
         if "random scores alone" in m:
             comparisons.append(harness.ratio(
                 f"{label}: random scores alone / indexed round", m["random scores alone"],
@@ -273,6 +279,34 @@ def _indexed_vs_dense(settings):
                                 "(benchmarks/philox_xla.py), so that it could fuse into "
                                 "the pass that reads it"))
     return measurements, comparisons
+
+
+FLOOR = "floor: reading its inputs once"
+
+
+def _timed_floor(callback):
+    """Seconds to read once, as fast as TensorFlow reads, every per-position
+    tensor the round cannot avoid reading whole: the mask, plus the dense
+    gradient and DST-EE's counter where the rule reads them. The round's
+    work at the positions it finds (the active weights, the candidates)
+    comes on top, so this bounds it from below."""
+    from keras_sparse.callbacks.drop_grow import Exploration
+    from keras_sparse.layers.parameter import DENSE_GRAD
+
+    weight = callback.model.masked_weights[0]
+    read = [weight.mask]
+    if callback.reads_dense_gradients:
+        read.append(weight.state(DENSE_GRAD))
+    if weight.has_state(Exploration.COUNT):
+        read.append(weight.state(Exploration.COUNT))
+    total = tf.function(lambda: tf.add_n([tf.reduce_sum(tf.cast(v, tf.float32)) for v in read]))
+    total()  # traced outside the timing
+
+    def once():
+        start = time.perf_counter()
+        total().numpy()
+        return time.perf_counter() - start
+    return once
 
 
 XLA_DRAWS = ("random scores, bit-identical Philox in XLA",

@@ -155,6 +155,9 @@ def test_preset_rules_and_defaults():
     dstee = ks.callbacks.DSTEE()
     assert [type(p) for p in dstee.grow.parts()] == [Gradient, Exploration]
     assert (dstee.exploration.c, dstee.delta_t, dstee.alpha) == (1e-2, 100, 0.3)
+    # What each update reads of the model's kept dense gradients.
+    assert [cb.reads_dense_gradients for cb in (ks.callbacks.RigL(), snfs, dstee)] == [True] * 3
+    assert not ks.callbacks.SET().reads_dense_gradients
 
 
 def test_schedules():

@@ -251,6 +251,12 @@ class DynamicSparsity(MaskCallback):
         self.log.union(*self.update.union(self.model), self._size())
         return self._update(step, rounds)
 
+    @property
+    def reads_dense_gradients(self):
+        """Whether the update reads the dense gradients the model keeps
+        (the step's gradient for RigL, its momentum for SNFS; not SET's)."""
+        return bool(self._reads_gradient or self._momentum)
+
     def _size(self):
         return sum(mw.size for mw in self.model.masked_weights)
 
@@ -272,8 +278,8 @@ class DynamicSparsity(MaskCallback):
 
     def _update(self, step, rounds):
         fraction = self._fraction(step)
-        reads = bool(self._reads_gradient or self._momentum)
-        out, elapsed_ms = self.update(self.model, step, fraction, rounds, reads)
+        out, elapsed_ms = self.update(self.model, step, fraction, rounds,
+                                      self.reads_dense_gradients)
         return self.log.record(self.model.masked_weights, step, fraction, out, elapsed_ms)
 
     # -- config -------------------------------------------------------------------
