@@ -214,8 +214,9 @@ def test_set_entries_pads_and_applies_edits_in_order():
     assert inplace.capacity_for(0) == 1024 and inplace.capacity_for(1024) == 2048
 
 
-@pytest.mark.parametrize("count", [0, 5, 1024, 1500])
-def test_get_entries_equals_tf_gather_within_and_beyond_its_capacity(count):
+@pytest.mark.parametrize("count,capacity", [(0, 1024), (5, 1024), (1024, 1024), (1500, 1024),
+                                            (1500, 4096), (3500, 4096), (5000, 4096)])
+def test_get_entries_equals_tf_gather_within_and_beyond_its_capacity(count, capacity):
     # Up to the capacity the compiled gather reads; beyond it TensorFlow's.
     values = tf.Variable(np.random.default_rng(0).standard_normal((40, 50)).astype(np.float32))
     positions = tf.constant(np.random.default_rng(1).integers(0, 2000, count), tf.int64)
@@ -223,10 +224,20 @@ def test_get_entries_equals_tf_gather_within_and_beyond_its_capacity(count):
 
     @tf.function
     def read(positions):
-        return inplace.get_entries(values, positions, inplace.capacity_for(5))
+        return inplace.get_entries(values, positions, capacity)
 
     got = read(positions).numpy()
     assert got.shape == (count,)
     np.testing.assert_array_equal(got, expected)
     graph = read.get_concrete_function(tf.TensorSpec([None], tf.int64)).graph.as_graph_def()
     assert any(f.signature.name.startswith("__inference__get") for f in graph.library.function)
+
+
+def test_get_entries_reads_the_smallest_bound_holding_the_positions():
+    # XLA's gather visits every padded index, so fewer positions pad to less.
+    bounds = inplace.read_bounds(4096)
+    assert bounds == [1024, 2048, 3072, 4096]
+    chosen = [int(inplace._branch(tf.constant(count), bounds))
+              for count in (0, 1024, 1025, 3072, 3073, 4096, 4097)]
+    assert chosen == [0, 0, 1, 2, 3, 3, 4]  # 4: beyond the capacity, TensorFlow's gather
+    assert inplace.read_bounds(1024) == [1024]
