@@ -126,19 +126,24 @@ def _epochs(model_name, settings, delta_t):
         comparisons.append(capture)
         # The epoch ratio's parts, each per step and in one process.
         amortized = per_update["median"] / delta_t
-        capture_ms = step_ms["with capture"] - step_ms["without capture"]
+        static_step = step_ms["without capture"]
+        # From the paired ratio, whose A/A control says how much of it is noise.
+        capture_ms = (capture["ratio"] - 1.0) * static_step
+        control = capture["control"]
         measurements += [
             harness.value(f"{model_name}/update_ms / delta_t", amortized, "ms/step"),
-            harness.value(f"{model_name}/capture cost (step with - without capture)",
+            harness.value(f"{model_name}/capture cost ((step ratio with / without - 1) x step)",
                           capture_ms, "ms/step"),
         ]
         ms = {kind: 1000.0 * epoch[kind]["median"] for kind in kinds}
-        static_step = step_ms["without capture"]
         notes.append(
             f"{model_name}: per step, in one process: the update costs update_ms / delta_t = "
             f"{per_update['median']:.1f} / {delta_t} = {amortized:.3f} ms, the dense-gradient "
-            f"capture {capture_ms:.3f} ms, against a static step of {static_step:.3f} ms: "
-            f"expected RigL / static = {(static_step + amortized + capture_ms) / static_step:.3f} "
+            f"capture {capture_ms:.3f} ms (step ratio {capture['ratio']:.3f} "
+            f"[{capture['ci_low']:.3f}-{capture['ci_high']:.3f}], A/A {control['ratio']:.3f} "
+            f"[{control['low']:.3f}-{control['high']:.3f}]), against a static step of "
+            f"{static_step:.3f} ms: expected RigL / static = "
+            f"{(static_step + amortized + capture_ms) / static_step:.3f} "
             f"(epoch ratio measured across processes: {comparisons[0]['ratio']:.3f}). "
             f"Per epoch: RigL adds {ms['RigL'] - ms['static']:.0f} ms to {ms['static']:.0f} ms; "
             f"{ms[NO_UPDATES] - ms['static']:.0f} ms per-step cost without updates, "
@@ -154,12 +159,17 @@ def _capture_cost(model_name, settings, delta_t):
     x, y, _ = workloads.arrays(workloads.MODELS[model_name], 8 * batch_size)
     dataset = workloads.batches(x, y, batch_size)
     steps = {"lenet_300_100": settings.pick(250, 100, 3), "resnet20": 4}[model_name]
-    plain = workloads.compile_model(ks.sparsify(workloads.build(model_name), SPARSITY, seed=0))
-    capturing = workloads.compile_model(ks.sparsify(workloads.build(model_name), SPARSITY, seed=0))
-    capturing.request_dense_gradients(when=lambda step: (step + 1) % delta_t == 0)
+    def model(capture):
+        built = workloads.compile_model(ks.sparsify(workloads.build(model_name), SPARSITY, seed=0))
+        if capture:
+            built.request_dense_gradients(when=lambda step: (step + 1) % delta_t == 0)
+        return workloads.stepper(built, dataset, steps)
+
+    # A second model without capture is the A/A control: two identical
+    # models in one process differ by this much.
     times = harness.interleaved({
-        "without capture": workloads.stepper(plain, dataset, steps),
-        "with capture": workloads.stepper(capturing, dataset, steps),
+        "without capture": model(False), "with capture": model(True),
+        "without capture, again": model(False),
     }, repeats=settings.pick(15, 5, 2))
     step = {kind: harness.summary(f"{model_name}/sparse step {kind} (no callback)", samples,
                                   "ms/step", scale=1000.0 / steps)
@@ -167,9 +177,10 @@ def _capture_cost(model_name, settings, delta_t):
     return list(step.values()), harness.ratio(
         f"{model_name}: step with / without dense-gradient capture", step["with capture"],
         step["without capture"], paired=(times["with capture"], times["without capture"]),
+        control=(times["without capture, again"], times["without capture"]),
         description="profile: SparseModel.train_step with request_dense_gradients(when=every "
-                    f"{delta_t} steps) over without, same process"), {
-        kind: m["median"] for kind, m in step.items()}
+                    f"{delta_t} steps) over without, same process (A/A: a second model "
+                    "without)"), {kind: m["median"] for kind, m in step.items()}
 
 
 def _one_update(callback, step):
