@@ -16,10 +16,8 @@ executor.execute([{"name": "sgd"}, {"name": "adam"}], [0, 1], train,
 ```
 """
 
-import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 from keras_sparse.analysis import sweep
@@ -102,26 +100,8 @@ def execute(cells, seeds, run_cell, where, *, headline=None, log=print, commit=N
     runs = plan(cells, seeds, where)
     if commit is not None:
         log = git_committer(commit, log)
-    todo = [r for r in runs if not (resume and r[3])]
-    if len(todo) < len(runs):
-        log(f"{len(runs) - len(todo)} of {len(runs)} runs already done in "
-            f"{_common_root(runs)}; skipped.")
-    durations = []
-    for k, (cell, seed, directory, _) in enumerate(todo, start=len(runs) - len(todo) + 1):
-        start = time.perf_counter()
-        result = run_cell(cell, seed)
-        if not isinstance(result, dict):
-            raise ValueError(f"`run_cell` must return a dict; got {type(result).__name__} "
-                             f"for cell {cell['name']!r} seed {seed}.")
-        sweep.write_json(directory / SUMMARY, result)
-        durations.append(time.perf_counter() - start)
-        eta = sum(durations) / len(durations) * (len(runs) - k)
-        shown = sweep.headline_text(result, headline)
-        log(f"[{k}/{len(runs)}] {cell['name']} seed={seed}{shown}  "
-            f"{durations[-1]:.0f}s  ETA {sweep.clock_text(eta)}")
-    return [{"cell": cell, "seed": seed,
-             "result": json.loads((directory / SUMMARY).read_text())}
-            for cell, seed, directory, _ in runs]
+    return sweep.run_grid(cells, seeds, run_cell, _common_root(runs), headline=headline,
+                          log=log, where=where, resume=resume)
 
 
 def git_committer(out, log=print):

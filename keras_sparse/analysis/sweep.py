@@ -87,7 +87,8 @@ def headline_text(result, headline):
     return f" {headline}={shown}"
 
 
-def run_grid(cells, seeds, run_cell, out_dir, *, headline=None, log=print):
+def run_grid(cells, seeds, run_cell, out_dir, *, headline=None, log=print, where=None,
+             resume=True):
     """Runs `run_cell(cell, seed)` for every cell and seed not done yet.
 
     Runs go cell by cell, seeds inner. A run is done when its
@@ -106,6 +107,9 @@ def run_grid(cells, seeds, run_cell, out_dir, *, headline=None, log=print):
         headline: key of the result shown in the progress line (dots reach
             into nested dicts, e.g. "final.val_accuracy"), or None.
         log: function called with each progress line (default `print`).
+        where: `where(cell_name, seed) -> directory` of one run; default
+            `run_dir(out_dir, cell_name, seed)`.
+        resume: skip finished runs (False: run them again, replacing them).
 
     Returns:
         A list of `{"cell", "seed", "result"}` for every cell and seed, in
@@ -126,25 +130,28 @@ def run_grid(cells, seeds, run_cell, out_dir, *, headline=None, log=print):
     if not callable(run_cell):
         raise TypeError(f"`run_cell` must be callable; got {run_cell!r}.")
     out_dir = Path(out_dir)
-    runs = [(cell, seed) for cell in cells for seed in seeds]
-    todo = [(c, s) for c, s in runs if not (run_dir(out_dir, c["name"], s) / SUMMARY).exists()]
+    if where is None:
+        def where(name, seed):
+            return run_dir(out_dir, name, seed)
+    runs = [(cell, seed, Path(where(cell["name"], seed)) / SUMMARY)
+            for cell in cells for seed in seeds]
+    todo = [run for run in runs if not (resume and run[2].exists())]
     if len(todo) < len(runs):
         log(f"{len(runs) - len(todo)} of {len(runs)} runs already done in {out_dir}; skipped.")
     durations = []
-    for k, (cell, seed) in enumerate(todo, start=len(runs) - len(todo) + 1):
+    for k, (cell, seed, summary) in enumerate(todo, start=len(runs) - len(todo) + 1):
         start = time.perf_counter()
         result = run_cell(cell, seed)
         if not isinstance(result, dict):
             raise ValueError(f"`run_cell` must return a dict; got {type(result).__name__} "
                              f"for cell {cell['name']!r} seed {seed}.")
-        write_json(run_dir(out_dir, cell["name"], seed) / SUMMARY, result)
+        write_json(summary, result)
         durations.append(time.perf_counter() - start)
         eta = sum(durations) / len(durations) * (len(runs) - k)
         log(f"[{k}/{len(runs)}] {cell['name']} seed={seed}{headline_text(result, headline)}  "
             f"{durations[-1]:.0f}s  ETA {clock_text(eta)}")
-    return [{"cell": c, "seed": s,
-             "result": json.loads((run_dir(out_dir, c["name"], s) / SUMMARY).read_text())}
-            for c, s in runs]
+    return [{"cell": cell, "seed": seed, "result": json.loads(summary.read_text())}
+            for cell, seed, summary in runs]
 
 
 def load_results(out_dir):
