@@ -159,6 +159,7 @@ def _capture_cost(model_name, settings, delta_t):
     x, y, _ = workloads.arrays(workloads.MODELS[model_name], 8 * batch_size)
     dataset = workloads.batches(x, y, batch_size)
     steps = {"lenet_300_100": settings.pick(250, 100, 3), "resnet20": 4}[model_name]
+
     def model(capture):
         built = workloads.compile_model(ks.sparsify(workloads.build(model_name), SPARSITY, seed=0))
         if capture:
