@@ -241,3 +241,4 @@ def test_get_entries_reads_the_smallest_bound_holding_the_positions():
               for count in (0, 1024, 1025, 3072, 3073, 4096, 4097)]
     assert chosen == [0, 0, 1, 2, 3, 3, 4]  # 4: beyond the capacity, TensorFlow's gather
     assert inplace.read_bounds(1024) == [1024]
+    assert inplace.read_bounds(600) == [600] and inplace.read_bounds(0) == [0]  # never above

@@ -81,8 +81,11 @@ def get_entries(tensor, positions, capacity=None):
 
 
 def read_bounds(capacity):
-    """The static lengths `get_entries` may pad to under `capacity`, ascending."""
-    return sorted({max(MIN_CAPACITY, capacity * part // 4) for part in (1, 2, 3, 4)})
+    """The static lengths `get_entries` may pad to under `capacity`, ascending
+    (quarters of it, none below `MIN_CAPACITY` or above `capacity`: the
+    padding reads index 0, so a tensor of `capacity` entries may be empty)."""
+    return sorted({min(capacity, max(MIN_CAPACITY, capacity * part // 4))
+                   for part in (1, 2, 3, 4)})
 
 
 def _branch(count, bounds):
