@@ -65,6 +65,10 @@ def topk_mask(scores, num_active):
 # there; above it the radix select wins (about 3x at 235,200 weights).
 RADIX_MIN_SIZE = 1 << 16
 _BINS = 1 << 16
+# A selection of at most this share of a tensor (a round's drop or growth)
+# first reads a threshold off a sample of `_SAMPLE` scores.
+_FEW = 8
+_SAMPLE = 1 << 14
 
 
 def largest_mask(scores, num_active):
@@ -74,10 +78,18 @@ def largest_mask(scores, num_active):
     ones, at the largest scores, ties to the lower flat index; -0.0 equals
     0.0), but for tensors of `RADIX_MIN_SIZE` entries or more it avoids
     `top_k`, whose CPU kernel sorts when `num_active` is a large share of
-    the tensor (gradual pruning keeps 10-100% of each layer): it finds the
-    `num_active`-th largest value with a two-pass radix select on the
-    float bits (two 65,536-bin histograms), then keeps everything above it
-    and the lowest-index ties. Works in graph mode.
+    the tensor (gradual pruning keeps 10-100% of each layer):
+
+    - for a few (at most 1/8 of the entries, as a drop-and-grow round
+      picks), a threshold is read off a fixed sample of the scores, set so
+      that a little more than `num_active` entries score above it; the
+      surplus among those candidates is removed by one small `top_k`;
+    - otherwise, or when the sample misjudged, it finds the
+      `num_active`-th largest value with a two-pass radix select on the
+      float bits (two 65,536-bin histograms), then keeps everything above
+      it and the lowest-index ties.
+
+    Works in graph mode.
 
     Args:
         scores: a float tensor of any shape, without NaN (checked by the
@@ -97,11 +109,58 @@ def largest_mask(scores, num_active):
     if size is not None and size < RADIX_MIN_SIZE:
         return topk_mask(scores, num_active)
     flat = tf.reshape(tf.cast(scores, tf.float32), [-1])
+    num_active = tf.cast(num_active, tf.int32)
+    if size is None:
+        keep = _largest_radix(flat, num_active)
+    else:
+        keep = tf.cond(num_active * _FEW <= size,
+                       lambda: _largest_sampled(flat, num_active),
+                       lambda: _largest_radix(flat, num_active))
+    return tf.reshape(keep, tf.shape(scores))
+
+
+def _sample_positions(size):
+    """A fixed random sample of flat positions, ascending (memory is read in order)."""
+    rng = np.random.default_rng(size)
+    return np.sort(rng.choice(size, min(_SAMPLE, size), replace=False)).astype(np.int32)
+
+
+def _largest_sampled(flat, num_active):
+    """`largest_mask` of a few: candidates above a sampled threshold (graph code)."""
+    size = flat.shape.num_elements()
+    at = _sample_positions(size)
+    sample = tf.gather(flat, at)
+    # How many of the sample rank among the `num_active` largest, plus a
+    # margin of three standard deviations and 5%: short only by bad luck.
+    expected = tf.cast(num_active, tf.float32) * (len(at) / size)
+    rank = tf.cast(tf.math.ceil(1.05 * expected + 3.0 * tf.sqrt(expected) + 8.0), tf.int32)
+    rank = tf.minimum(rank, len(at))
+    threshold = tf.reduce_min(tf.math.top_k(sample, rank, sorted=False).values)
+    candidates = tf.where(flat > threshold)[:, 0]
+    surplus = tf.size(candidates) - num_active
+
+    def pick():
+        # The last `surplus` candidates in the dense ranking: the lowest
+        # scores, of equal ones the higher index (reversed, the lower).
+        values = tf.gather(flat, candidates)
+        _, last = tf.math.top_k(tf.reverse(-values, [0]), surplus, sorted=False)
+        last = tf.size(candidates) - 1 - last
+        keep = tf.tensor_scatter_nd_update(
+            tf.ones_like(values), last[:, None], tf.zeros_like(last, tf.float32))
+        return tf.scatter_nd(candidates[:, None], keep, tf.shape(flat, out_type=tf.int64))
+
+    # Too few above the threshold (the sample misjudged, or ties at it), or
+    # so many that the small top_k would not be small: the radix select.
+    fits = (surplus >= 0) & (surplus <= tf.maximum(num_active, 1024))
+    return tf.cond(fits, pick, lambda: _largest_radix(flat, num_active))
+
+
+def _largest_radix(flat, num_active):
+    """`largest_mask` by a radix select on the float bits (graph code)."""
     bits = tf.bitcast(flat, tf.int32)
     # An int32 key in the floats' order: -|bits| for negatives, so that
     # -0.0 and 0.0 (equal for top_k) share the key 0.
     key = tf.where(bits < 0, tf.int32.min - bits, bits)
-    num_active = tf.cast(num_active, tf.int32)
 
     # The highest bin b of `counts` with (entries in bins >= b) + offset >=
     # num_active, and (entries in bins > b) + offset. In two levels of 256:
@@ -137,7 +196,7 @@ def largest_mask(scores, num_active):
         return tf.where(ties, rank <= wanted, key > threshold)
 
     keep = tf.cond(tf.equal(wanted, low_counts[last]), lambda: key >= threshold, split_ties)
-    return tf.reshape(tf.cast(keep, tf.float32), tf.shape(scores))
+    return tf.cast(keep, tf.float32)
 
 
 def lowest_mask(scores, count):

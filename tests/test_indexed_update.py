@@ -211,6 +211,13 @@ def test_set_entries_pads_and_applies_edits_in_order():
     expected[5] = 3.0
     np.testing.assert_array_equal(variable.numpy().ravel(), expected)
     np.testing.assert_array_equal(other.numpy(), np.ones([2, 2]))  # index 5 is past its end
+    # Each variable is edited by its own launch: one named twice, in graph
+    # code, still takes its edits in order.
+    edits = [(variable, [(second, 4.0)]), (other, [(first[:1], 5.0)]),
+             (variable, [(second, 6.0, "add")])]
+    twice = tf.function(lambda: inplace.set_entries(edits, inplace.capacity_for(3)))
+    twice()
+    assert variable.numpy().ravel()[5] == 10.0 and other.numpy().ravel()[1] == 5.0
     assert inplace.capacity_for(0) == 1024 and inplace.capacity_for(1024) == 2048
 
 

@@ -169,6 +169,9 @@ def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, u
         free, free_scores = tf.boolean_mask(free, above), tf.boolean_mask(free_scores, above)
     grow_finite = tf.reduce_all(kinds < _NONFINITE)
     n_active = tf.size(active, tf.int64)
+    # Read while the pass above runs: the union after the round is this
+    # plus what the round adds to it.
+    ever_before = tf.cast(tf.reduce_sum(tf.convert_to_tensor(union)), tf.int64)
 
     def indexed():
         drop_score = tf.cast(drop.score_at(drop_up, active), tf.float32)
@@ -215,7 +218,7 @@ def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, u
             regrown=regrown,
             changed=n_drop - tf.reduce_sum(tf.cast(back, tf.int64)),
             active=n_active,
-            ever=tf.cast(tf.reduce_sum(tf.convert_to_tensor(union)), tf.int64),
+            ever=ever_before + tf.size(kept_new, tf.int64) + n_drop - regrown,
             finite=finite,
         )
 

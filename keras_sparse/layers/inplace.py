@@ -94,19 +94,19 @@ def _branch(count, bounds):
 
 
 @tf.function(jit_compile=True)
-def _set(handles, plan, indices):
-    # `handles`: the variables' resources (inputs, so no variable is
-    # captured); `plan`: per variable `(dtype, shape, ((source, value),
-    # ...))`, plain Python that keys the trace; `indices`: [sources,
-    # capacity] flat positions, padded with an index past every variable
-    # (XLA skips those updates). One launch edits every variable in place.
-    for handle, (dtype, shape, edits) in zip(handles, plan):
-        flat = tf.reshape(tf.raw_ops.ReadVariableOp(resource=handle, dtype=dtype), [-1])
-        for source, value, how in edits:
-            fill = tf.fill(tf.shape(indices[source]), tf.constant(value, dtype))
-            scatter = tf.tensor_scatter_nd_add if how == "add" else tf.tensor_scatter_nd_update
-            flat = scatter(flat, indices[source][:, None], fill)
-        tf.raw_ops.AssignVariableOp(resource=handle, value=tf.reshape(flat, shape))
+def _set(handle, plan, indices):
+    # `handle`: the variable's resource (an input, so no variable is
+    # captured); `plan`: `(dtype, shape, ((source, value, how), ...))`,
+    # plain Python that keys the trace; `indices`: [sources, capacity] flat
+    # positions, padded with an index past every variable (XLA skips those
+    # updates).
+    dtype, shape, edits = plan
+    flat = tf.reshape(tf.raw_ops.ReadVariableOp(resource=handle, dtype=dtype), [-1])
+    for source, value, how in edits:
+        fill = tf.fill(tf.shape(indices[source]), tf.constant(value, dtype))
+        scatter = tf.tensor_scatter_nd_add if how == "add" else tf.tensor_scatter_nd_update
+        flat = scatter(flat, indices[source][:, None], fill)
+    tf.raw_ops.AssignVariableOp(resource=handle, value=tf.reshape(flat, shape))
 
 
 def set_entries(assignments, capacity):
@@ -150,4 +150,8 @@ def set_entries(assignments, capacity):
         raise ValueError("set_entries: the variables are not distributed alike.")
     for components in zip(*parts):
         with tf.device(components[0].device):
-            _set([c.handle for c in components], tuple(plan), padded)
+            # One launch per variable: XLA's scatter runs on one thread, and
+            # TensorFlow runs independent launches side by side (RigL's round
+            # on 4096x4096 took 0.78x as long as with one launch for all).
+            for component, edits in zip(components, plan):
+                _set(component.handle, edits, padded)

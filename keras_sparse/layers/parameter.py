@@ -261,10 +261,11 @@ class SparseParameter:
         dropped, ...)` while the weight is in the state every mask
         operation and train step leaves it in (inactive weights 0.0, their
         slots fresh): only the named entries of the variable, the mask and
-        each slot are written, in one compiled call, so the cost follows
-        the number changed, not the layer's size. Dropped weights and their
-        slots become 0 (slots: their fresh value); grown ones `grow_init`
-        with fresh slots (also where a weight is both dropped and grown).
+        each slot are written (one compiled call per variable), so the cost
+        follows the number changed, not the layer's size. Dropped weights
+        and their slots become 0 (slots: their fresh value); grown ones
+        `grow_init` with fresh slots (also where a weight is both dropped
+        and grown).
 
         Args:
             dropped, grown: int64 vectors of flat positions; `dropped`
