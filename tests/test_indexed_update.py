@@ -249,3 +249,27 @@ def test_get_entries_reads_the_smallest_bound_holding_the_positions():
     assert chosen == [0, 0, 1, 2, 3, 3, 4]  # 4: beyond the capacity, TensorFlow's gather
     assert inplace.read_bounds(1024) == [1024]
     assert inplace.read_bounds(600) == [600] and inplace.read_bounds(0) == [0]  # never above
+
+
+@pytest.mark.parametrize("count", [0, 1, 70_000, 131_072, 200_000])
+def test_reads_in_halves_equal_one_read(count, monkeypatch):
+    # A long read traced inside `reads_in_halves` is two compiled launches.
+    monkeypatch.setattr(inplace, "HALVES_MIN", 1 << 16)
+    values = tf.Variable(np.random.default_rng(2).standard_normal(300_000).astype(np.float32))
+    positions = tf.constant(np.sort(np.random.default_rng(3).integers(0, 300_000, count)), tf.int64)
+    capacity = inplace.capacity_for(200_000)
+
+    @tf.function
+    def read(positions):
+        with inplace.reads_in_halves():
+            return inplace.get_entries(values, positions, capacity)
+
+    np.testing.assert_array_equal(read(positions).numpy(), tf.gather(values, positions).numpy())
+    traced = read.get_concrete_function(tf.TensorSpec([None], tf.int64)).graph
+    # Per bound of 64k positions or more, two launches of the compiled gather.
+    calls = [n for f in traced.as_graph_def().library.function for n in f.node_def
+             if n.op in ("StatefulPartitionedCall", "PartitionedCall")
+             and n.attr["f"].func.name.startswith("__inference__get")]
+    halved = [b for b in inplace.read_bounds(capacity) if b >= inplace.HALVES_MIN]
+    assert len(calls) == len(inplace.read_bounds(capacity)) + len(halved)
+    assert not inplace._halves[-1]  # the context is left

@@ -25,6 +25,7 @@ slots fresh. `DropGrowUpdate` uses it for unstructured weights of at least
 `MIN_SIZE` positions, without a redistribution, outside `compute="sparse"`.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -83,16 +84,22 @@ _BELOW, _ACTIVE, _ABOVE, _NONFINITE, _NONFINITE_ACTIVE = range(_CODES)
 _PIECES = 4
 
 
-def _classify(mask, score, threshold):
-    """The code of every position, in `_PIECES` flat chunks when they divide
-    the weight (graph code; one fused pass inside XLA)."""
+def _classify(mask, score, threshold, piece=None):
+    """The code of every position (graph code; one fused pass inside XLA):
+    all of them, or the `piece`-th of `_PIECES` flat chunks."""
+    if piece is not None:
+        step = mask.shape.num_elements() // _PIECES
+        mask, score = mask[piece * step:(piece + 1) * step], score[piece * step:(piece + 1) * step]
     active = mask > 0
     kind = tf.where(active, _ACTIVE, tf.where(score > threshold, _ABOVE, _BELOW))
     kind = tf.where(tf.math.is_finite(score), kind,
                     tf.where(active, _NONFINITE_ACTIVE, _NONFINITE))
-    kind = tf.cast(kind, tf.int8)
-    size = mask.shape.num_elements()
-    return tuple(tf.split(kind, _PIECES)) if size % _PIECES == 0 else (kind,)
+    return tf.cast(kind, tf.int8)
+
+
+def _pieces(size):
+    """The chunks a pass is made in: `_PIECES` when they divide the weight."""
+    return [None] if size % _PIECES else list(range(_PIECES))
 
 
 def _nonzero(chunks, capacity):
@@ -126,6 +133,14 @@ def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, u
     Returns:
         The per-layer statistics of `DropGrowUpdate`.
     """
+    # Nothing runs beside the round's long reads: each is two launches.
+    with inplace.reads_in_halves():
+        return _round(weight, drop, grow, updates, fraction, grow_init, optimizer, union,
+                      capacity, dense_round)
+
+
+def _round(weight, drop, grow, updates, fraction, grow_init, optimizer, union, capacity,
+           dense_round):
     size = weight.size
     mask = tf.cast(tf.convert_to_tensor(weight.mask), tf.float32)
     drop_up, grow_up = updates(mask)
@@ -144,18 +159,22 @@ def indexed_round(weight, drop, grow, updates, fraction, grow_init, optimizer, u
         # so the pass keeps a margin below the threshold and the positions it
         # finds are re-scored (exactly) below.
         margin = 1e-3 if grow.fusion == "close" else 0.0
-        classify = tf.function(
-            lambda t: _classify(flat_mask, flat_grow_score(), t - margin * tf.abs(t)),
-            jit_compile=True)
+
+        def classify(t, piece):
+            return _classify(flat_mask, flat_grow_score(), t - margin * tf.abs(t), piece)
     else:
         flat_grow = flat_grow_score()
 
         def grow_at(positions):
             return inplace.get_entries(flat_grow, positions, grow_up.capacity)
 
-        classify = tf.function(lambda t: _classify(flat_mask, flat_grow, t), jit_compile=True)
+        def classify(t, piece):
+            return _classify(flat_mask, flat_grow, t, piece)
     threshold = _threshold(grow_at, flat_mask, fraction)
-    chunks = classify(threshold)
+    # One compiled launch per chunk: XLA runs a launch on one thread,
+    # TensorFlow runs independent launches side by side.
+    chunks = [tf.function(functools.partial(classify, piece=piece), jit_compile=True)(threshold)
+              for piece in _pieces(size)]
     positions, kinds = _nonzero(chunks, capacity)
     # One pass splits them by code, each part in order (two boolean masks
     # took twice as long). Active positions with a non-finite score come
