@@ -113,7 +113,7 @@ def largest_mask(scores, num_active):
     if size is None:
         keep = _largest_radix(flat, num_active)
     else:
-        keep = tf.cond(num_active * _FEW <= size,
+        keep = tf.cond(tf.cast(num_active, tf.int64) * _FEW <= size,  # no int32 overflow
                        lambda: _largest_sampled(flat, num_active),
                        lambda: _largest_radix(flat, num_active))
     return tf.reshape(keep, tf.shape(scores))
