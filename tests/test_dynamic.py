@@ -384,6 +384,23 @@ def test_regrown_and_grown_ever_are_logged_in_fit():
     assert history.history["dst/grown_ever"][-1] == ever - active
 
 
+def test_union_pass_adds_new_masks_and_counts_every_layer():
+    model = small_model()
+    cb = ks.callbacks.RigL(delta_t=2)
+    fit(model, [cb], epochs=1)
+    unions = [keras.ops.convert_to_numpy(mw.state("itop")) for mw in model.masked_weights]
+    # Masks set from outside (a new random mask): the pass must add them.
+    ks.pruning.random(model, 0.7, seed=5)
+    masks = masks_of(model)
+    ever, active = cb.update.union(model)
+    expected = [np.maximum(u, m) for u, m in zip(unions, masks)]
+    for mw, want in zip(model.masked_weights, expected):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(mw.state("itop")), want)
+    assert ever == sum(float(e.sum()) for e in expected) > sum(float(u.sum()) for u in unions)
+    assert active == sum(float(m.sum()) for m in masks)
+    assert cb.update.union(model) == (ever, active)  # a second pass changes nothing
+
+
 def _bonus(rule, step, round_, gradient):
     model = small_model(sparsity=0.5)
     rule.build(model)

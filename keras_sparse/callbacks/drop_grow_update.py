@@ -73,6 +73,7 @@ class DropGrowUpdate:
         self.drop, self.grow, self.redistribution = drop, grow, redistribution
         self.grow_init, self.seed = grow_init, seed
         self._fn, self._key, self._capacities = None, None, {}
+        self._union_fn = self._union_key = None
         self._redistribute = redistribution
 
     def build(self, model):
@@ -84,6 +85,7 @@ class DropGrowUpdate:
         self.grow.build(model)
         self._check_structures(model.masked_weights)
         self._fn = self._key = None  # retrace: the state was just added
+        self._union_fn = self._union_key = None
 
     def _check_structures(self, weights):
         """Refuses a redistribution it cannot do in whole units."""
@@ -105,13 +107,13 @@ class DropGrowUpdate:
     def union(self, model):
         """Adds the current masks to the union; returns `(ever, active)` counts."""
         weights = model.masked_weights
+        key = (id(model), tuple(id(mw.mask) for mw in weights))
+        if self._union_key != key:
+            self._union_fn = tf.function(functools.partial(_add_to_union, weights))
+            self._union_key = key
         with model.distribute_strategy.scope():
-            for mw in weights:
-                union = mw.state(ITOP)
-                union.assign(tf.maximum(union, tf.cast(mw.mask, union.dtype)))
-        ever = sum(float(tf.reduce_sum(mw.state(ITOP))) for mw in weights)
-        active = sum(float(tf.reduce_sum(tf.cast(mw.mask, tf.float32))) for mw in weights)
-        return ever, active
+            ever, active = self._union_fn()
+        return float(ever), float(active)
 
     def __call__(self, model, step, fraction, rounds, gradients):
         """Runs the update; returns `({stat: per-layer numpy vector}, ms)`.
@@ -268,3 +270,25 @@ class DropGrowUpdate:
             ever=tf.cast(tf.reduce_sum(tf.convert_to_tensor(union)), tf.int64),
             finite=finite,
         )
+
+
+def _add_to_union(weights):
+    """Adds each weight's mask to its ever-active union (graph code); returns
+    the `(ever, active)` counts summed over `weights`."""
+    ever, active = [], []
+    for mw in weights:
+        union = mw.state(ITOP)
+        before = tf.convert_to_tensor(union)
+        mask = tf.cast(tf.convert_to_tensor(mw.mask), before.dtype)
+
+        def add(union=union, before=before, mask=mask):
+            new = tf.maximum(before, mask)
+            union.assign(new)
+            return new
+
+        # Every round adds what it grows to the union, so it usually holds
+        # the mask already: then the pass only reads.
+        after = tf.cond(tf.reduce_any(mask > before), add, lambda before=before: before)
+        ever.append(tf.reduce_sum(tf.cast(after, tf.float32)))
+        active.append(tf.reduce_sum(tf.cast(mask, tf.float32)))
+    return tf.add_n(ever), tf.add_n(active)
