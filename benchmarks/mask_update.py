@@ -212,7 +212,8 @@ def _per_layer_size(settings, delta_t):
         sizes[f"{width}x{width}"] = width * width
     times = harness.interleaved(candidates, repeats=repeats)
     return [
-        harness.summary(f"one RigL update, SparseDense {name} ({sizes[name]:,} weights)",
+        harness.summary(f"one RigL update, SparseDense {name} at {SPARSITY:.0%} "
+                        f"({sizes[name]:,} weights)",
                         samples, "ms", scale=1000.0)
         for name, samples in times.items()
     ]
@@ -222,6 +223,8 @@ ROUND_SPARSITY = 0.98
 ROUND_FRACTION = 0.3  # the cosine schedule's drop fraction at its first update
 ROUND_BUDGET_MS = 50.0
 ROUND_METHODS = ("RigL", "SET", "DSTEE")
+# More rounds while a method's "/ 50 ms" row is unresolved: at most this long per method.
+ROUND_TIME_BOX_S = {"full": 120.0, "quick": 30.0, "tiny": 2.0}
 
 
 def _timed_round(callback):
@@ -238,7 +241,7 @@ def _indexed_vs_dense(settings):
 
     width = settings.pick(4096, 4096, 256)
     repeats = settings.pick(15, 7, 2)
-    measurements, comparisons = [], []
+    measurements, comparisons, resolved = [], [], {}
     for kind in ROUND_METHODS:
         candidates = {}
         for path in ("dense round", "indexed round"):
@@ -253,22 +256,20 @@ def _indexed_vs_dense(settings):
         candidates[FLOOR] = _timed_floor(callback)
         if kind == "SET":  # the floor of SET's update while it keeps its masks
             candidates.update(_timed_draws(width))
-        times = harness.interleaved(candidates, repeats=repeats)
         label = f"{kind} update, SparseDense {width}x{width} at {ROUND_SPARSITY:.0%}"
+        times, resolved[kind] = harness.resolve(
+            lambda n, warmup: harness.interleaved(candidates, repeats=n, warmup=warmup),
+            functools.partial(_round_status, label), repeats=repeats,
+            time_box_s=ROUND_TIME_BOX_S[settings.mode], max_rounds=repeats * 8)
         m = {path: harness.summary(f"{label}: {path}", samples, "ms", scale=1000.0)
              for path, samples in times.items()}
         measurements += list(m.values())
-        budget = [ROUND_BUDGET_MS / 1000.0] * len(times["indexed round"])
         comparisons += [
             harness.ratio(f"{label}: indexed / dense round", m["indexed round"], m["dense round"],
                           paired=(times["indexed round"], times["dense round"]),
                           description="profile: the same update, on indices vs over every "
                                       "position (same masks, bit for bit)"),
-            harness.ratio(f"{label}: indexed round / {ROUND_BUDGET_MS:.0f} ms", m["indexed round"],
-                          harness.value(f"{ROUND_BUDGET_MS:.0f} ms budget", ROUND_BUDGET_MS, "ms"),
-                          target=1.0, op="<=", paired=(times["indexed round"], budget),
-                          description=f"one update (drop fraction {ROUND_FRACTION}) within "
-                                      f"{ROUND_BUDGET_MS:.0f} ms"),
+            _within_budget(label, times["indexed round"], m["indexed round"]),
         ]
         comparisons.append(harness.ratio(
             f"{label}: indexed round / {FLOOR}", m["indexed round"], m[FLOOR],
@@ -290,7 +291,22 @@ def _indexed_vs_dense(settings):
                     description="profile: the same draw in plain ops compiled by XLA "
                                 "(benchmarks/philox_xla.py), so that it could fuse into "
                                 "the pass that reads it"))
-    return measurements, comparisons
+    return measurements, comparisons, resolved
+
+
+def _within_budget(label, samples, measured=None):
+    """The target row: the indexed round over the 50 ms budget, paired round by round."""
+    measured = measured or harness.summary(f"{label}: indexed round", samples, "ms", scale=1000.0)
+    return harness.ratio(
+        f"{label}: indexed round / {ROUND_BUDGET_MS:.0f} ms", measured,
+        harness.value(f"{ROUND_BUDGET_MS:.0f} ms budget", ROUND_BUDGET_MS, "ms"),
+        target=1.0, op="<=", paired=(samples, [ROUND_BUDGET_MS / 1000.0] * len(samples)),
+        description=f"one update (drop fraction {ROUND_FRACTION}) within {ROUND_BUDGET_MS:.0f} "
+                    "ms; more rounds while unresolved (see config: round_rounds)")
+
+
+def _round_status(label, times):
+    return [_within_budget(label, times["indexed round"])["status"]]
 
 
 FLOOR = "floor: reading its inputs once"
@@ -367,14 +383,16 @@ def run(settings):
         notes += n
         data.update(d)
     measurements += _per_layer_size(settings, delta_t)
-    round_measurements, round_comparisons = _indexed_vs_dense(settings)
+    round_measurements, round_comparisons, resolved = _indexed_vs_dense(settings)
     measurements += round_measurements
     comparisons += round_comparisons
     return dict(
         config=dict(delta_t=delta_t, sparsity=SPARSITY, distribution="erk",
                     optimizer=f"SGD {workloads.OPTIMIZER}", epochs=configs,
                     timing="one fit per side in its own process, alternated epoch by epoch; "
-                           "first epoch (tracing) excluded"),
+                           "first epoch (tracing) excluded",
+                    round_rounds={k: v["rounds"] for k, v in resolved.items()},
+                    round_resolution={k: v["stopped"] for k, v in resolved.items()}),
         data=data,
         measurements=measurements,
         comparisons=comparisons,
