@@ -151,6 +151,35 @@ def test_choose_prefers_dense_unless_a_sparse_kernel_is_clearly_faster():
         selection.choose({1: {"coo": 1.0}})
 
 
+def test_time_candidates_scores_against_a_reference_by_paired_ratios(monkeypatch):
+    # A fake clock: each call of a function advances it by that function's
+    # next scripted duration. Round by round, dense takes 1, 2, 3 and the
+    # sparse kernel 3, 0.5, 2.5: its per-round ratios are 3, 0.25, 0.83.
+    clock = {"now": 0.0}
+    script = {"dense": iter([1.0, 2.0, 3.0]), "coo": iter([3.0, 0.5, 2.5])}
+
+    def fn(name):
+        def call(x):
+            clock["now"] += next(script[name])
+            return x
+        return call
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter():
+            return clock["now"]
+
+    monkeypatch.setattr(selection, "time", FakeTime)
+    functions = {name: fn(name) for name in script}
+    paired = selection.time_candidates(functions, {1: np.zeros(1)}, rounds=3, calls=1, warmup=0,
+                                       reference="dense")[1]
+    assert paired["dense"] == pytest.approx(2.0)  # the reference keeps its median
+    assert paired["coo"] == pytest.approx(2.0 * (2.5 / 3.0))  # median ratio x dense median
+    script.update(dense=iter([1.0, 2.0, 3.0]), coo=iter([3.0, 0.5, 2.5]))
+    plain = selection.time_candidates(functions, {1: np.zeros(1)}, rounds=3, calls=1, warmup=0)[1]
+    assert plain == pytest.approx({"dense": 2.0, "coo": 2.5})
+
+
 def _mlp(units=(96, 48), sparsity=0.98, seed=0):
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((128,), name="pixels")

@@ -289,6 +289,7 @@ def _add_to_union(weights):
         # Every round adds what it grows to the union, so it usually holds
         # the mask already: then the pass only reads.
         after = tf.cond(tf.reduce_any(mask > before), add, lambda before=before: before)
-        ever.append(tf.reduce_sum(tf.cast(after, tf.float32)))
-        active.append(tf.reduce_sum(tf.cast(mask, tf.float32)))
+        # Summed across weights in float64: float32 counts stop being exact past 2**24.
+        ever.append(tf.cast(tf.reduce_sum(tf.cast(after, tf.float32)), tf.float64))
+        active.append(tf.cast(tf.reduce_sum(tf.cast(mask, tf.float32)), tf.float64))
     return tf.add_n(ever), tf.add_n(active)

@@ -1,7 +1,8 @@
 """Choosing a kernel per layer and batch size from timings taken at export.
 
 `time_candidates` times each candidate on this machine, side by side
-(rounds alternate the order, the median is kept); `choose` keeps a sparse
+(rounds alternate the order; against a reference, each candidate is scored
+by its median ratio to the reference in the same round); `choose` keeps a sparse
 kernel only where it beats dense by a margin; `regimes` turns the per-batch
 choices into batch-size ranges for the exported layer's dispatch.
 """
@@ -16,8 +17,9 @@ import numpy as np
 MARGIN = 0.9
 
 
-def time_candidates(functions, inputs, rounds=7, calls=None, warmup=2, round_seconds=0.01):
-    """Median seconds per call of each function, measured side by side.
+def time_candidates(functions, inputs, rounds=7, calls=None, warmup=2, round_seconds=0.01,
+                    reference=None):
+    """Seconds per call of each function, measured side by side.
 
     Args:
         functions: `{name: fn}`; `fn(x)` returns a tensor.
@@ -27,6 +29,12 @@ def time_candidates(functions, inputs, rounds=7, calls=None, warmup=2, round_sec
         calls: calls per round; None: enough for the first function to
             take about `round_seconds` per round (at least 3): short rounds
             of a fast layer would mostly measure scheduler noise.
+        reference: None (each function's median time), or the name of one
+            of `functions`: each function's time is then the reference's
+            median times the median of its per-round ratios to the
+            reference. Both sides of a ratio are timed back to back, so a
+            slow stretch of a shared machine moves both: the ratios are
+            steadier than the medians.
 
     Returns:
         `{batch: {name: seconds}}`.
@@ -54,7 +62,12 @@ def time_candidates(functions, inputs, rounds=7, calls=None, warmup=2, round_sec
                     np.asarray(functions[name](x))
                 if round_index >= warmup:
                     samples[name].append((time.perf_counter() - start) / n)
-        found[batch] = {name: float(np.median(s)) for name, s in samples.items()}
+        if reference is None:
+            found[batch] = {name: float(np.median(s)) for name, s in samples.items()}
+        else:
+            base = np.asarray(samples[reference])
+            found[batch] = {name: float(np.median(np.asarray(s) / base) * np.median(base))
+                            for name, s in samples.items()}
     return found
 
 

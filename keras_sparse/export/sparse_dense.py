@@ -107,7 +107,8 @@ def select_kernels(kernel, bias, activation, batch_sizes, allow_xla=False,
             usable[name] = fn
         except (tf.errors.OpError, ValueError, TypeError):
             continue
-    timings = selection.time_candidates(usable, inputs, rounds=rounds, calls=calls)
+    timings = selection.time_candidates(usable, inputs, rounds=rounds, calls=calls,
+                                        reference="dense" if "dense" in usable else None)
     chosen = selection.choose(timings, margin)
     found = selection.regimes(chosen)
     report = dict(timings_ms={b: {k: t * 1e3 for k, t in ts.items()} for b, ts in timings.items()},
@@ -118,7 +119,8 @@ def select_kernels(kernel, bias, activation, batch_sizes, allow_xla=False,
         composed = tf.function(lambda x, found=found: _dispatch(found, x, lambda k: kernels.apply(
             k, x, tensors, bias, activation, units)), input_signature=spec, autograph=False)
         checked = selection.time_candidates({"dense": usable["dense"], "chosen": composed},
-                                            inputs, rounds=rounds, calls=calls)
+                                            inputs, rounds=rounds, calls=calls,
+                                            reference="dense")
         report["checked_ms"] = {b: {k: t * 1e3 for k, t in ts.items()} for b, ts in checked.items()}
         slower = [b for b, ts in checked.items() if ts["chosen"] > ts["dense"] and chosen[b] != "dense"]
         if not slower:
@@ -195,7 +197,8 @@ def check_whole_model(dense_fn, sparse_fn, specs, batch_sizes, rounds=7, calls=N
     inputs = {int(b): [sample(spec, int(b)) for spec in specs] for b in batch_sizes}
     # `time_candidates` calls `fn(x)` and waits for one tensor of the result.
     flat = {name: (lambda xs, fn=fn: tf.nest.flatten(fn(*xs))[0]) for name, fn in traced.items()}
-    timings = selection.time_candidates(flat, inputs, rounds=rounds, calls=calls)
+    timings = selection.time_candidates(flat, inputs, rounds=rounds, calls=calls,
+                                        reference="dense")
     return {b: {k: t * 1e3 for k, t in ts.items()} for b, ts in timings.items()}
 
 
