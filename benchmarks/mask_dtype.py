@@ -31,21 +31,16 @@ DTYPES = ("float32", "bool", "uint8")
 
 def _step(kernel, mask, x, dtype):
     """One masked SGD step with the mask held as `dtype` (a `tf.function`)."""
-    if dtype == "bool":
-        def masked(t):
+    def masked(t, multiply):
+        if dtype == "bool":
             return tf.where(mask, t, 0.0)
-    else:
-        def masked(t):
-            m = mask if dtype == "float32" else tf.cast(mask, tf.float32)
-            return tf.math.multiply_no_nan(t, m)
+        return multiply(t, mask if dtype == "float32" else tf.cast(mask, tf.float32))
 
     @tf.function
     def step():
         with tf.GradientTape() as tape:
-            weight = tf.where(mask, kernel, 0.0) if dtype == "bool" else (
-                kernel * (mask if dtype == "float32" else tf.cast(mask, tf.float32)))
-            loss = tf.reduce_sum(tf.nn.relu(x @ weight))
-        kernel.assign_sub(1e-6 * masked(tape.gradient(loss, kernel)))
+            loss = tf.reduce_sum(tf.nn.relu(x @ masked(kernel, tf.multiply)))
+        kernel.assign_sub(1e-6 * masked(tape.gradient(loss, kernel), tf.math.multiply_no_nan))
         return loss
     return step
 
